@@ -1,0 +1,375 @@
+"""The ``llm-sidecar`` command.
+
+``llm-sidecar`` (or ``serve``) runs the stdio server an editor spawns; the
+other subcommands manage the same store from a terminal. Each command is a
+small function; modules are imported inside them so that ``serve`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sidecar import __version__
+
+if TYPE_CHECKING:
+    from sidecar.keypool import KeyPool
+    from sidecar.rotation import ProviderStatus
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _keypool() -> KeyPool:
+    from sidecar.keypool import KeyPool
+    from sidecar.store import Store
+
+    return KeyPool(Store.default())
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"llm-sidecar: {message}", file=sys.stderr)
+    return code
+
+
+# -- serve ---------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from sidecar.logs import setup_logging
+    from sidecar.server import create_server
+
+    ls = create_server()
+    setup_logging(args.log_level, args.log_file, lambda: [c.secret for c in _known(ls.keypool)])
+    ls.start_io()
+    return 0
+
+
+def _known(keypool: KeyPool) -> list[Any]:
+    try:
+        return [c for p in keypool.providers() for c in keypool.credentials(p)]
+    except Exception:
+        return []
+
+
+# -- status --------------------------------------------------------------------
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def _print_status(status: ProviderStatus) -> None:
+    print(f"{status.provider}  {status.text}")
+    for i, c in enumerate(status.credentials, 1):
+        detail: str = c.state
+        if c.cooldown_until:
+            detail += f" until {_when(c.cooldown_until)}"
+        elif c.expires_at and c.state in ("expiring", "expired", "ok"):
+            detail += f" (expires {_when(c.expires_at)})"
+        if c.message and c.state in ("rejected", "coolingDown", "expired"):
+            detail += f": {c.message}"
+        print(f"  {i}. {c.fingerprint:<20} {c.kind:<8} {c.id:<32} {detail}")
+    if status.message:
+        print(f"  {status.message}")
+
+
+def check_exit_code(statuses: Sequence[ProviderStatus]) -> int:
+    """0 all well; 1 a credential expired, rejected or missing; 2 one expires within 24 h."""
+    if not statuses or any(s.size == 0 for s in statuses):
+        return 1
+    states = {c.state for s in statuses for c in s.credentials}
+    if states & {"expired", "rejected"}:
+        return 1
+    if "expiring" in states:
+        return 2
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sidecar import protocol
+
+    keypool = _keypool()
+    statuses = keypool.status_all([args.provider] if args.provider else None)
+    problems = keypool.store.read().problems + [
+        f"{p}: corrupt file set aside" for p in keypool.store.set_aside_files()
+    ]
+    problems += [
+        f"{path} is readable by others (mode {mode:o}): run `llm-sidecar doctor --fix`"
+        for path, mode, _ in keypool.store.permission_problems()
+    ]
+    if args.json:
+        result = protocol.StatusResult([protocol.provider_state(s) for s in statuses], problems)
+        print(json.dumps(protocol.to_wire(result), indent=2, ensure_ascii=False))
+    else:
+        if not statuses:
+            print("no credentials: add one with `llm-sidecar key add --provider anthropic`")
+        for status in statuses:
+            _print_status(status)
+        for problem in problems:
+            print(f"warning: {problem}")
+    return check_exit_code(statuses) if args.check else 0
+
+
+# -- key -----------------------------------------------------------------------
+
+
+def _read_secrets(prompt: str) -> list[str]:
+    """Secrets from stdin (one per line) or a no-echo prompt; never from argv."""
+    if sys.stdin.isatty():
+        return [getpass.getpass(prompt)]
+    return [line.strip() for line in sys.stdin if line.strip()]
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    keypool = _keypool()
+    provider = args.provider
+    if args.action == "add":
+        if args.login:
+            cred, added = keypool.add_login(provider)
+            print(f"{'added' if added else 'already pooled'}: {cred.fingerprint} ({cred.id})")
+        else:
+            secrets = _read_secrets(f"{provider} key (input hidden): ")
+            if not secrets:
+                return _fail("no key given on stdin")
+            for secret in secrets:
+                cred, added = keypool.add_key(provider, secret)
+                print(f"{'added' if added else 'already pooled'}: {cred.fingerprint} ({cred.id})")
+        _print_status(keypool.status(provider))
+    elif args.action == "list":
+        _print_status(keypool.status(provider))
+    elif args.action == "remove":
+        removed = keypool.remove(provider, fingerprint=args.fingerprint, index=args.index)
+        print(f"removed: {removed.fingerprint} ({removed.id})")
+        _print_status(keypool.status(provider))
+    elif args.action == "reset":
+        keypool.reset(provider)
+        _print_status(keypool.status(provider))
+    return 0
+
+
+# -- auth ----------------------------------------------------------------------
+
+
+TOKEN_PREFIXES = {"anthropic": "sk-ant-oat01-"}
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    from sidecar.credentials import Credential
+
+    keypool = _keypool()
+    provider = args.provider
+    if args.auth_command == "paste-token":
+        secrets = _read_secrets(f"{provider} token (input hidden): ")
+        if len(secrets) != 1:
+            return _fail("paste exactly one token")
+        token = secrets[0]
+        prefix = TOKEN_PREFIXES.get(provider)
+        if prefix and not token.startswith(prefix):
+            return _fail(f"that is not a {provider} setup token: they start with {prefix}")
+        if any(ch.isspace() for ch in token) or len(token) < 20:
+            return _fail("that does not look like a token")
+        expires = time.time() + args.expires_in_days * 86400 if args.expires_in_days else None
+        cred = Credential(
+            id=f"{provider}:{args.profile}",
+            provider=provider,
+            kind="token",
+            source="profile",
+            secret=token,
+            expires_at=expires,
+        )
+        with keypool.store.transaction() as data:
+            data.put_profile(cred)
+        print(f"saved {cred.fingerprint} as profile {cred.id}")
+        return 0
+    # auth order
+    with keypool.store.transaction() as data:
+        if args.order_action == "set":
+            known = {c.id for c in data.profiles(provider)} | {c.id for c in data.pool(provider)}
+            unknown = [i for i in args.ids if i not in known]
+            if unknown:
+                return _fail(f"unknown {provider} credential id(s): {', '.join(unknown)}")
+            data.set_order(provider, args.ids)
+        elif args.order_action == "clear":
+            data.clear_order(provider)
+        order = data.order(provider)
+    print("\n".join(order) if order else f"no explicit order for {provider}")
+    return 0
+
+
+# -- import --------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from sidecar import sources
+
+    store = _keypool().store
+    if args.source == "pi":
+        auth = Path(args.auth).expanduser()
+        rotation = Path(args.rotation).expanduser()
+        results = sources.import_pi(store, auth, rotation)
+    else:
+        results = sources.import_claude_code(store, Path(args.file).expanduser())
+        print(
+            "note: the sidecar refreshes this login when it expires; Claude Code's own copy of "
+            "the refresh token then stops working (refresh tokens are single-use). "
+            "`llm-sidecar login anthropic` gives the sidecar a login of its own."
+        )
+    for r in results:
+        print(f"{r.outcome}: {r.fingerprint} ({r.id})")
+    if not results:
+        print("nothing to import")
+    return 0
+
+
+# -- doctor --------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from sidecar.catalog import PROVIDERS
+    from sidecar.sources import env_credentials
+
+    keypool = _keypool()
+    store = keypool.store
+    bad = 0
+    print(f"home: {store.home}" + ("" if store.home.is_dir() else " (not created yet)"))
+    for path, mode, wanted in store.permission_problems():
+        if args.fix:
+            path.chmod(wanted)
+            print(f"fixed: {path} was mode {mode:o}, now {wanted:o}")
+        else:
+            bad += 1
+            print(f"problem: {path} is mode {mode:o}, should be {wanted:o} (run with --fix)")
+    for problem in store.read().problems:
+        bad += 1
+        print(f"problem: {problem}")
+    for path in store.set_aside_files():
+        bad += 1
+        print(f"problem: {path} is a corrupt file set aside; inspect it, then delete it")
+    for name in PROVIDERS:
+        for cred in env_credentials(name, keypool.env).credentials:
+            print(f"environment: {cred.id[4:]} = {cred.fingerprint} ({name})")
+    for status in keypool.status_all():
+        for c in status.credentials:
+            if c.state in ("expired", "rejected", "expiring"):
+                bad += c.state != "expiring"
+                print(f"{c.state}: {status.provider} {c.fingerprint} ({c.id}) {c.message or ''}")
+    print("all good" if not bad else f"{bad} problem(s)")
+    return 1 if bad else 0
+
+
+# -- parser --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sidecar.catalog import PROVIDERS
+
+    parser = argparse.ArgumentParser(
+        prog="llm-sidecar",
+        description="Holds LLM credentials, rotates keys on rate limits, streams to editors.",
+    )
+    parser.add_argument("--version", action="version", version=f"llm-sidecar {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def provider_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+        p.add_argument(
+            "--provider",
+            "-p",
+            choices=list(PROVIDERS),
+            required=required,
+            metavar="PROVIDER",
+        )
+
+    serve = sub.add_parser("serve", help="run the stdio JSON-RPC server (the default)")
+    serve.add_argument("--log-file", type=Path, help="log here instead of stderr")
+    serve.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    status = sub.add_parser("status", help="show every provider's credentials and rotation state")
+    provider_arg(status, required=False)
+    status.add_argument("--json", action="store_true", help="print the sidecar/status result")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a credential is expired or missing, 2 if one expires "
+        "within 24 h, 0 otherwise",
+    )
+    status.set_defaults(func=cmd_status)
+
+    key = sub.add_parser("key", help="manage the key pool")
+    key_sub = key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = key_sub.add_parser("add", help="add keys read from stdin (one per line) or a prompt")
+    add.add_argument("--login", action="store_true", help="add the current login instead of a key")
+    for name, help_text in (
+        ("list", "list the pool"),
+        ("remove", "remove a key by fingerprint, id or --index"),
+        ("reset", "back to the first key, cooldowns cleared"),
+    ):
+        key_sub.add_parser(name, help=help_text)
+    for p in key_sub.choices.values():
+        provider_arg(p)
+    key_sub.choices["remove"].add_argument("fingerprint", nargs="?")
+    key_sub.choices["remove"].add_argument("--index", type=int, help="1-based pool position")
+    key.set_defaults(func=cmd_key)
+
+    auth = sub.add_parser("auth", help="tokens and credential order")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True, metavar="ACTION")
+    paste = auth_sub.add_parser("paste-token", help="store a setup token read from stdin")
+    provider_arg(paste)
+    paste.add_argument("--profile", default="default", help="profile name (default: default)")
+    paste.add_argument("--expires-in-days", type=float, help="when the token expires")
+    order = auth_sub.add_parser("order", help="get, set or clear the explicit order")
+    order.add_argument("order_action", choices=["get", "set", "clear"])
+    provider_arg(order)
+    order.add_argument("ids", nargs="*", help="credential ids, first tried first")
+    auth.set_defaults(func=cmd_auth)
+
+    imp = sub.add_parser("import", help="copy credentials from pi or Claude Code (read-only)")
+    imp_sub = imp.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    pi = imp_sub.add_parser("pi", help="~/.pi/agent/auth.json and key-rotation.json")
+    pi.add_argument("--auth", default="~/.pi/agent/auth.json")
+    pi.add_argument("--rotation", default="~/.pi/agent/key-rotation.json")
+    cc = imp_sub.add_parser("claude-code", help="~/.claude/.credentials.json")
+    cc.add_argument("--file", default="~/.claude/.credentials.json")
+    imp.set_defaults(func=cmd_import)
+
+    doctor = sub.add_parser("doctor", help="check permissions, files, environment and expiries")
+    doctor.add_argument("--fix", action="store_true", help="fix file permissions")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("--log"):
+        # Editors run the bare command: skip building the full parser.
+        argv = ["serve", *argv]
+    args = build_parser().parse_args(argv)
+    if (
+        args.command == "key"
+        and args.action == "remove"
+        and ((args.fingerprint is None) == (args.index is None))
+    ):
+        return _fail("give a fingerprint (or id), or --index, of the key to remove", 2)
+    try:
+        func: Command = args.func
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
+    except Exception as exc:
+        from sidecar.errors import SidecarError
+
+        if isinstance(exc, SidecarError):
+            return _fail(exc.message)
+        raise

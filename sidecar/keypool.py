@@ -1,0 +1,201 @@
+"""The rotation pool of every provider, backed by the store.
+
+This is what the server, the engine and the CLI call. Each method is one
+short transaction on the store (or a lock-free read), applying the pure rules
+of :mod:`sidecar.rotation`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
+
+from sidecar import rotation
+from sidecar.catalog import PROVIDERS, get_provider
+from sidecar.classify import Failure
+from sidecar.credentials import Credential
+from sidecar.errors import InvalidParams
+from sidecar.rotation import Action, Choice, ProviderStatus
+from sidecar.sources import env_credentials, kind_of_secret, load_environment
+from sidecar.store import Store, StoreData
+
+__all__ = ["KeyPool"]
+
+Clock = Callable[[], float]
+
+
+class KeyPool:
+    def __init__(
+        self,
+        store: Store,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.store = store
+        self.env = load_environment(store.home, os.environ if environ is None else environ)
+        self.clock = clock
+
+    # -- reading ----------------------------------------------------------------
+
+    def credentials(self, provider: str, data: StoreData | None = None) -> list[Credential]:
+        """Every credential of ``provider`` in rotation order, rejected ones included."""
+        data = data or self.store.read()
+        env = env_credentials(provider, self.env)
+        if env.live_override:
+            return env.credentials
+        return rotation.order_credentials(
+            data.order(provider), data.pool(provider), data.profiles(provider), env.credentials
+        )
+
+    def pool(self, provider: str, data: StoreData | None = None) -> list[Credential]:
+        """The credentials rotation may use: all but the rejected ones."""
+        data = data or self.store.read()
+        return rotation.usable_pool(self.credentials(provider, data), data.provider_state(provider))
+
+    def providers(self, data: StoreData | None = None) -> list[str]:
+        """Providers that have any credential, stored or in the environment."""
+        data = data or self.store.read()
+        names = data.stored_providers()
+        names.update(p for p in PROVIDERS if env_credentials(p, self.env).credentials)
+        return [p for p in PROVIDERS if p in names]
+
+    def status(self, provider: str, data: StoreData | None = None) -> ProviderStatus:
+        data = data or self.store.read()
+        return rotation.provider_status(
+            provider,
+            self.credentials(provider, data),
+            data.provider_state(provider).copy(),
+            self.clock(),
+        )
+
+    def status_all(self, providers: Iterable[str] | None = None) -> list[ProviderStatus]:
+        data = self.store.read()
+        names = list(providers) if providers is not None else self.providers(data)
+        return [self.status(p, data) for p in names]
+
+    # -- rotation ---------------------------------------------------------------
+
+    def acquire(self, provider: str, skip: Iterable[str] = ()) -> Choice:
+        """The credential the next request goes out on.
+
+        Read without the lock first: only a rotation changes the state, and
+        only then is it written, inside a transaction that re-checks it.
+        """
+        get_provider(provider)
+        skip = tuple(skip)
+        data = self.store.read()
+        st = data.provider_state(provider)
+        before = (st.get("current"), st.get("rotated"))
+        choice = rotation.choose(provider, self.pool(provider, data), st, self.clock(), skip)
+        if (st.get("current"), st.get("rotated")) == before:
+            return choice
+        with self.store.transaction() as data:
+            st = data.provider_state(provider)
+            return rotation.choose(provider, self.pool(provider, data), st, self.clock(), skip)
+
+    def report_failure(self, cred: Credential, failure: Failure) -> Action:
+        """Record a failure of ``cred``; an invalid pooled key leaves the pool file."""
+        with self.store.transaction() as data:
+            st = data.provider_state(cred.provider)
+            pool = self.pool(cred.provider, data)
+            action = rotation.record_failure(pool, st, cred, failure, self.clock())
+            if action is Action.RETRY and cred.state_key in st.get("rejected", {}):
+                self._evict(data, cred)
+        return action
+
+    def reject(self, cred: Credential, message: str) -> None:
+        """Take ``cred`` out of rotation, e.g. a login whose refresh failed for good."""
+        with self.store.transaction() as data:
+            st = data.provider_state(cred.provider)
+            rotation.reject(self.pool(cred.provider, data), st, cred, message, self.clock())
+
+    def _evict(self, data: StoreData, cred: Credential) -> None:
+        # Pool entries are removed from the pool file; profiles and environment
+        # keys cannot be deleted behind the user's back, so they stay marked
+        # rejected in the state until `keyReset` or the user replaces them.
+        if cred.source == "pool":
+            data.remove_from_pool(cred.provider, cred.id)
+            data.provider_state(cred.provider).get("rejected", {}).pop(cred.state_key, None)
+
+    def report_success(self, cred: Credential) -> None:
+        with self.store.transaction() as data:
+            rotation.record_success(data.provider_state(cred.provider), cred, self.clock())
+
+    def reset(self, provider: str) -> None:
+        get_provider(provider)
+        with self.store.transaction() as data:
+            rotation.reset(data.provider_state(provider))
+
+    # -- managing the pool -------------------------------------------------------
+
+    def add_key(self, provider: str, secret: str) -> tuple[Credential, bool]:
+        """Add a key (or static token) to the pool: (the pooled credential, whether it is new)."""
+        get_provider(provider)
+        secret = secret.strip()
+        if not secret or any(ch.isspace() for ch in secret):
+            raise InvalidParams("key", "must be a non-empty string without spaces")
+        cred = Credential(
+            id="",
+            provider=provider,
+            kind=kind_of_secret(provider, secret),
+            source="pool",
+            secret=secret,
+        )
+        with self.store.transaction() as data:
+            return data.add_to_pool(cred)
+
+    def add_login(self, provider: str) -> tuple[Credential, bool]:
+        """Add the provider's current login or token profile to the pool.
+
+        The newest-expiring OAuth or token profile is the "current" login. An
+        OAuth login keeps its refresh token in the pool, so the pooled copy
+        stays usable; the profile is removed so the login is not in rotation twice.
+        """
+        get_provider(provider)
+        with self.store.transaction() as data:
+            logins = [c for c in data.profiles(provider) if c.kind in ("oauth", "token")]
+            if not logins:
+                raise InvalidParams(
+                    "key",
+                    f"no {provider} login to add: log in first, or pass the key to add",
+                )
+            login = max(logins, key=lambda c: c.expires_at or 0.0)
+            pooled, new = data.add_to_pool(attrs.evolve(login, label=login.label or login.id))
+            data.remove_profile(login.id)
+            return pooled, new
+
+    def remove(self, provider: str, *, fingerprint: str | None, index: int | None) -> Credential:
+        """Remove a stored credential by fingerprint, id or 1-based pool index."""
+        get_provider(provider)
+        with self.store.transaction() as data:
+            creds = self.credentials(provider, data)
+            if index is not None:
+                pool = self.pool(provider, data)
+                if not 1 <= index <= len(pool):
+                    raise InvalidParams("index", f"must be between 1 and {len(pool)}")
+                target = pool[index - 1]
+            else:
+                matches = [c for c in creds if fingerprint in (c.fingerprint, c.id)]
+                if not matches:
+                    raise InvalidParams("fingerprint", f"no {provider} credential {fingerprint!r}")
+                if len(matches) > 1:
+                    raise InvalidParams("fingerprint", "matches several credentials: use its id")
+                target = matches[0]
+            if target.source == "env":
+                raise InvalidParams(
+                    "fingerprint" if index is None else "index",
+                    f"{target.id} comes from the environment: unset the variable instead",
+                )
+            if target.source == "pool":
+                data.remove_from_pool(provider, target.id)
+            else:
+                data.remove_profile(target.id)
+            st = data.provider_state(provider)
+            for section in ("cooldowns", "rejected", "usage"):
+                st.get(section, {}).pop(target.state_key, None)
+            if st.get("current") == target.state_key:
+                st["current"] = None
+            return target

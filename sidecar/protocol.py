@@ -1,0 +1,275 @@
+"""The types of every custom message on the wire, and their JSON form.
+
+Params arrive as plain dicts and are structured here, strictly: a wrong type
+is an error naming the field (JSON-RPC -32602), never a silent coercion.
+Field names are camelCase on the wire and snake_case in Python; ``None``
+fields are left out. See docs/protocol.md for every method with examples.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from sidecar.errors import InvalidParams
+from sidecar.rotation import CredentialStatus, ProviderStatus
+
+__all__ = [
+    "CredentialInfo",
+    "KeyAddParams",
+    "KeyAddResult",
+    "KeyListParams",
+    "KeyListResult",
+    "KeyRemoveParams",
+    "KeyRemoveResult",
+    "KeyResetParams",
+    "ProviderParams",
+    "ProviderState",
+    "StatusNotification",
+    "StatusParams",
+    "StatusResult",
+    "credential_info",
+    "parse_params",
+    "provider_state",
+    "status_notification",
+    "to_wire",
+]
+
+T = TypeVar("T")
+
+
+# -- params --------------------------------------------------------------------
+
+
+@attrs.frozen
+class StatusParams:
+    provider: str | None = None
+
+
+@attrs.frozen
+class ProviderParams:
+    provider: str
+
+
+KeyListParams = ProviderParams
+KeyResetParams = ProviderParams
+
+
+@attrs.frozen
+class KeyAddParams:
+    provider: str
+    key: str | None = None
+
+
+@attrs.frozen
+class KeyRemoveParams:
+    provider: str
+    fingerprint: str | None = None
+    index: int | None = None
+
+
+# -- results and notifications -------------------------------------------------
+
+
+@attrs.frozen
+class CredentialInfo:
+    id: str
+    kind: str
+    source: str
+    fingerprint: str
+    state: str
+    expires_at: str | None = None
+    cooldown_until: str | None = None
+    message: str | None = None
+    label: str | None = None
+
+
+@attrs.frozen
+class ProviderState:
+    provider: str
+    kind: str
+    text: str
+    index: int
+    size: int
+    rotated: bool
+    credentials: list[CredentialInfo]
+    message: str | None = None
+
+
+@attrs.frozen
+class StatusResult:
+    providers: list[ProviderState]
+    problems: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class KeyAddResult:
+    credential: CredentialInfo
+    added: bool  # False: it was in the pool already
+    status: ProviderState
+
+
+@attrs.frozen
+class KeyListResult:
+    provider: str
+    credentials: list[CredentialInfo]
+
+
+@attrs.frozen
+class KeyRemoveResult:
+    removed: CredentialInfo
+    status: ProviderState
+
+
+@attrs.frozen
+class StatusNotification:
+    """``sidecar/didChangeStatus``: what a status bar shows."""
+
+    provider: str
+    kind: str
+    text: str
+    index: int
+    size: int
+    rotated: bool
+    message: str | None = None
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def credential_info(c: CredentialStatus) -> CredentialInfo:
+    return CredentialInfo(
+        id=c.id,
+        kind=c.kind,
+        source=c.source,
+        fingerprint=c.fingerprint,
+        state=c.state,
+        expires_at=_iso(c.expires_at),
+        cooldown_until=_iso(c.cooldown_until),
+        message=c.message,
+        label=c.label,
+    )
+
+
+def provider_state(s: ProviderStatus) -> ProviderState:
+    return ProviderState(
+        provider=s.provider,
+        kind=s.kind.value,
+        text=s.text,
+        index=s.index,
+        size=s.size,
+        rotated=s.rotated,
+        credentials=[credential_info(c) for c in s.credentials],
+        message=s.message,
+    )
+
+
+def status_notification(s: ProviderStatus) -> StatusNotification:
+    return StatusNotification(
+        s.provider, s.kind.value, s.text, s.index, s.size, s.rotated, s.message
+    )
+
+
+# -- the converter -------------------------------------------------------------
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _strict(kind: type, label: str) -> Any:
+    def hook(value: Any, _: type) -> Any:
+        # bool is an int in Python, but not on the wire.
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise TypeError(f"expected {label}, got {_json_type(value)}")
+        return value
+
+    return hook
+
+
+def _number(value: Any, _: type) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"expected a number, got {_json_type(value)}")
+    return float(value)
+
+
+def _json_type(value: Any) -> str:
+    return {
+        type(None): "null",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook(bool, _strict(bool, "a boolean"))
+    conv.register_structure_hook(float, _number)
+    conv.register_structure_hook(dict, _strict(dict, "an object"))
+    conv.register_structure_hook(list, _strict(list, "an array"))
+    conv.register_structure_hook(Any, lambda v, _: v)
+    conv.register_unstructure_hook(enum.Enum, lambda e: e.value)
+
+    def structure_factory(cls: type) -> Any:
+        overrides = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
+        return make_dict_structure_fn(cls, conv, _cattrs_detailed_validation=True, **overrides)  # type: ignore[arg-type]
+
+    def unstructure_factory(cls: type) -> Any:
+        overrides = {
+            a.name: override(rename=_camel(a.name), omit_if_default=a.default is None)
+            for a in attrs.fields(cls)
+        }
+        return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
+
+    conv.register_structure_hook_factory(attrs.has, structure_factory)
+    conv.register_unstructure_hook_factory(attrs.has, unstructure_factory)
+    return conv
+
+
+converter = _make_converter()
+
+
+def parse_params(cls: type[T], params: Any) -> T:
+    """Structure raw params into ``cls``; InvalidParams naming the first bad field."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise InvalidParams("params", f"expected an object, got {_json_type(params)}")
+    for a in attrs.fields(cls):  # type: ignore[arg-type]
+        wire = _camel(a.name)
+        if a.default is attrs.NOTHING and params.get(wire) is None:
+            raise InvalidParams(wire, "is required")
+    try:
+        return converter.structure(params, cls)
+    except cattrs.ClassValidationError as exc:
+        raise _first_problem(exc) from None
+
+
+def _first_problem(exc: cattrs.BaseValidationError, path: str = "") -> InvalidParams:
+    for sub in exc.exceptions:
+        notes = getattr(sub, "__notes__", [])
+        note = next((n for n in notes if hasattr(n, "name")), None)
+        name = _camel(str(getattr(note, "name", ""))) if note is not None else ""
+        here = f"{path}.{name}" if path and name else (name or path or "params")
+        if isinstance(sub, cattrs.BaseValidationError):
+            return _first_problem(sub, here)
+        return InvalidParams(here, str(sub))
+    return InvalidParams(path or "params", "is invalid")
+
+
+def to_wire(obj: Any) -> Any:
+    """The JSON-able form of a result or notification."""
+    return converter.unstructure(obj)

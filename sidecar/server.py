@@ -1,0 +1,206 @@
+"""The stdio JSON-RPC server: one short handler per ``sidecar/*`` method.
+
+Handlers parse their params (:mod:`sidecar.protocol`), call the key pool or
+the engine, and return the wire form of the result. Logic lives in those
+plain modules, not here. ``SidecarProtocol`` adds what pygls leaves out:
+an answer to malformed JSON (-32700) and to messages that are not JSON-RPC
+requests (-32600), so that a client never waits for a reply that will not come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, default_converter
+from pygls.protocol.language_server import LanguageServerProtocol
+
+from sidecar import __version__, protocol
+from sidecar.catalog import PROVIDERS
+from sidecar.errors import InvalidParams, SidecarError
+from sidecar.keypool import KeyPool
+from sidecar.rotation import ProviderStatus
+from sidecar.statusfeed import StatusFeed
+from sidecar.store import Store
+
+__all__ = ["SidecarServer", "create_server"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["SidecarServer", Any], Awaitable[Any]]
+
+
+class SidecarProtocol(LanguageServerProtocol):
+    def handle_message(self, message: Any) -> None:
+        # A JSON value that is not a JSON-RPC message arrives as a plain dict or list.
+        if isinstance(message, dict | list) or not hasattr(message, "jsonrpc"):
+            msg_id = message.get("id") if isinstance(message, dict) else None
+            if not isinstance(msg_id, int | str) or isinstance(msg_id, bool):
+                msg_id = None
+            self._send_response(
+                msg_id,  # type: ignore[arg-type]  # null is right for an unknown id
+                error=types.ResponseError(
+                    code=-32600, message="invalid request: not a JSON-RPC 2.0 message"
+                ),
+            )
+            return
+        super().handle_message(message)
+
+
+def _raw_params_converter() -> Any:
+    """pygls's converter, but custom methods keep their params as plain dicts.
+
+    pygls would turn them into namedtuples, renaming keys that are not Python
+    identifiers; we validate dicts ourselves and name the bad field.
+    """
+    converter = default_converter()  # type: ignore[no-untyped-call]
+
+    def keep_raw(obj: dict[str, Any], cls: type) -> Any:
+        fields = ("id", "method", "params", "jsonrpc")
+        return cls(**{k: obj[k] for k in fields if k in obj})
+
+    converter.register_structure_hook(JsonRPCRequestMessage, keep_raw)
+    converter.register_structure_hook(JsonRPCNotification, keep_raw)
+    return converter
+
+
+class SidecarServer(LanguageServer):
+    def __init__(self, keypool: KeyPool) -> None:
+        super().__init__(
+            "llm-sidecar",
+            __version__,
+            protocol_cls=SidecarProtocol,
+            converter_factory=_raw_params_converter,
+        )
+        self.keypool = keypool
+        self.feed = StatusFeed(keypool, self.send_status)
+        self._feed_task: asyncio.Task[None] | None = None
+
+    def send_status(self, status: ProviderStatus) -> None:
+        self.protocol.notify(
+            "sidecar/didChangeStatus", protocol.to_wire(protocol.status_notification(status))
+        )
+
+    def start_feed(self) -> None:
+        if self._feed_task is None:
+            self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # pygls's reader loop reports a message it could not read with
+        # source=JsonRpcException; the sender is owed an error, with a null id
+        # since we cannot know theirs. Errors of handlers were answered already.
+        if source is JsonRpcException:
+            if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+                code, message = -32700, "parse error: invalid JSON"
+            else:
+                code, message = -32600, "invalid request: not a well-formed JSON-RPC message"
+            error_reply = types.ResponseError(code=code, message=message)
+            self.protocol._send_response(None, error=error_reply)  # type: ignore[arg-type]
+        log.warning("could not handle a message: %s", error.__class__.__name__)
+
+
+def _rpc(ls: SidecarServer, method: str) -> Callable[[Handler], Handler]:
+    """Register ``method``; SidecarErrors become JSON-RPC errors with their codes."""
+
+    def decorate(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        async def handler(server: SidecarServer, params: Any) -> Any:
+            try:
+                return await fn(server, params)
+            except SidecarError as exc:
+                raise JsonRpcException(message=exc.message, code=exc.code, data=exc.data) from None
+
+        ls.feature(method)(handler)
+        return fn
+
+    return decorate
+
+
+def _provider(name: str) -> str:
+    if name not in PROVIDERS:
+        raise InvalidParams(
+            "provider", f"unknown provider {name!r} (known: {', '.join(PROVIDERS)})"
+        )
+    return name
+
+
+def create_server(keypool: KeyPool | None = None) -> SidecarServer:
+    ls = SidecarServer(keypool or KeyPool(Store.default()))
+
+    @ls.feature(types.INITIALIZED)
+    async def initialized(server: SidecarServer, _: Any) -> None:
+        server.feed.publish_all(force=True)
+        server.start_feed()
+
+    @_rpc(ls, "sidecar/status")
+    async def status(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.StatusParams, raw)
+        names = [_provider(params.provider)] if params.provider else None
+        statuses = server.keypool.status_all(names)
+        problems = server.keypool.store.read().problems + [
+            f"{p}: corrupt file set aside" for p in server.keypool.store.set_aside_files()
+        ]
+        result = protocol.StatusResult([protocol.provider_state(s) for s in statuses], problems)
+        return protocol.to_wire(result)
+
+    @_rpc(ls, "sidecar/keyAdd")
+    async def key_add(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.KeyAddParams, raw)
+        provider = _provider(params.provider)
+        if params.key is not None:
+            cred, added = server.keypool.add_key(provider, params.key)
+        else:
+            cred, added = server.keypool.add_login(provider)
+        status = server.feed.publish(provider, force=True)
+        info = next(c for c in status.credentials if c.id == cred.id)
+        result = protocol.KeyAddResult(
+            protocol.credential_info(info), added, protocol.provider_state(status)
+        )
+        return protocol.to_wire(result)
+
+    @_rpc(ls, "sidecar/keyList")
+    async def key_list(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.KeyListParams, raw)
+        status = server.keypool.status(_provider(params.provider))
+        creds = [protocol.credential_info(c) for c in status.credentials]
+        return protocol.to_wire(protocol.KeyListResult(status.provider, creds))
+
+    @_rpc(ls, "sidecar/keyRemove")
+    async def key_remove(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.KeyRemoveParams, raw)
+        provider = _provider(params.provider)
+        if (params.fingerprint is None) == (params.index is None):
+            raise InvalidParams("fingerprint", "give exactly one of fingerprint or index")
+        before = {c.id: c for c in server.keypool.status(provider).credentials}
+        removed = server.keypool.remove(
+            provider, fingerprint=params.fingerprint, index=params.index
+        )
+        status = server.feed.publish(provider, force=True)
+        result = protocol.KeyRemoveResult(
+            protocol.credential_info(before[removed.id]), protocol.provider_state(status)
+        )
+        return protocol.to_wire(result)
+
+    @_rpc(ls, "sidecar/keyReset")
+    async def key_reset(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.KeyResetParams, raw)
+        provider = _provider(params.provider)
+        server.keypool.reset(provider)
+        return protocol.to_wire(protocol.provider_state(server.feed.publish(provider, force=True)))
+
+    return ls
+
+
+def serve() -> None:
+    """Run the server on stdin/stdout until the client exits."""
+    ls = create_server()
+    log.info("llm-sidecar %s serving on stdio (pid %d)", __version__, os.getpid())
+    ls.start_io()

@@ -1,0 +1,212 @@
+"""Credentials that come from outside the store: the environment and other tools' files.
+
+Environment keys, per provider, in this priority (first wins, deduplicated):
+
+1. ``LLM_SIDECAR_LIVE_<P>_KEY``: a single override; when set nothing else is used.
+2. ``<P>_API_KEYS``: several keys split on commas, spaces or semicolons.
+3. ``<P>_API_KEY``.
+4. ``<P>_API_KEY_*`` (``_API_KEY_2``, ...), in name order.
+5. The provider's extras: ``GOOGLE_API_KEY``, ``ANTHROPIC_OAUTH_TOKEN``.
+
+An optional ``.env`` file in the sidecar's home supplies variables to a
+sidecar started without the user's shell; the process environment wins.
+
+Imports copy pi's and Claude Code's stored credentials into our store. Their
+files are only ever read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from sidecar import paths
+from sidecar.catalog import get_provider
+from sidecar.credentials import Credential, Kind
+from sidecar.store import Store
+
+__all__ = [
+    "EnvKeys",
+    "ImportResult",
+    "env_credentials",
+    "import_claude_code",
+    "import_pi",
+    "kind_of_secret",
+    "load_environment",
+    "parse_env_file",
+]
+
+_SPLIT = re.compile(r"[\s,;]+")
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """``KEY=value`` lines; ``#`` comments, ``export`` and matching quotes allowed."""
+    result = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        name, sep, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        result[name] = value
+    return result
+
+
+def load_environment(home: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The process environment over the home's ``.env`` file."""
+    try:
+        text = (home / paths.ENV_FILE).read_text()
+    except (OSError, UnicodeDecodeError):
+        return dict(environ)
+    return {**parse_env_file(text), **environ}
+
+
+def kind_of_secret(provider: str, secret: str) -> Kind:
+    """Anthropic OAuth and setup tokens (``sk-ant-oat…``) travel as Bearer tokens."""
+    if provider == "anthropic" and secret.startswith("sk-ant-oat"):
+        return "token"
+    return "api_key"
+
+
+@attrs.frozen
+class EnvKeys:
+    credentials: list[Credential]
+    live_override: bool  # LLM_SIDECAR_LIVE_<P>_KEY is set: use nothing else
+
+
+def env_credentials(provider: str, env: Mapping[str, str]) -> EnvKeys:
+    prefix = get_provider(provider).env_prefix
+    live = env.get(f"LLM_SIDECAR_LIVE_{prefix}_KEY", "").strip()
+    if live:
+        return EnvKeys([_env_cred(provider, f"LLM_SIDECAR_LIVE_{prefix}_KEY", live)], True)
+
+    found: list[tuple[str, str]] = []
+    many = env.get(f"{prefix}_API_KEYS", "")
+    parts = [p for p in _SPLIT.split(many) if p]
+    found += [(f"{prefix}_API_KEYS#{i}", key) for i, key in enumerate(parts, 1)]
+    if env.get(f"{prefix}_API_KEY", "").strip():
+        found.append((f"{prefix}_API_KEY", env[f"{prefix}_API_KEY"].strip()))
+    numbered = sorted(n for n in env if n.startswith(f"{prefix}_API_KEY_"))
+    found += [(n, env[n].strip()) for n in numbered if env[n].strip()]
+    found += [
+        (n, env[n].strip()) for n in get_provider(provider).extra_env if env.get(n, "").strip()
+    ]
+
+    seen: set[str] = set()
+    creds = []
+    for name, secret in found:
+        if secret not in seen:
+            seen.add(secret)
+            creds.append(_env_cred(provider, name, secret))
+    return EnvKeys(creds, False)
+
+
+def _env_cred(provider: str, var: str, secret: str) -> Credential:
+    kind = "token" if var == "ANTHROPIC_OAUTH_TOKEN" else kind_of_secret(provider, secret)
+    return Credential(id=f"env:{var}", provider=provider, kind=kind, source="env", secret=secret)
+
+
+# -- imports ------------------------------------------------------------------
+
+
+@attrs.frozen
+class ImportResult:
+    id: str
+    fingerprint: str
+    outcome: str  # "added" | "updated" | "unchanged"
+
+
+def _read_foreign(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _save_profile(store: Store, cred: Credential) -> ImportResult:
+    with store.transaction() as data:
+        old = data.get_profile(cred.id)
+        data.put_profile(cred)
+    outcome = "added" if old is None else ("unchanged" if old == cred else "updated")
+    return ImportResult(cred.id, cred.fingerprint, outcome)
+
+
+def import_pi(store: Store, auth_path: Path, rotation_path: Path | None) -> list[ImportResult]:
+    """pi's ``auth.json`` into profiles ``<provider>:pi``; ``key-rotation.json`` into the pool."""
+    results = []
+    auth = _read_foreign(auth_path)
+    if not isinstance(auth, dict):
+        raise ValueError(f"{auth_path}: expected an object of providers")
+    for provider, entry in sorted(auth.items()):
+        if not isinstance(entry, dict):
+            continue
+        try:
+            get_provider(provider)
+        except KeyError:
+            continue  # a provider we do not serve
+        record: dict[str, Any] = {"provider": provider, "label": "imported from pi"}
+        if entry.get("type") == "api_key" and isinstance(entry.get("key"), str):
+            record.update(type=kind_of_secret(provider, entry["key"]))
+            record["token" if record["type"] == "token" else "key"] = entry["key"]
+        elif entry.get("type") == "oauth" and isinstance(entry.get("access"), str):
+            record.update(type="oauth", access=entry["access"], refresh=entry.get("refresh"))
+            record["expires"] = entry.get("expires")
+        else:
+            continue
+        cred = Credential.from_record(f"{provider}:pi", "profile", record)
+        results.append(_save_profile(store, cred))
+
+    if rotation_path is not None and rotation_path.exists():
+        rotation = _read_foreign(rotation_path)
+        keys = rotation.get("keys") if isinstance(rotation, dict) else None
+        if not isinstance(keys, list):
+            raise ValueError(f'{rotation_path}: expected {{"keys": [...]}}')
+        with store.transaction() as data:
+            for key in keys:
+                if isinstance(key, str) and key.strip():
+                    key = key.strip()
+                    cred = Credential(
+                        id="",
+                        provider="anthropic",
+                        kind=kind_of_secret("anthropic", key),
+                        source="pool",
+                        secret=key,
+                        label="imported from pi key rotation",
+                    )
+                    pooled, new = data.add_to_pool(cred)
+                    outcome = "added" if new else "unchanged"
+                    results.append(ImportResult(pooled.id, pooled.fingerprint, outcome))
+    return results
+
+
+def import_claude_code(store: Store, path: Path) -> list[ImportResult]:
+    """Claude Code's ``.credentials.json`` (``claudeAiOauth``) into ``anthropic:claude-code``."""
+    doc = _read_foreign(path)
+    oauth = doc.get("claudeAiOauth") if isinstance(doc, dict) else None
+    if not isinstance(oauth, dict) or not isinstance(oauth.get("accessToken"), str):
+        raise ValueError(f"{path}: no claudeAiOauth login in it")
+    cred = Credential.from_record(
+        "anthropic:claude-code",
+        "profile",
+        {
+            "type": "oauth",
+            "provider": "anthropic",
+            "access": oauth["accessToken"],
+            "refresh": oauth.get("refreshToken"),
+            "expires": oauth.get("expiresAt"),
+            "label": "imported from Claude Code",
+        },
+    )
+    return [_save_profile(store, cred)]

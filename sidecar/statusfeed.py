@@ -1,0 +1,77 @@
+"""Pushing status-bar updates when anything changes, in this process or another.
+
+Every sidecar process of the user shares one store. Each watches the store's
+files (a cheap ``stat`` twice a second) and re-derives every provider's
+status when they change, and every few seconds anyway so that a cooldown that
+runs out is noticed; it sends only the statuses that differ from what it sent
+last. Changes made by this process are published at once by their handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from sidecar.keypool import KeyPool
+from sidecar.rotation import ProviderStatus
+
+__all__ = ["StatusFeed"]
+
+log = logging.getLogger(__name__)
+
+
+def _visible(s: ProviderStatus) -> tuple[object, ...]:
+    return (s.kind, s.text, s.index, s.size, s.rotated, s.message)
+
+
+class StatusFeed:
+    def __init__(
+        self,
+        keypool: KeyPool,
+        send: Callable[[ProviderStatus], None],
+        *,
+        interval: float = 0.5,
+        refresh_every: float = 5.0,
+    ) -> None:
+        self.keypool = keypool
+        self.send = send
+        self.interval = interval
+        self.refresh_every = refresh_every
+        self._last: dict[str, tuple[object, ...]] = {}
+        self._stamp = keypool.store.stamp()
+        self._refreshed = time.monotonic()
+
+    def publish(self, provider: str, *, force: bool = False) -> ProviderStatus:
+        """Send ``provider``'s status if it changed (always when ``force``)."""
+        status = self.keypool.status(provider)
+        self._send_if_new(status, force)
+        return status
+
+    def publish_all(self, *, force: bool = False) -> None:
+        statuses = self.keypool.status_all(dict.fromkeys([*self.keypool.providers(), *self._last]))
+        for status in statuses:
+            self._send_if_new(status, force)
+
+    def _send_if_new(self, status: ProviderStatus, force: bool) -> None:
+        visible = _visible(status)
+        if force or self._last.get(status.provider) != visible:
+            self._last[status.provider] = visible
+            self.send(status)
+
+    def check(self) -> None:
+        """One poll: re-derive statuses if the files changed or time has passed."""
+        stamp = self.keypool.store.stamp()
+        now = time.monotonic()
+        if stamp != self._stamp or now - self._refreshed >= self.refresh_every:
+            self._stamp, self._refreshed = stamp, now
+            self.publish_all()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.check()
+            except Exception:  # a bad file must not stop the feed
+                log.exception("status poll failed")

@@ -1,0 +1,60 @@
+"""Fixtures shared by every test domain.
+
+Secrets: every key a test uses comes from ``make_key``, which records it. A
+hook then scans each test's captured output and log for those keys and fails
+the test if one shows up, and the end-to-end client records every JSON-RPC
+message it receives for the same scan.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TEST_SECRETS: set[str] = set()
+
+
+@pytest.fixture
+def make_key() -> Callable[..., str]:
+    """A fresh, recorded fake key: ``make_key()`` or ``make_key("sk-ant-oat01-")``."""
+
+    def make(prefix: str = "sk-ant-api03-") -> str:
+        key = prefix + secrets.token_urlsafe(24)
+        TEST_SECRETS.add(key)
+        return key
+
+    return make
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty sidecar home, and an environment without provider keys."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("LLM_SIDECAR_HOME", str(path))
+    for name in list(__import__("os").environ):
+        if "_API_KEY" in name or name.startswith("LLM_SIDECAR_LIVE") or name.endswith("_TOKEN"):
+            monkeypatch.delenv(name)
+    return path
+
+
+def leaked(text: str) -> list[str]:
+    """The recorded test secrets that appear in ``text``."""
+    return [s for s in TEST_SECRETS if s in text]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    captured = "\n".join(content for _, content in report.sections)
+    found = leaked(captured)
+    if found and report.outcome != "failed":
+        report.outcome = "failed"
+        report.longrepr = (
+            f"a test secret appeared in captured output or logs during {report.when}: "
+            f"{len(found)} key(s) leaked"
+        )

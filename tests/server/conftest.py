@@ -1,0 +1,136 @@
+"""An editor-like client for end-to-end tests: the real server over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types
+from pygls.protocol import JsonRPCNotification, JsonRPCResponseMessage, default_converter
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp.client import register_lsp_features
+
+from tests.conftest import leaked
+
+PROFILES = ["visual-studio-code", "neovim"]
+
+
+def _raw_converter() -> Any:
+    """Keep custom params and results as plain dicts, as an editor sees them."""
+    converter = default_converter()
+
+    def keep_raw(obj: dict[str, Any], cls: type) -> Any:
+        return cls(**obj)
+
+    converter.register_structure_hook(JsonRPCNotification, keep_raw)
+    converter.register_structure_hook(JsonRPCResponseMessage, keep_raw)
+    return converter
+
+
+class SidecarClient(LanguageClient):
+    """A test client that records every message and every sidecar notification."""
+
+    def __init__(self) -> None:
+        super().__init__(converter_factory=_raw_converter)
+        self.wire: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.deltas: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        original = self.protocol.handle_message
+
+        def spy(message: Any) -> None:
+            self.wire.append(repr(message))
+            original(message)
+
+        self.protocol.handle_message = spy  # type: ignore[method-assign]
+
+        @self.feature("sidecar/didChangeStatus")
+        def on_status(params: Any) -> None:
+            self.statuses.append(params)
+            self._changed.set()
+
+        @self.feature("sidecar/streamDelta")
+        def on_delta(params: Any) -> None:
+            self.deltas.append(params)
+            self._changed.set()
+
+    async def request(self, method: str, params: Any) -> Any:
+        """Send a request; the result as a dict. JSON-RPC errors raise JsonRpcException."""
+        return await asyncio.wait_for(self.protocol.send_request_async(method, params), 15)
+
+    async def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0, after: int = 0
+    ) -> dict[str, Any]:
+        """The first status notification matching ``predicate``, among those
+        received after the first ``after`` ones or still to come."""
+
+        async def scan() -> dict[str, Any]:
+            seen = after
+            while True:
+                for status in self.statuses[seen:]:
+                    if predicate(status):
+                        return status
+                seen = len(self.statuses)
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(scan(), timeout)
+
+
+def make_client() -> SidecarClient:
+    client = SidecarClient()
+    register_lsp_features(client)
+    return client
+
+
+def server_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if "_API_KEY" not in k and not k.startswith("LLM_SIDECAR") and not k.endswith("_TOKEN")
+    }
+    env["LLM_SIDECAR_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    return {**env, **(extra or {})}
+
+
+async def start_sidecar(
+    home: Path, profile: str = "visual-studio-code", env: dict[str, str] | None = None
+) -> SidecarClient:
+    config = ClientServerConfig(
+        server_command=[sys.executable, "-m", "sidecar"],
+        server_env=server_env(home, env),
+        client_factory=make_client,
+    )
+    client = await config.start()
+    assert isinstance(client, SidecarClient)
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities(profile),
+            initialization_options={"editorInfo": {"name": profile, "version": "test"}},
+        )
+    )
+    return client
+
+
+async def stop_sidecar(client: SidecarClient) -> None:
+    try:
+        await asyncio.wait_for(client.shutdown_session(), 10)
+    finally:
+        await client.stop()
+    found = leaked("\n".join(client.wire))
+    assert not found, f"{len(found)} test key(s) appeared in JSON-RPC messages"
+
+
+@pytest_asyncio.fixture(params=PROFILES)
+async def sidecar(request: pytest.FixtureRequest, home: Path) -> AsyncIterator[SidecarClient]:
+    """The real sidecar on an empty home, as the VS Code or the Neovim client starts it."""
+    client = await start_sidecar(home, request.param, getattr(request, "env", None))
+    yield client
+    await stop_sidecar(client)
