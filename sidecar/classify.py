@@ -1,0 +1,473 @@
+"""Turn a provider's failure into the input of a rotation decision.
+
+Pure and clock-free: every function takes what it needs (status, headers,
+body, ``now``) and returns a value, so that the rotation pool, the engine and
+the fake provider can share one reading of "what did the provider say" and
+tests can pin it down exactly. No I/O and no HTTP library: this module is
+imported at start-up, and editors spawn the sidecar often.
+
+The classes follow DESIGN.md, "Rotation semantics":
+
+* ``RATE_LIMIT``: cool the credential down (until the provider's reset time,
+  else :func:`backoff_seconds`), rotate, replay.
+* ``AUTH``: refresh an OAuth credential once, else evict it.
+* ``SCOPE``: the credential works but not for this client; skip it for this
+  request, keep it on disk, tell the user to use an API key.
+* ``REQUEST``: the request itself is at fault; hand the error back as is.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+import attrs
+
+__all__ = [
+    "Failure",
+    "FailureClass",
+    "backoff_seconds",
+    "classify",
+    "parse_failure",
+    "retry_at",
+]
+
+
+class FailureClass(enum.Enum):
+    """What kind of failure a provider reported; the value goes on the wire and on disk."""
+
+    RATE_LIMIT = "rateLimit"
+    AUTH = "auth"
+    SCOPE = "scope"
+    REQUEST = "request"
+
+
+@attrs.frozen
+class Failure:
+    """One provider failure, reduced to what rotation needs.
+
+    ``retry_at`` is absolute epoch seconds (so it can be stored in the shared
+    state file and compared by any process); ``billing`` marks an exhausted
+    quota or credit balance, which warrants a far longer cooldown than a
+    per-minute limit.
+    """
+
+    failure_class: FailureClass
+    status: int | None
+    error_type: str | None
+    message: str
+    retry_at: float | None
+    billing: bool
+
+
+# Long enough for any real provider message, short enough that a runaway body
+# never ends up in a status bar, a log line or the state file.
+_MAX_MESSAGE_CHARS = 500
+_ELLIPSIS = "…"
+
+# --- classification tables -------------------------------------------------
+
+# A subscription credential refused outside its own client. Matched on the
+# message only: the status (400 or 403) and type (invalid_request_error,
+# permission_error) are the same as for ordinary request errors.
+_SCOPE_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"only authorized for use with"),
+    # "Third-party apps now draw from your extra usage…" and its variants. The
+    # noun after "third party" keeps an unrelated mention (say, of a
+    # third-party tool name in a validation message) from matching.
+    re.compile(
+        r"third[\s_-]?party\s+"
+        r"(?:apps?|applications?|clients?|tools?|harness(?:es)?|integrations?|use|usage|access)\b"
+    ),
+)
+
+_RATE_LIMIT_STATUSES = frozenset({429, 529})
+_AUTH_STATUSES = frozenset({401})
+
+_RATE_LIMIT_TYPES = frozenset(
+    {
+        "rate_limit_error",  # Anthropic 429
+        "overloaded_error",  # Anthropic 529, also mid-stream
+        "rate_limit_exceeded",  # OpenAI code
+        "insufficient_quota",  # OpenAI type/code: billing
+        "resource_exhausted",  # Google status
+    }
+)
+_AUTH_TYPES = frozenset({"authentication_error", "invalid_api_key"})
+
+_RATE_LIMIT_MESSAGES: tuple[re.Pattern[str], ...] = (
+    re.compile(r"rate[\s_-]?limit"),
+    re.compile(r"too many requests"),
+    re.compile(r"quota"),
+    re.compile(r"resource[\s_]exhausted"),
+    re.compile(r"overloaded"),
+    # Billing exhaustion ("Your credit balance is too low…", "check your plan
+    # and billing details") arrives as a 400 from Anthropic. The credential is
+    # not invalid, merely unusable for a long while: a (long) cooldown and a
+    # rotation serve the user better than returning the error.
+    re.compile(r"credit balance"),
+    re.compile(r"billing"),
+)
+_AUTH_MESSAGES: tuple[re.Pattern[str], ...] = (
+    re.compile(r"invalid[\s_-]api[\s_-]key"),
+    re.compile(r"invalid[\s_-]x-api-key"),
+    re.compile(r"incorrect[\s_-]api[\s_-]key"),
+    re.compile(r"api key not valid"),  # Google, which sends it as a 400
+)
+
+_BILLING_TYPES = frozenset({"insufficient_quota"})
+_BILLING_MESSAGES: tuple[re.Pattern[str], ...] = (
+    re.compile(r"billing"),
+    re.compile(r"credit balance"),
+    re.compile(r"insufficient[\s_]quota"),
+    re.compile(r"exceeded your current quota"),
+)
+
+
+def _any_match(patterns: Iterable[re.Pattern[str]], text: str) -> bool:
+    return any(p.search(text) for p in patterns)
+
+
+def classify(status: int | None, error_type: str | None, message: str | None) -> FailureClass:
+    """Classify a failure. The order of the checks is the contract:
+
+    1. Scope, at any status. A scope refusal arrives as 400 or 403 and would
+       otherwise read as a request error; if it ever came with 401 or 429 it
+       is still the more specific statement, and the safer reading: SCOPE
+       keeps the credential on disk, where AUTH would evict it and a cooldown
+       would only postpone the same refusal.
+    2. Status: 429 and 529 are rate limits, 401 is auth, whatever the body says.
+    3. Error type (Anthropic ``error.type``, OpenAI ``type`` or ``code``,
+       Google ``status``), rate limit before auth.
+    4. Message phrases, case-insensitive, rate limit before auth: a wrong
+       "rate limit" only cools a key down, a wrong "auth" evicts it.
+    5. Anything else, including 403 permission_error and 5xx that do not say
+       "overloaded", is the request's own failure.
+    """
+    text = (message or "").lower()
+    kind = (error_type or "").strip().lower()
+
+    if _any_match(_SCOPE_PATTERNS, text):
+        return FailureClass.SCOPE
+    if status in _RATE_LIMIT_STATUSES:
+        return FailureClass.RATE_LIMIT
+    if status in _AUTH_STATUSES:
+        return FailureClass.AUTH
+    if kind in _RATE_LIMIT_TYPES:
+        return FailureClass.RATE_LIMIT
+    if kind in _AUTH_TYPES:
+        return FailureClass.AUTH
+    if _any_match(_RATE_LIMIT_MESSAGES, text):
+        return FailureClass.RATE_LIMIT
+    if _any_match(_AUTH_MESSAGES, text):
+        return FailureClass.AUTH
+    return FailureClass.REQUEST
+
+
+def _is_billing(error_types: Iterable[str | None], message: str) -> bool:
+    if any((t or "").strip().lower() in _BILLING_TYPES for t in error_types):
+        return True
+    return _any_match(_BILLING_MESSAGES, message.lower())
+
+
+# --- reset headers ------------------------------------------------------------
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+# Go's time.Duration.String() and what OpenAI-compatible hosts send:
+# "1s", "6m0s", "250ms", "1h2m3.5s". "ms" must be tried before "m" and "s".
+_DURATION_PART = r"(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h)"
+_DURATION = re.compile(rf"(?:{_DURATION_PART})+")
+_DURATION_PARTS = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # micro sign
+    "μs": 1e-6,  # Greek mu; Go accepts both
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+# Window statuses under which a unified window is *not* what refused us.
+_UNIFIED_NOT_LIMITING = frozenset({"allowed", "allowed_warning"})
+_UNIFIED_PREFIX = "anthropic-ratelimit-unified-"
+_ANTHROPIC_RESET = re.compile(r"anthropic-ratelimit-.+-reset")
+_X_RESET_PREFIX = "x-ratelimit-reset-"
+
+
+def _finite(value: float) -> float | None:
+    # float() turns "1e999" into inf; an infinite retry time would freeze a key.
+    return value if math.isfinite(value) else None
+
+
+def _number(value: str) -> float | None:
+    # A strict grammar rather than float(): float() also takes "nan", "inf",
+    # "1_0" and exponents, none of which a provider means.
+    text = value.strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    return _finite(float(text))
+
+
+def _duration_seconds(value: str) -> float | None:
+    text = value.strip()
+    bare = _number(text)
+    if bare is not None:
+        return bare
+    if not _DURATION.fullmatch(text):
+        return None
+    total = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PARTS.findall(text))
+    return _finite(total)
+
+
+def _rfc3339(value: str) -> float | None:
+    # fromisoformat (3.11) reads "Z", offsets and any number of fractional
+    # digits; RFC 3339 also allows lower-case "t" and "z".
+    text = value.strip().upper()
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        # No offset: the providers speak UTC.
+        parsed = parsed.replace(tzinfo=UTC)
+    return _finite(parsed.timestamp())
+
+
+def _http_date(value: str) -> float | None:
+    # Imported here: email.utils costs ~20 ms to import, and an HTTP-date
+    # Retry-After is rare; start-up should not pay for it.
+    import email.utils
+
+    try:
+        parsed = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return _finite(parsed.timestamp())
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _unix_or_rfc3339(value: str) -> float | None:
+    # Unified headers carry Unix seconds and the others RFC 3339, but a value
+    # in the other form is unambiguous, so read either rather than drop it.
+    number = _number(value)
+    return number if number is not None else _rfc3339(value)
+
+
+def _reset_time(name: str, value: str, now: float, lowered: Mapping[str, str]) -> float | None:
+    """The absolute time one header names, or None if it names none."""
+    if name == "retry-after":
+        seconds = _number(value)
+        return now + seconds if seconds is not None else _http_date(value)
+    if name == "retry-after-ms":
+        ms = _number(value)
+        return now + ms / 1000.0 if ms is not None else None
+    if name.startswith(_UNIFIED_PREFIX) and name.endswith("reset"):
+        # Subscription traffic reports every window (5h, 7d, overage…) on
+        # every response, each with its own "-status". A 7-day reset on a
+        # window that says "allowed" is not why we were refused, and taking
+        # it as "latest" would park the key for days.
+        status = lowered.get(name[: -len("reset")] + "status", "").strip().lower()
+        if status in _UNIFIED_NOT_LIMITING:
+            return None
+        return _unix_or_rfc3339(value)
+    if _ANTHROPIC_RESET.fullmatch(name):
+        return _unix_or_rfc3339(value)
+    if name.startswith(_X_RESET_PREFIX):
+        seconds = _duration_seconds(value)
+        return now + seconds if seconds is not None else None
+    return None
+
+
+def retry_at(headers: Mapping[str, str], now: float) -> float | None:
+    """When the provider says the credential may be used again, as epoch seconds.
+
+    Reads ``retry-after`` (seconds or HTTP date), ``retry-after-ms``,
+    ``anthropic-ratelimit-*-reset`` (RFC 3339; unified ones Unix seconds) and
+    ``x-ratelimit-reset-*`` (Go durations or bare seconds). Several limits can
+    be exhausted at once and the credential is usable only when all have
+    reset, so the latest wins. Unparseable values are skipped: a malformed
+    header must never turn a rate limit into a crash. A time in the past is
+    clamped to ``now``. None when no header gives a time.
+    """
+    lowered = {str(k).strip().lower(): str(v) for k, v in headers.items()}
+    latest: float | None = None
+    for name, value in lowered.items():
+        when = _reset_time(name, value, now, lowered)
+        if when is not None and (latest is None or when > latest):
+            latest = when
+    if latest is None:
+        return None
+    return max(latest, now)
+
+
+# --- error bodies ---------------------------------------------------------------
+
+
+def _truncate(text: str) -> str:
+    text = text.strip()
+    if len(text) <= _MAX_MESSAGE_CHARS:
+        return text
+    return text[: _MAX_MESSAGE_CHARS - len(_ELLIPSIS)] + _ELLIPSIS
+
+
+def _as_str(value: object) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value
+    # OpenAI-compatible hosts and Google sometimes send numeric codes.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _http_label(status: int | None) -> str:
+    return f"HTTP {status}" if status is not None else "provider error"
+
+
+class _Fields(NamedTuple):
+    # A NamedTuple, not attrs: attrs generates code at import time, and this
+    # private record does not need it.
+    error_type: str | None
+    code: str | None
+    message: str | None
+
+
+def _fields(document: object) -> _Fields | None:
+    """Pull type, code and message out of any of the providers' JSON shapes."""
+    if isinstance(document, list) and len(document) == 1:
+        # Google wraps its error object in a one-element array on some endpoints.
+        document = document[0]
+    if not isinstance(document, Mapping):
+        return None
+    error = document.get("error")
+    if isinstance(error, Mapping):
+        # Anthropic {"type":"error","error":{type,message}};
+        # OpenAI {"error":{message,type,code}}; Google {"error":{code,message,status}}.
+        error_type = _as_str(error.get("type")) or _as_str(error.get("status"))
+        code = _as_str(error.get("code"))
+        message = _as_str(error.get("message"))
+        return _Fields(error_type, code, message)
+    # Proxies and gateways: {"error": "…"}, {"message": "…"}, {"detail": "…"}.
+    message = _as_str(error) or _as_str(document.get("message")) or _as_str(document.get("detail"))
+    top_type = _as_str(document.get("type"))
+    if top_type == "error":
+        top_type = None  # Anthropic's envelope tag, not an error type.
+    return _Fields(top_type, _as_str(document.get("code")), message)
+
+
+def _pick_type(fields: _Fields) -> str | None:
+    # OpenAI's "type" can be a bucket ("requests", "tokens",
+    # "invalid_request_error") while "code" says what happened
+    # (rate_limit_exceeded, invalid_api_key, insufficient_quota).
+    # Report whichever one the classifier understands.
+    known = _RATE_LIMIT_TYPES | _AUTH_TYPES
+    for candidate in (fields.code, fields.error_type):
+        if candidate is not None and candidate.strip().lower() in known:
+            return candidate
+    return fields.error_type or fields.code
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text.lstrip()[:512].lower()
+    return head.startswith("<") or "<html" in head or "<!doctype" in head
+
+
+def _decode(body: bytes | str) -> str:
+    if isinstance(body, bytes):
+        # Replacement rather than failure: a garbled body is still a failure
+        # to classify, not a reason to raise from the error path.
+        return body.decode("utf-8", errors="replace")
+    return body
+
+
+def _read_body(
+    status: int | None, body: bytes | str | Mapping[str, object] | None
+) -> tuple[_Fields, str]:
+    """The parsed fields and a message fit for the user."""
+    label = _http_label(status)
+    if body is None:
+        return _Fields(None, None, None), f"{label} (empty body)"
+    if isinstance(body, Mapping):
+        document: object = body
+    else:
+        text = _decode(body)
+        if not text.strip():
+            return _Fields(None, None, None), f"{label} (empty body)"
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            if _looks_like_html(text):
+                # A proxy's error page: its markup is noise to the user.
+                return _Fields(None, None, None), f"{label} (non-JSON body)"
+            # Plain text from a gateway ("Too Many Requests") is worth keeping,
+            # on one line and short.
+            first_line = " ".join(text.split())[:200]
+            return _Fields(None, None, first_line), f"{label}: {first_line}"
+    fields = _fields(document)
+    if fields is None:
+        return _Fields(None, None, None), f"{label} (unrecognised JSON body)"
+    return fields, fields.message or f"{label} (no error message)"
+
+
+def parse_failure(
+    status: int | None,
+    headers: Mapping[str, str],
+    body: bytes | str | Mapping[str, object] | None,
+    now: float,
+) -> Failure:
+    """Read a failed response (or a mid-stream ``error`` event, with ``status=None``).
+
+    Never raises on a malformed body: the error path must always produce a
+    decision. Only the provider's response is read, never the request, so no
+    credential can leak into the message.
+    """
+    fields, message = _read_body(status, body)
+    error_type = _pick_type(fields)
+    # Classify on the full message: a phrase past the truncation point still counts.
+    raw_message = fields.message or ""
+    failure_class = classify(status, error_type, raw_message)
+    billing = failure_class is FailureClass.RATE_LIMIT and _is_billing(
+        (fields.error_type, fields.code), raw_message
+    )
+    return Failure(
+        failure_class=failure_class,
+        status=status,
+        error_type=error_type,
+        message=_truncate(message),
+        retry_at=retry_at(headers, now),
+        billing=billing,
+    )
+
+
+# --- backoff --------------------------------------------------------------------
+
+_BACKOFF_BASE_S = 10.0
+_BACKOFF_CAP_S = 10 * 60.0
+_BILLING_BASE_S = 60 * 60.0
+_BILLING_CAP_S = 24 * 60 * 60.0
+# Past this many doublings every schedule is at its cap; stopping here keeps
+# 2**n from growing without bound for a key that fails for weeks.
+_MAX_DOUBLINGS = 32
+
+
+def backoff_seconds(consecutive_failures: int, *, billing: bool = False) -> float:
+    """Cooldown when the provider named no reset time.
+
+    10 s, 20 s, 40 s… capped at 10 minutes; for billing exhaustion 1 h, 2 h,
+    4 h… capped at 24 hours, since credit does not come back in seconds.
+    ``consecutive_failures`` counts this one; values below 1 count as 1.
+    """
+    doublings = min(max(consecutive_failures, 1) - 1, _MAX_DOUBLINGS)
+    base, cap = (_BILLING_BASE_S, _BILLING_CAP_S) if billing else (_BACKOFF_BASE_S, _BACKOFF_CAP_S)
+    return min(base * 2.0**doublings, cap)
