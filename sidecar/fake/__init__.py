@@ -1,0 +1,113 @@
+"""A scriptable local stand-in for the providers' HTTP APIs.
+
+It speaks the real wire formats on 127.0.0.1: the Anthropic Messages API
+(``POST /v1/messages``) and OpenAI-compatible chat completions
+(``POST /v1/chat/completions``, ``/chat/completions``, Azure's
+``/openai/deployments/<name>/chat/completions``), streamed as chunked SSE or whole as
+JSON, with the providers' error bodies and rate-limit headers. Standard library only.
+
+Scripting, per credential (the API key or bearer token a request carries)::
+
+    from sidecar.fake import FakeProvider, Reply, Text, ToolUse, RateLimited, Overloaded
+
+    with FakeProvider(keys=["sk-ant-good"]) as fake:
+        fake.script(
+            "sk-ant-busy",
+            [RateLimited(retry_after=30), Overloaded()],   # one step per request...
+            default=Reply([Text("Hi!"), ToolUse("toolu_1", "read", {"path": "a.py"})]),
+        )                                                  # ...then the default, forever
+        client = anthropic.Anthropic(api_key="sk-ant-busy", base_url=fake.url)
+        fake.wait_for(lambda: len(fake.requests) == 3, timeout=2)
+
+Keys never scripted get 401. The default step is :class:`Reply` with no content: a short
+text naming the model and the length of the last user message.
+
+Steps:
+
+- ``Reply(content, stop_reason, usage, chunk, ...)``: content blocks ``Text``,
+  ``Thinking(text, signature)``, ``RedactedThinking(data)``, ``ToolUse(id, name, input)``;
+  ``usage=Usage(input, output, cache_read, cache_write)``; ``chunk`` characters per
+  delta (default: about three words). Stream faults: ``error_after=K`` (a mid-stream
+  ``error`` event, overloaded_error unless ``error_type``/``error_message`` say
+  otherwise), ``drop_after=K`` (close the connection), ``stall=S, stall_after=K``
+  (``stall_after=0``: before the status line), ``interval=S`` (a pause after every
+  HTTP chunk). K counts SSE events on the wire. ``split`` cuts the SSE byte stream into
+  HTTP chunks anywhere, even inside a UTF-8 character: None (one chunk per event), a
+  size, ``"random"`` (1..64 bytes, with ``seed``), or a list of sizes used in turn.
+- ``Error(type, message, status, headers, code, body, content_type, retry_after,
+  reset_in, stall)``: rendered per endpoint; ``type`` in Anthropic's names
+  (rate_limit_error, overloaded_error, authentication_error, api_error, ...), mapped to
+  OpenAI's type and code on the OpenAI endpoints. Shorthands: ``RateLimited(retry_after,
+  reset_in)``, ``Overloaded()``, ``InvalidKey()``, ``ScopeRefused(status=400)``,
+  ``ProxyErrorPage(status=502)`` (an HTML body).
+- ``Drop(stall=0)``: close the connection without any answer.
+
+The same steps as JSON, for tests in other processes: an object with a ``kind`` (reply,
+error, drop, rate_limited, overloaded, invalid_key, scope_refused, proxy_error) and the
+constructor's keyword arguments; content blocks in the Anthropic shape, e.g.
+``{"kind": "reply", "content": [{"type": "text", "text": "Hi"}], "chunk": 2}``.
+
+Control endpoints: ``POST /_fake/script`` ``{"key", "steps", "default"?}`` (or a list
+of them), ``POST /_fake/reset``, ``GET /_fake/log`` (requests and events, every key
+replaced by its fingerprint). As a process: ``python -m sidecar.fake [--port 0]
+[--script FILE.json] [--key K ...]`` prints ``{"url": "http://127.0.0.1:PORT"}`` and
+serves until SIGTERM or SIGINT.
+
+Observing: ``fake.requests`` (:class:`RecordedRequest`), ``fake.events``
+(:class:`Event` such as ``("connection_closed", request_no, events_written)``),
+``fake.wait_for(predicate, timeout)`` and ``await fake.wait_for_async(...)``. With
+``FakeProvider(timestamps=True)`` each streamed event's ``time.perf_counter_ns()`` is
+kept in ``RecordedRequest.write_ns``.
+"""
+
+from sidecar.fake._provider import FakeProvider
+from sidecar.fake._script import (
+    SCOPE_MESSAGE,
+    Block,
+    Drop,
+    Error,
+    InvalidKey,
+    Overloaded,
+    ProxyErrorPage,
+    RateLimited,
+    RedactedThinking,
+    Reply,
+    ScopeRefused,
+    Script,
+    Split,
+    Step,
+    Text,
+    Thinking,
+    ToolUse,
+    Usage,
+    parse_script,
+    parse_step,
+)
+from sidecar.fake._state import Event, RecordedRequest, fingerprint
+
+__all__ = [
+    "SCOPE_MESSAGE",
+    "Block",
+    "Drop",
+    "Error",
+    "Event",
+    "FakeProvider",
+    "InvalidKey",
+    "Overloaded",
+    "ProxyErrorPage",
+    "RateLimited",
+    "RecordedRequest",
+    "RedactedThinking",
+    "Reply",
+    "ScopeRefused",
+    "Script",
+    "Split",
+    "Step",
+    "Text",
+    "Thinking",
+    "ToolUse",
+    "Usage",
+    "fingerprint",
+    "parse_script",
+    "parse_step",
+]

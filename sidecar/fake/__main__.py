@@ -1,0 +1,58 @@
+"""``python -m sidecar.fake``: the fake as a process, for Node and Neovim tests.
+
+Prints one JSON line ``{"url": "http://127.0.0.1:PORT"}`` once it is listening, then
+serves until SIGTERM or SIGINT. Scripts come from ``--script FILE.json`` (one script
+object or a list of them, as ``POST /_fake/script`` takes) and ``--key K`` (a key with
+the default reply); ``POST /_fake/reset`` returns to exactly these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from sidecar.fake._script import Script, parse_script
+from sidecar.fake._server import FakeServer
+from sidecar.fake._state import State
+
+
+def _load(path: str) -> list[Script]:
+    with open(path, encoding="utf-8") as f:
+        value = json.load(f)
+    return [parse_script(v) for v in (value if isinstance(value, list) else [value])]
+
+
+async def _serve(port: int, scripts: list[Script]) -> None:
+    server = FakeServer(State(scripts))
+    url = await server.start(port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sys.stdout.write(json.dumps({"url": url}) + "\n")
+    sys.stdout.flush()
+    await stop.wait()
+    await server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sidecar.fake", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0 (default): a free port")
+    parser.add_argument("--script", action="append", default=[], metavar="FILE.json")
+    parser.add_argument("--key", action="append", default=[], help="a key with the default reply")
+    args = parser.parse_args(argv)
+    try:
+        scripts = [Script(k) for k in args.key]
+        for path in args.script:
+            scripts += _load(path)
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    asyncio.run(_serve(args.port, scripts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,398 @@
+"""The fake's asyncio server: routing, credentials, scripted answers, stream faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from itertools import accumulate
+from typing import Any
+
+from sidecar.fake._anthropic import Anthropic
+from sidecar.fake._anthropic import error_body as anthropic_error_body
+from sidecar.fake._http import (
+    LAST_CHUNK,
+    Connection,
+    HttpError,
+    Request,
+    Splitter,
+    chunk,
+    chunked_body,
+    response_head,
+)
+from sidecar.fake._openai import OpenAI
+from sidecar.fake._render import Context, Flavour, Headers, dumpb
+from sidecar.fake._script import Drop, Error, Reply, Step, parse_script
+from sidecar.fake._state import RecordedRequest, State, fingerprint
+
+ANTHROPIC = Anthropic()
+OPENAI = OpenAI()
+
+_SSE_HEADERS: Headers = [
+    ("content-type", "text/event-stream; charset=utf-8"),
+    ("cache-control", "no-cache"),
+    ("transfer-encoding", "chunked"),
+]
+
+
+class _Progress:
+    """How far a response got, readable after its task was cancelled."""
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events = 0
+
+
+def _route(path: str) -> Flavour | None:
+    if path == "/v1/messages":
+        return ANTHROPIC
+    # /v1/chat/completions, /chat/completions (base URLs that already end in /v1) and
+    # Azure's /openai/deployments/<name>/chat/completions.
+    if path.endswith("/chat/completions"):
+        return OPENAI
+    return None
+
+
+class FakeServer:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._connections = 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._server = await asyncio.start_server(self._on_connection, host, port)
+        bound = self._server.sockets[0].getsockname()
+        return f"http://{bound[0]}:{bound[1]}"
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        # Python 3.11's Server.close leaves accepted connections open: end them here so a
+        # stalled stream cannot outlive the fake.
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # -- connections --
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        conn = Connection(reader, writer, self._connections)
+        self._connections += 1
+        try:
+            while True:
+                request = await conn.read_request()
+                if request is None or not await self._dispatch(conn, request):
+                    break
+        except HttpError as exc:
+            body = f"{exc}\n".encode()
+            head = response_head(
+                400,
+                [
+                    ("content-type", "text/plain"),
+                    ("content-length", str(len(body))),
+                    ("connection", "close"),
+                ],
+            )
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write(head + body)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            # Only close() cancels handlers. Ending normally matters: on Python 3.11
+            # asyncio's stream callback calls task.exception() and would log a traceback.
+            pass
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _dispatch(self, conn: Connection, request: Request) -> bool:
+        path = request.path
+        if path.startswith("/_fake/"):
+            return await self._control(conn, request)
+        flavour = _route(path)
+        if flavour is None or request.method != "POST":
+            record = self.state.record_request(
+                method=request.method,
+                path=path,
+                flavour=None,
+                model=None,
+                key=None,
+                headers=request.headers,
+                body=None,
+                stream=False,
+                connection=conn.number,
+            )
+            body = dumpb(anthropic_error_body("not_found_error", "Not Found"))
+            self.state.finish(record, "not_found", 404)
+            return await self._send_json(conn, request, 404, [], body)
+        return await self._provider(conn, request, flavour)
+
+    async def _send_json(
+        self,
+        conn: Connection,
+        request: Request,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        content_type: str = "application/json",
+    ) -> bool:
+        all_headers = [("content-type", content_type)] if content_type else []
+        all_headers += [*headers, ("content-length", str(len(body)))]
+        keep = request.keep_alive
+        if not keep:
+            all_headers.append(("connection", "close"))
+        conn.writer.write(response_head(status, all_headers) + body)
+        await conn.writer.drain()
+        return keep
+
+    # -- control endpoints, for tests in other processes --
+
+    async def _control(self, conn: Connection, request: Request) -> bool:
+        status, reply = 200, dict[str, object](ok=True)
+        route = (request.method, request.path)
+        try:
+            if route == ("POST", "/_fake/script"):
+                value = json.loads(request.body or b"null")
+                scripts = [parse_script(v) for v in (value if isinstance(value, list) else [value])]
+                for script in scripts:
+                    self.state.set_script(script)
+            elif route == ("POST", "/_fake/reset"):
+                self.state.reset()
+            elif route == ("GET", "/_fake/log"):
+                return await self._send_json(conn, request, 200, [], dumpb(self.state.log()))
+            else:
+                status, reply = 404, {"ok": False, "error": f"no control endpoint {route}"}
+        except ValueError as exc:  # bad JSON, bad script
+            status, reply = 400, {"ok": False, "error": str(exc)}
+        return await self._send_json(conn, request, status, [], dumpb(reply))
+
+    # -- provider endpoints --
+
+    async def _provider(self, conn: Connection, request: Request, flavour: Flavour) -> bool:
+        body: Any
+        try:
+            body = json.loads(request.body) if request.body else None
+            parsed = True
+        except ValueError:
+            body, parsed = None, False
+        fields: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
+        key = flavour.credential(request.headers)
+        model = flavour.model(fields, request.path)
+        record = self.state.record_request(
+            method=request.method,
+            path=request.path,
+            flavour=flavour.name,
+            model=model,
+            key=key,
+            headers=request.headers,
+            body=body,
+            stream=fields.get("stream") is True,
+            connection=conn.number,
+        )
+        ctx = Context(
+            no=record.no,
+            model=model or "unknown-model",
+            body=fields,
+            key_fingerprint=fingerprint(key) if key is not None else None,
+            keep_alive=request.keep_alive,
+        )
+        step: Step | None
+        label: str
+        if key is None:
+            label, step = "missing_key", flavour.missing_key()
+        elif not self.state.knows(key):
+            label, step = "unknown_key", flavour.unknown_key(fingerprint(key))
+        elif not parsed:
+            label, step = "invalid", Error("invalid_request_error", "Invalid JSON in request body")
+        elif (invalid := flavour.check_request(request.headers, body, request.path)) is not None:
+            label, step = "invalid", invalid
+        else:
+            step = self.state.next_step(key)
+            if step is None:
+                label, step = "unknown_key", flavour.unknown_key(fingerprint(key))
+            else:
+                label = "reply" if isinstance(step, Reply) else "drop"
+                if isinstance(step, Error):
+                    label = f"error:{step.type}"
+
+        chosen: Step = step
+
+        async def work(progress: _Progress) -> bool:
+            if isinstance(chosen, Error):
+                return await self._error(conn, request, record, flavour, ctx, chosen, label)
+            if isinstance(chosen, Drop):
+                return await self._drop(record, chosen.stall)
+            if ctx.stream:
+                return await self._stream(conn, record, flavour, ctx, chosen, progress)
+            return await self._whole(conn, request, record, flavour, ctx, chosen)
+
+        return await self._guarded(conn, record, work) and request.keep_alive
+
+    async def _guarded(
+        self,
+        conn: Connection,
+        record: RecordedRequest,
+        work: Callable[[_Progress], Awaitable[bool]],
+    ) -> bool:
+        """Run a response while watching for the client hanging up, so that a cancelled
+        client is noticed at once, even in the middle of a stall."""
+        progress = _Progress()
+        writing = asyncio.ensure_future(work(progress))
+        closed = asyncio.ensure_future(conn.wait_closed())
+        try:
+            await asyncio.wait({writing, closed}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            writing.cancel()
+            closed.cancel()
+            raise
+        if writing.done():
+            closed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await closed
+            try:
+                return writing.result()
+            except (ConnectionError, OSError):
+                self.state.record_event("connection_closed", record.no, progress.events)
+                return False
+        writing.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+            await writing
+        self.state.record_event("connection_closed", record.no, progress.events)
+        return False
+
+    async def _error(
+        self,
+        conn: Connection,
+        request: Request,
+        record: RecordedRequest,
+        flavour: Flavour,
+        ctx: Context,
+        err: Error,
+        label: str,
+    ) -> bool:
+        if err.stall:
+            await asyncio.sleep(err.stall)
+        status, headers, body = flavour.error(err, ctx)
+        self.state.finish(record, label, status)
+        return await self._send_json(
+            conn, request, status, flavour.base_headers(ctx) + headers, body, content_type=""
+        )
+
+    async def _drop(self, record: RecordedRequest, stall: float) -> bool:
+        if stall:
+            await asyncio.sleep(stall)
+        self.state.finish(record, "drop", None)
+        self.state.record_event("dropped", record.no, 0)
+        return False
+
+    async def _whole(
+        self,
+        conn: Connection,
+        request: Request,
+        record: RecordedRequest,
+        flavour: Flavour,
+        ctx: Context,
+        reply: Reply,
+    ) -> bool:
+        # A whole (non-streaming) answer knows only two faults: a stall before it and a
+        # drop instead of it.
+        if reply.stall:
+            await asyncio.sleep(reply.stall)
+        if reply.drop_after is not None:
+            return await self._drop(record, 0)
+        body = flavour.message(reply, ctx)
+        self.state.finish(record, "reply", 200)
+        return await self._send_json(conn, request, 200, flavour.base_headers(ctx), body)
+
+    async def _stream(
+        self,
+        conn: Connection,
+        record: RecordedRequest,
+        flavour: Flavour,
+        ctx: Context,
+        reply: Reply,
+        progress: _Progress,
+    ) -> bool:
+        events = flavour.stream_events(reply, ctx)
+        headers = _SSE_HEADERS + flavour.base_headers(ctx)
+        if not ctx.keep_alive:
+            headers.append(("connection", "close"))
+        head = response_head(200, headers)
+        writer = conn.writer
+        state = self.state
+
+        if reply.plain and not state.timestamps:
+            # The fast path: one buffer, one write.
+            writer.write(head + chunked_body(events))
+            state.finish(record, "reply", 200)
+            await writer.drain()
+            progress.events = len(events)
+            state.record_event("completed", record.no, len(events))
+            return True
+
+        dropping = reply.drop_after is not None
+        if reply.error_after is not None:
+            cut = min(reply.error_after, len(events))
+            events = [*events[:cut], flavour.midstream_error(reply.error_type, reply.error_message)]
+        elif reply.drop_after is not None:
+            events = events[: reply.drop_after]
+        stall_at = min(reply.stall_after, len(events)) if reply.stall else -1
+        ends = list(accumulate(len(e) for e in events))
+        count = len(events)
+        splitter = Splitter(reply.split, reply.seed)
+        interval = reply.interval
+        stamps = record.write_ns if state.timestamps else None
+        sent = 0
+
+        async def put(pieces: list[bytes]) -> None:
+            nonlocal sent
+            for piece in pieces:
+                writer.write(chunk(piece))
+                sent += len(piece)
+                while progress.events < count and ends[progress.events] <= sent:
+                    progress.events += 1
+                if interval:
+                    await writer.drain()
+                    await asyncio.sleep(interval)
+
+        if stall_at == 0:
+            await asyncio.sleep(reply.stall)  # before the status line: nothing at all
+        writer.write(head)
+        state.finish(record, "reply", 200)
+        for index, event in enumerate(events):
+            if index == stall_at and index > 0:
+                await put(splitter.flush())
+                await writer.drain()
+                await asyncio.sleep(reply.stall)
+            await put(splitter.feed(event))
+            if stamps is not None:
+                stamps.append(time.perf_counter_ns())
+            if index % 64 == 63:
+                await writer.drain()  # backpressure from a slow reader
+        if stall_at == count and count > 0:
+            await put(splitter.flush())
+            await writer.drain()
+            await asyncio.sleep(reply.stall)
+        await put(splitter.flush())
+        if dropping:
+            await writer.drain()
+            state.record_event("dropped", record.no, progress.events)
+            return False
+        writer.write(LAST_CHUNK)
+        await writer.drain()
+        state.record_event("completed", record.no, progress.events)
+        return True
