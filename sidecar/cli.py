@@ -328,9 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     paste.add_argument("--profile", default="default", help="profile name (default: default)")
     paste.add_argument("--expires-in-days", type=float, help="when the token expires")
     order = auth_sub.add_parser("order", help="get, set or clear the explicit order")
-    order.add_argument("order_action", choices=["get", "set", "clear"])
-    provider_arg(order)
-    order.add_argument("ids", nargs="*", help="credential ids, first tried first")
+    order_sub = order.add_subparsers(dest="order_action", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("get", "show the explicit order"),
+        ("set", "try these credential ids first, in this order"),
+        ("clear", "forget the explicit order"),
+    ):
+        provider_arg(order_sub.add_parser(name, help=help_text))
+    order_sub.choices["set"].add_argument("ids", nargs="+", help="credential ids")
     auth.set_defaults(func=cmd_auth)
 
     imp = sub.add_parser("import", help="copy credentials from pi or Claude Code (read-only)")

@@ -1,0 +1,89 @@
+"""Keys from the environment: priority, splitting, deduplication, the .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sidecar.keypool import KeyPool
+from sidecar.sources import env_credentials, load_environment, parse_env_file
+from sidecar.store import Store
+
+
+def ids(provider: str, env: dict[str, str]) -> list[str]:
+    return [c.id for c in env_credentials(provider, env).credentials]
+
+
+def test_priority_many_then_single_then_numbered_then_extras() -> None:
+    env = {
+        "ANTHROPIC_API_KEY_3": "k-three-xxxxxxxxxxxx",
+        "ANTHROPIC_API_KEY_2": "k-two-xxxxxxxxxxxxxx",
+        "ANTHROPIC_API_KEY": "k-single-xxxxxxxxxxx",
+        # commas, semicolons and spaces all separate keys
+        "ANTHROPIC_API_KEYS": "k-many-1-xxxxxxx, k-many-2-xxxxxxx;k-many-3-xxxxxxx  k-many-4-x",
+        "ANTHROPIC_OAUTH_TOKEN": "sk-ant-oat01-tokenxxxxxxxxxx",
+    }
+    assert ids("anthropic", env) == [
+        "env:ANTHROPIC_API_KEYS#1",
+        "env:ANTHROPIC_API_KEYS#2",
+        "env:ANTHROPIC_API_KEYS#3",
+        "env:ANTHROPIC_API_KEYS#4",
+        "env:ANTHROPIC_API_KEY",
+        "env:ANTHROPIC_API_KEY_2",
+        "env:ANTHROPIC_API_KEY_3",
+        "env:ANTHROPIC_OAUTH_TOKEN",
+    ]
+    token = env_credentials("anthropic", env).credentials[-1]
+    assert token.kind == "token"  # sent as a Bearer token
+
+
+def test_duplicates_keep_their_first_place() -> None:
+    env = {
+        "OPENAI_API_KEYS": "sk-a-xxxxxxxxxxxxxxx,sk-b-xxxxxxxxxxxxxxx",
+        "OPENAI_API_KEY": "sk-a-xxxxxxxxxxxxxxx",
+    }
+    assert ids("openai", env) == ["env:OPENAI_API_KEYS#1", "env:OPENAI_API_KEYS#2"]
+
+
+def test_the_live_override_is_used_alone() -> None:
+    env = {
+        "LLM_SIDECAR_LIVE_ANTHROPIC_KEY": "sk-live-xxxxxxxxxxxxx",
+        "ANTHROPIC_API_KEY": "sk-other-xxxxxxxxxxxx",
+    }
+    found = env_credentials("anthropic", env)
+    assert found.live_override and [c.id for c in found.credentials] == [
+        "env:LLM_SIDECAR_LIVE_ANTHROPIC_KEY"
+    ]
+
+
+def test_google_also_reads_google_api_key() -> None:
+    env = {"GEMINI_API_KEY": "AIza-one-xxxxxxxxxxxx", "GOOGLE_API_KEY": "AIza-two-xxxxxxxxxxxx"}
+    assert ids("google", env) == ["env:GEMINI_API_KEY", "env:GOOGLE_API_KEY"]
+
+
+def test_blank_values_are_ignored() -> None:
+    assert ids("groq", {"GROQ_API_KEY": "  ", "GROQ_API_KEYS": ",,"}) == []
+
+
+def test_stored_credentials_come_before_the_environment(home: Path) -> None:
+    keypool = KeyPool(Store(home), environ={"ANTHROPIC_API_KEY": "sk-ant-api03-envxxxxxxxxxxxxx"})
+    keypool.add_key("anthropic", "sk-ant-api03-storedxxxxxxxxxx")
+    keypool.add_key("anthropic", "sk-ant-api03-envxxxxxxxxxxxxx")  # the same key, also stored
+    creds = keypool.credentials("anthropic")
+    assert [c.source for c in creds] == ["pool", "pool"]
+
+
+def test_env_file_supplies_variables_and_the_process_wins(home: Path) -> None:
+    home.mkdir(parents=True)
+    (home / ".env").write_text(
+        "# provider keys for a sidecar started by a daemon\n"
+        "export ANTHROPIC_API_KEY='sk-ant-api03-fromfilexxxxxxxx'\n"
+        'OPENAI_API_KEY="sk-proj-fromfilexxxxxxxxxx"\n'
+        "not a line\n"
+    )
+    env = load_environment(home, {"OPENAI_API_KEY": "sk-proj-fromprocessxxxxxxx"})
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant-api03-fromfilexxxxxxxx"
+    assert env["OPENAI_API_KEY"] == "sk-proj-fromprocessxxxxxxx"
+
+
+def test_parse_env_file_ignores_junk() -> None:
+    assert parse_env_file("A=1\n=2\n3bad=x\n#C=3\nD = ' spaced '\n") == {"A": "1", "D": " spaced "}

@@ -1,0 +1,96 @@
+"""The store's files: permissions, atomicity, corrupt files set aside."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sidecar.keypool import KeyPool
+from sidecar.store import Store
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o002])
+def test_home_is_0700_and_files_0600_whatever_the_umask(
+    tmp_path: Path, umask: int, make_key: Callable[..., str]
+) -> None:
+    old = os.umask(umask)
+    try:
+        keypool = KeyPool(Store(tmp_path / "home"), environ={})
+        keypool.add_key("anthropic", make_key())
+        keypool.reset("anthropic")
+    finally:
+        os.umask(old)
+    home = tmp_path / "home"
+    assert mode(home) == 0o700
+    files = list(home.iterdir())
+    assert {p.name for p in files} >= {"pool.json", "state.json", ".lock"}
+    for path in files:
+        assert mode(path) == 0o600, path
+
+
+def test_a_corrupt_file_is_set_aside_and_the_others_keep_working(
+    home: Path, make_key: Callable[..., str]
+) -> None:
+    keypool = KeyPool(Store(home), environ={})
+    key = make_key()
+    keypool.add_key("anthropic", key)
+    (home / "state.json").write_text("{ this is not json")
+
+    status = keypool.status("anthropic")
+    assert status.size == 1  # the pool still loads
+    aside = keypool.store.set_aside_files()
+    assert [p.name.split(".corrupt-")[0] for p in aside] == ["state.json"]
+    assert aside[0].read_text() == "{ this is not json"  # kept for the user, not overwritten
+
+    keypool.reset("anthropic")  # writing state works again
+    assert (
+        json.loads((home / "state.json").read_text())["providers"]["anthropic"]["current"] is None
+    )
+
+
+def test_a_file_holding_a_non_object_is_corrupt_too(home: Path) -> None:
+    store = Store(home)
+    store.ensure_home()
+    (home / "pool.json").write_text("[1, 2]")
+    data = store.read()
+    assert any("pool.json" in p and "set aside" in p for p in data.problems)
+    assert data.pool("anthropic") == []
+
+
+def test_an_unreadable_entry_is_skipped_not_dropped(
+    home: Path, make_key: Callable[..., str]
+) -> None:
+    store = Store(home)
+    keypool = KeyPool(store, environ={})
+    keypool.add_key("anthropic", make_key())
+    doc = json.loads((home / "pool.json").read_text())
+    doc["pools"]["anthropic"].append({"id": "anthropic:pool-bad", "type": "mystery"})
+    (home / "pool.json").write_text(json.dumps(doc))
+
+    assert keypool.status("anthropic").size == 1
+    keypool.add_key("anthropic", make_key())  # a later write keeps the odd entry
+    entries = json.loads((home / "pool.json").read_text())["pools"]["anthropic"]
+    assert any(e["id"] == "anthropic:pool-bad" for e in entries)
+    assert len(entries) == 3
+
+
+def test_writes_leave_no_temporary_files(home: Path, make_key: Callable[..., str]) -> None:
+    keypool = KeyPool(Store(home), environ={})
+    for _ in range(5):
+        keypool.add_key("openai", make_key("sk-proj-"))
+    assert not [p for p in home.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_reading_never_creates_the_home(tmp_path: Path) -> None:
+    keypool = KeyPool(Store(tmp_path / "absent"), environ={})
+    assert keypool.status_all() == []
+    assert not (tmp_path / "absent").exists()
