@@ -69,7 +69,8 @@ class RawClient:
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         host, port = url.removeprefix("http://").split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        self.buf = b""
+        self.buf = bytearray()
+        self.pos = 0
 
     def close(self) -> None:
         self.sock.close()
@@ -87,27 +88,28 @@ class RawClient:
         lines.append(f"content-length: {len(data)}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
 
-    def _recv(self) -> bytes:
-        data = self.sock.recv(65536)
-        return data
-
     def _fill(self) -> bool:
-        data = self._recv()
+        if self.pos > 65536:  # compact now and then: slicing per line would be quadratic
+            del self.buf[: self.pos]
+            self.pos = 0
+        data = self.sock.recv(65536)
         self.buf += data
         return bool(data)
 
     def _line(self) -> bytes | None:
-        while b"\r\n" not in self.buf:
+        while (end := self.buf.find(b"\r\n", self.pos)) < 0:
             if not self._fill():
                 return None
-        line, _, self.buf = self.buf.partition(b"\r\n")
+        line = bytes(self.buf[self.pos : end])
+        self.pos = end + 2
         return line
 
     def _exactly(self, n: int) -> bytes | None:
-        while len(self.buf) < n:
+        while len(self.buf) - self.pos < n:
             if not self._fill():
                 return None
-        data, self.buf = self.buf[:n], self.buf[n:]
+        data = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
         return data
 
     def request(
@@ -119,7 +121,7 @@ class RawClient:
 
     def read_response(self, started: float | None = None) -> RawResponse:
         started = time.monotonic() if started is None else started
-        if not self.buf and not self._fill():
+        if len(self.buf) == self.pos and not self._fill():
             raise ConnectionError("closed before a response")
         first = time.monotonic() - started
         status_line = self._line()
@@ -134,17 +136,18 @@ class RawClient:
             while True:
                 size_line = self._line()
                 if size_line is None:
-                    return response  # dropped mid-body
+                    break  # dropped mid-body
                 size = int(size_line, 16)
                 if size == 0:
                     self._line()
                     response.complete = True
-                    return response
+                    break
                 data = self._exactly(size)
                 if data is None or self._line() is None:
-                    return response
+                    break
                 response.chunks.append(data)
-                response.body += data
+            response.body = b"".join(response.chunks)
+            return response
         length = int(headers.get("content-length", "0"))
         data = self._exactly(length)
         response.body = data or b""

@@ -137,7 +137,12 @@ def test_usage_with_cache_tokens(fake: FakeProvider, delta_usage: Any) -> None:
 def test_non_streaming_message(fake: FakeProvider) -> None:
     fake.script(
         KEY,
-        [Reply([Thinking("hmm", "s1"), Text("Hi"), ToolUse("t1", "f", {"a": 1})], stop_reason="max_tokens")],
+        [
+            Reply(
+                [Thinking("hmm", "s1"), Text("Hi"), ToolUse("t1", "f", {"a": 1})],
+                stop_reason="max_tokens",
+            )
+        ],
     )
     message = client(fake).messages.create(model="claude-test", max_tokens=64, messages=MESSAGES)
     assert [b.type for b in message.content] == ["thinking", "text", "tool_use"]
@@ -223,7 +228,11 @@ def test_mid_stream_error_event(fake: FakeProvider) -> None:
 
 @pytest.mark.parametrize("split", ["random", 1, 7, [1, 2, 3, 5, 8]])
 def test_byte_level_splits_decode_identically(fake: FakeProvider, split: Any) -> None:
-    blocks = [Thinking("思考中… 🤔" * 3, "sïg"), Text(UNICODE * 4), ToolUse("t", "f", {"q": UNICODE})]
+    blocks = [
+        Thinking("思考中… 🤔" * 3, "sïg"),
+        Text(UNICODE * 4),
+        ToolUse("t", "f", {"q": UNICODE}),
+    ]
     for seed in range(3):
         fake.script(KEY, [Reply(blocks, split=split, seed=seed, chunk=5)])
         with client(fake).messages.stream(
@@ -274,7 +283,9 @@ def test_missing_version_header_and_bad_bodies_are_400(fake: FakeProvider) -> No
     headers = {"x-api-key": KEY, "anthropic-version": VERSION}
     no_max_tokens = httpx.post(url, headers=headers, json={"model": "m", "messages": []}, timeout=5)
     assert no_max_tokens.status_code == 400
-    no_key = httpx.post(url, headers={"anthropic-version": VERSION}, json=messages_body(), timeout=5)
+    no_key = httpx.post(
+        url, headers={"anthropic-version": VERSION}, json=messages_body(), timeout=5
+    )
     assert no_key.status_code == 401
     assert no_key.json()["error"]["type"] == "authentication_error"
     # A rejected request does not consume a scripted step.
@@ -286,13 +297,13 @@ def test_missing_version_header_and_bad_bodies_are_400(fake: FakeProvider) -> No
 
 async def test_async_client_in_an_async_test(fake: FakeProvider) -> None:
     fake.script(KEY, [Reply([Text("async " * 20)], interval=0.001)])
-    async with anthropic.AsyncAnthropic(
-        api_key=KEY, base_url=fake.url, max_retries=0, timeout=5
-    ) as aclient:
-        async with aclient.messages.stream(
-            model="claude-test", max_tokens=64, messages=MESSAGES
-        ) as stream:
-            message = await stream.get_final_message()
+    async with (
+        anthropic.AsyncAnthropic(
+            api_key=KEY, base_url=fake.url, max_retries=0, timeout=5
+        ) as aclient,
+        aclient.messages.stream(model="claude-test", max_tokens=64, messages=MESSAGES) as stream,
+    ):
+        message = await stream.get_final_message()
     assert message.content[0].text == "async " * 20
     await fake.wait_for_async(lambda: fake.events, timeout=2)
     assert fake.events[0].name == "completed"
