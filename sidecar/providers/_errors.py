@@ -1,0 +1,92 @@
+"""How the provider layer fails: one exception type for everything upstream."""
+
+from __future__ import annotations
+
+import attrs
+
+from sidecar.classify import Failure, FailureClass
+from sidecar.fingerprints import redact
+
+__all__ = [
+    "ProviderConfigError",
+    "UpstreamFailure",
+    "local_failure",
+    "malformed_stream",
+    "redacted",
+    "stream_ended_early",
+    "transport_failure",
+]
+
+
+class ProviderConfigError(ValueError):
+    """The environment does not describe a usable endpoint (e.g. Azure without a resource)."""
+
+
+class UpstreamFailure(Exception):
+    """The provider refused or broke off a request.
+
+    ``failure`` is what :func:`sidecar.classify.parse_failure` made of the answer.
+    ``mid_stream`` is True when the provider had already answered 2xx (deltas may have
+    gone out). ``retryable`` marks failures that are nobody's fault, a dropped connection
+    or a stream cut short: the request may be replayed (on the same credential, or the
+    next) without cooling any credential down. Their class is REQUEST, deliberately not
+    RATE_LIMIT: a network blip says nothing about the key, and cooling a healthy key
+    down for it would push the user onto worse keys.
+    """
+
+    def __init__(self, failure: Failure, *, mid_stream: bool, retryable: bool = False) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.mid_stream = mid_stream
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        f = self.failure
+        return (
+            f"UpstreamFailure({f.failure_class.name}, status={f.status}, "
+            f"type={f.error_type!r}, message={f.message!r}, mid_stream={self.mid_stream})"
+        )
+
+
+def redacted(failure: Failure, secret: str) -> Failure:
+    """``failure`` with ``secret`` replaced by its fingerprint in the message.
+
+    Providers echo keys back ("Incorrect API key provided: sk-…"); most mask them, but
+    an exception message must never depend on a provider's discretion.
+    """
+    message = redact(failure.message, [secret])
+    return failure if message == failure.message else attrs.evolve(failure, message=message)
+
+
+def local_failure(error_type: str, message: str, status: int | None = None) -> Failure:
+    """A REQUEST-class failure the sidecar itself observed (no provider error body)."""
+    return Failure(
+        failure_class=FailureClass.REQUEST,
+        status=status,
+        error_type=error_type,
+        message=message,
+        retry_at=None,
+        billing=False,
+    )
+
+
+def stream_ended_early(*, mid_stream: bool = True) -> UpstreamFailure:
+    return UpstreamFailure(
+        local_failure("stream_ended", "stream ended early"), mid_stream=mid_stream, retryable=True
+    )
+
+
+def malformed_stream(detail: str) -> UpstreamFailure:
+    # Not retryable: a host that sends garbage will most likely send it again.
+    return UpstreamFailure(
+        local_failure("malformed_stream", f"malformed stream: {detail}"), mid_stream=True
+    )
+
+
+def transport_failure(exc: Exception, secret: str, *, mid_stream: bool) -> UpstreamFailure:
+    """A connection that failed or dropped (httpx.TransportError)."""
+    detail = str(exc).strip() or "no detail"
+    message = redact(f"network error ({type(exc).__name__}): {detail}", [secret])
+    return UpstreamFailure(
+        local_failure("network_error", message[:300]), mid_stream=mid_stream, retryable=True
+    )

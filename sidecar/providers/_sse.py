@@ -1,0 +1,134 @@
+"""The HTTP half both wire flavours share: POST, check the answer, read SSE, map failures.
+
+A flavour supplies a :class:`Parser` (pure: SSE events in, deltas out, no I/O), and
+:func:`stream_deltas` does the rest, so status handling, bounded error bodies, transport
+errors, early ends and secret redaction are written once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from typing import Any, Protocol
+
+import httpx
+from httpx_sse import EventSource
+
+from sidecar import __version__
+from sidecar.classify import parse_failure
+from sidecar.providers._errors import (
+    UpstreamFailure,
+    local_failure,
+    redacted,
+    transport_failure,
+)
+from sidecar.providers._types import Delta
+
+__all__ = ["ERROR_BODY_LIMIT", "USER_AGENT", "Parser", "read_bounded", "stream_deltas"]
+
+# Our own identity, never another client's: DESIGN.md, "Honest client identity".
+USER_AGENT = f"llm-sidecar/{__version__}"
+
+# An error body is read for its message only; a proxy streaming megabytes of HTML at
+# us must not be buffered whole.
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+class Parser(Protocol):
+    """One response's SSE events to deltas. ``done`` turns True once the message ended."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def feed(self, event: str, data: str) -> list[Delta]:
+        """The deltas for one event; raises UpstreamFailure for an error event."""
+        ...
+
+    def eof(self) -> list[Delta]:
+        """The body ended before ``done``: the last deltas if that is acceptable for the
+        flavour, else raise UpstreamFailure (stream ended early)."""
+        ...
+
+
+async def read_bounded(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) -> bytes:
+    """At most ``limit`` bytes of the body; a connection dropped meanwhile keeps what came."""
+    buffer = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            buffer += chunk
+            if len(buffer) >= limit:
+                break
+    except httpx.TransportError:
+        pass
+    return bytes(buffer[:limit])
+
+
+async def _failure_from_response(response: httpx.Response) -> UpstreamFailure:
+    body = await read_bounded(response)
+    failure = parse_failure(response.status_code, response.headers, body, now=time.time())
+    return UpstreamFailure(failure, mid_stream=False)
+
+
+async def _unexpected_content_type(response: httpx.Response) -> UpstreamFailure:
+    """A 2xx that is not an event stream: an error JSON from a proxy, or a host that
+    ignored ``stream: true``. Neither can be streamed to the editor."""
+    body = await read_bounded(response)
+    failure = parse_failure(response.status_code, response.headers, body, now=time.time())
+    if failure.error_type is None:
+        content_type = response.headers.get("content-type", "none")[:100]
+        failure = local_failure(
+            "unexpected_response",
+            f"expected an event stream, got content-type {content_type}",
+            status=response.status_code,
+        )
+    return UpstreamFailure(failure, mid_stream=False)
+
+
+async def stream_deltas(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    parser: Parser,
+    secret: str,
+) -> AsyncIterator[Delta]:
+    """POST ``body`` to ``url`` and yield the parser's deltas until the message ends.
+
+    Every failure leaves as UpstreamFailure with ``secret`` redacted from its message.
+    Leaving the iterator early (or cancelling) closes the connection: the request runs
+    inside ``client.stream``'s context.
+    """
+    request_headers = {
+        **headers,
+        "content-type": "application/json",
+        "accept": "text/event-stream",
+        "user-agent": USER_AGENT,
+    }
+    # ensure_ascii=False: the user's text goes out as UTF-8, not \u escapes (smaller).
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    answered = False  # the provider said 2xx: a failure from here on is mid-stream
+    try:
+        async with client.stream("POST", url, headers=request_headers, content=content) as resp:
+            if not resp.is_success:
+                raise await _failure_from_response(resp)
+            if "text/event-stream" not in resp.headers.get("content-type", ""):
+                raise await _unexpected_content_type(resp)
+            answered = True
+            async with aclosing(EventSource(resp).aiter_sse()) as events:
+                async for sse in events:
+                    for delta in parser.feed(sse.event, sse.data):
+                        yield delta
+                    if parser.done:
+                        return
+            for delta in parser.eof():
+                yield delta
+    except UpstreamFailure as exc:
+        clean = redacted(exc.failure, secret)
+        if clean is exc.failure:
+            raise
+        raise UpstreamFailure(clean, mid_stream=exc.mid_stream, retryable=exc.retryable) from None
+    except httpx.TransportError as exc:
+        raise transport_failure(exc, secret, mid_stream=answered) from exc
