@@ -33,10 +33,14 @@ __all__ = [
     "StatusNotification",
     "StatusParams",
     "StatusResult",
+    "StreamParams",
+    "StreamResult",
     "credential_info",
     "parse_params",
     "provider_state",
     "status_notification",
+    "stream_request",
+    "stream_result",
     "to_wire",
 ]
 
@@ -71,6 +75,20 @@ class KeyRemoveParams:
     provider: str
     fingerprint: str | None = None
     index: int | None = None
+
+
+@attrs.frozen
+class StreamParams:
+    provider: str
+    model: str
+    messages: list[Any]
+    max_tokens: int
+    system: Any = None  # a string or a list of text blocks: checked by stream_request
+    tools: list[Any] | None = None
+    thinking: dict[str, Any] | None = None  # {"budgetTokens": N}
+    temperature: float | None = None
+    profile: str | None = None
+    stream_id: str | None = None
 
 
 # -- results and notifications -------------------------------------------------
@@ -127,6 +145,25 @@ class KeyRemoveResult:
 
 
 @attrs.frozen
+class CredentialRef:
+    id: str
+    fingerprint: str
+
+
+@attrs.frozen
+class StreamResult:
+    stream_id: str
+    model: str
+    content: list[dict[str, Any]]
+    text: str
+    stop_reason: str
+    usage: dict[str, int]
+    cost: dict[str, Any]
+    credential: CredentialRef
+    attempts: int
+
+
+@attrs.frozen
 class StatusNotification:
     """``sidecar/didChangeStatus``: what a status bar shows."""
 
@@ -173,6 +210,88 @@ def provider_state(s: ProviderStatus) -> ProviderState:
 def status_notification(s: ProviderStatus) -> StatusNotification:
     return StatusNotification(
         s.provider, s.kind.value, s.text, s.index, s.size, s.rotated, s.message
+    )
+
+
+# -- sidecar/stream ------------------------------------------------------------
+
+_ROLES = ("user", "assistant")
+
+
+def stream_request(params: StreamParams) -> Any:
+    """Check a stream request beyond its types and turn it into a provider StreamRequest."""
+    from sidecar.providers import StreamRequest  # not at start-up: only streams need it
+
+    if not params.model.strip():
+        raise InvalidParams("model", "must not be empty")
+    if params.max_tokens < 1:
+        raise InvalidParams("maxTokens", "must be at least 1")
+    if params.temperature is not None and not 0 <= params.temperature <= 2:
+        raise InvalidParams("temperature", "must be between 0 and 2")
+    if not params.messages:
+        raise InvalidParams("messages", "must hold at least one message")
+    for i, message in enumerate(params.messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise InvalidParams(where, f"expected an object, got {_json_type(message)}")
+        if message.get("role") not in _ROLES:
+            raise InvalidParams(f"{where}.role", 'must be "user" or "assistant"')
+        content = message.get("content")
+        if not isinstance(content, str) and not (
+            isinstance(content, list) and all(isinstance(b, dict) and "type" in b for b in content)
+        ):
+            raise InvalidParams(f"{where}.content", "must be a string or a list of blocks")
+    system = params.system
+    if (
+        system is not None
+        and not isinstance(system, str)
+        and not (isinstance(system, list) and all(isinstance(b, dict) for b in system))
+    ):
+        raise InvalidParams("system", "must be a string or a list of text blocks")
+    tools = None
+    if params.tools is not None:
+        tools = []
+        for i, tool in enumerate(params.tools):
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                raise InvalidParams(f"tools[{i}].name", "every tool needs a name")
+            schema = tool.get("inputSchema", tool.get("input_schema", {"type": "object"}))
+            if not isinstance(schema, dict):
+                raise InvalidParams(f"tools[{i}].inputSchema", "must be a JSON schema object")
+            converted = {"name": tool["name"], "input_schema": schema}
+            if isinstance(tool.get("description"), str):
+                converted["description"] = tool["description"]
+            tools.append(converted)
+    budget = None
+    if params.thinking is not None:
+        budget = params.thinking.get("budgetTokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise InvalidParams("thinking.budgetTokens", "must be a positive integer")
+    return StreamRequest(
+        model=params.model,
+        messages=params.messages,
+        max_tokens=params.max_tokens,
+        system=system,
+        tools=tools,
+        thinking_budget=budget,
+        temperature=params.temperature,
+    )
+
+
+def stream_result(outcome: Any) -> StreamResult:
+    """The wire result of an engine StreamOutcome."""
+    from sidecar.engine import usage_to_wire
+
+    message, cost = outcome.message, outcome.cost
+    return StreamResult(
+        stream_id=outcome.stream_id,
+        model=outcome.model,
+        content=message.content,
+        text=message.text,
+        stop_reason=message.stop_reason,
+        usage=usage_to_wire(message.usage),
+        cost=converter.unstructure(cost),
+        credential=CredentialRef(outcome.credential.id, outcome.credential.fingerprint),
+        attempts=outcome.attempts,
     )
 
 

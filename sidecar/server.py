@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
@@ -30,6 +30,9 @@ from sidecar.keypool import KeyPool
 from sidecar.rotation import ProviderStatus
 from sidecar.statusfeed import StatusFeed
 from sidecar.store import Store
+
+if TYPE_CHECKING:
+    from sidecar.engine import Engine
 
 __all__ = ["SidecarServer", "create_server"]
 
@@ -82,12 +85,26 @@ class SidecarServer(LanguageServer):
         )
         self.keypool = keypool
         self.feed = StatusFeed(keypool, self.send_status)
+        self._engine: Engine | None = None
         self._feed_task: asyncio.Task[None] | None = None
 
     def send_status(self, status: ProviderStatus) -> None:
         self.protocol.notify(
             "sidecar/didChangeStatus", protocol.to_wire(protocol.status_notification(status))
         )
+
+    @property
+    def engine(self) -> Engine:
+        # Imported on the first stream: httpx and the providers stay off start-up.
+        if self._engine is None:
+            from sidecar.engine import Engine
+
+            self._engine = Engine(self.keypool)
+        return self._engine
+
+    def send_deltas(self, deltas: list[dict[str, Any]]) -> None:
+        for delta in deltas:
+            self.protocol.notify("sidecar/streamDelta", delta)
 
     def start_feed(self) -> None:
         if self._feed_task is None:
@@ -195,6 +212,20 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
         provider = _provider(params.provider)
         server.keypool.reset(provider)
         return protocol.to_wire(protocol.provider_state(server.feed.publish(provider, force=True)))
+
+    @_rpc(ls, "sidecar/stream")
+    async def stream(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.StreamParams, raw)
+        provider = _provider(params.provider)
+        outcome = await server.engine.stream(
+            provider,
+            protocol.stream_request(params),
+            send=server.send_deltas,
+            on_status=server.feed.publish,
+            stream_id=params.stream_id,
+            profile=params.profile,
+        )
+        return protocol.to_wire(protocol.stream_result(outcome))
 
     return ls
 
