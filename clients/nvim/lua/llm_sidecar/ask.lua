@@ -1,0 +1,312 @@
+--- :LlmAsk: stream an answer into a scratch Markdown buffer; :LlmCancel stops it.
+
+local M = {}
+
+local rpc = require("llm_sidecar.rpc")
+local api = vim.api
+
+---@class llm_sidecar.Ask
+---@field stream_id string
+---@field buf integer
+---@field answer_row integer  0-based row where the answer starts
+---@field text string         the answer streamed so far
+---@field request_id? integer
+---@field done boolean
+---@field cancelled boolean
+
+---@type table<string, llm_sidecar.Ask> streamId -> ask
+M.asks = {}
+---@type table<integer, llm_sidecar.Ask> buffer -> its ask
+M.by_buf = {}
+M.last = nil ---@type llm_sidecar.Ask?
+local seq = 0
+local ask_win = nil ---@type integer?
+
+local function with_modifiable(buf, fn)
+  vim.bo[buf].modifiable = true
+  local ok, err = pcall(fn)
+  vim.bo[buf].modifiable = false
+  if not ok then
+    error(err)
+  end
+end
+
+--- Append text at the very end of the buffer, following it in windows that were at the end.
+local function append(ask, text)
+  local buf = ask.buf
+  if text == "" or not api.nvim_buf_is_valid(buf) then
+    return
+  end
+  local last = api.nvim_buf_line_count(buf) - 1
+  local following = {}
+  for _, win in ipairs(vim.fn.win_findbuf(buf)) do
+    if api.nvim_win_get_cursor(win)[1] >= last then
+      following[#following + 1] = win
+    end
+  end
+  local line = api.nvim_buf_get_lines(buf, last, last + 1, true)[1]
+  with_modifiable(buf, function()
+    api.nvim_buf_set_text(buf, last, #line, last, #line, vim.split(text, "\n", { plain = true }))
+  end)
+  local count = api.nvim_buf_line_count(buf)
+  for _, win in ipairs(following) do
+    pcall(api.nvim_win_set_cursor, win, { count, 0 })
+  end
+end
+
+--- Replace the answer (everything from answer_row on) with `text`.
+local function set_answer(ask, text)
+  ask.text = text
+  if not api.nvim_buf_is_valid(ask.buf) then
+    return
+  end
+  with_modifiable(ask.buf, function()
+    api.nvim_buf_set_lines(ask.buf, ask.answer_row, -1, false, vim.split(text, "\n", { plain = true }))
+  end)
+end
+
+local function footer(ask, line)
+  local sep = ask.text:sub(-1) == "\n" and "\n---\n" or "\n\n---\n"
+  append(ask, sep .. line)
+end
+
+local function money(cost)
+  if type(cost) ~= "table" or type(cost.total) ~= "number" then
+    return nil
+  end
+  local cur = cost.currency == "USD" and "$" or ((cost.currency or "") .. " ")
+  local amount = ("%.6f"):format(cost.total):gsub("0+$", ""):gsub("%.$", ".00")
+  return cur .. amount
+end
+
+--- The footer of a finished answer: model, tokens, cost, the credential that answered.
+function M.usage_line(result)
+  local parts = { result.model }
+  local u = result.usage
+  if type(u) == "table" then
+    local tokens = ("%d in, %d out"):format(u.inputTokens or 0, u.outputTokens or 0)
+    if (u.cacheReadTokens or 0) > 0 or (u.cacheWriteTokens or 0) > 0 then
+      tokens = tokens .. (", cache %d read, %d written"):format(u.cacheReadTokens or 0, u.cacheWriteTokens or 0)
+    end
+    parts[#parts + 1] = tokens
+  end
+  parts[#parts + 1] = money(result.cost)
+  if type(result.credential) == "table" and result.credential.fingerprint then
+    parts[#parts + 1] = "key " .. result.credential.fingerprint
+  end
+  if type(result.attempts) == "number" and result.attempts > 1 then
+    parts[#parts + 1] = result.attempts .. " attempts"
+  end
+  if result.stopReason and result.stopReason ~= "end_turn" then
+    parts[#parts + 1] = "stopped: " .. result.stopReason
+  end
+  local kept = {}
+  for _, p in pairs(parts) do
+    if p and p ~= "" then
+      kept[#kept + 1] = p
+    end
+  end
+  return "*" .. table.concat(kept, " · ") .. "*"
+end
+
+local function open_window(buf, cmd)
+  if ask_win and api.nvim_win_is_valid(ask_win) then
+    api.nvim_win_set_buf(ask_win, buf)
+    api.nvim_set_current_win(ask_win)
+    return
+  end
+  vim.cmd(cmd)
+  ask_win = api.nvim_get_current_win()
+  api.nvim_win_set_buf(ask_win, buf)
+  vim.wo[ask_win].wrap = true
+  vim.wo[ask_win].linebreak = true
+end
+
+local function selection(range)
+  if not range then
+    return nil
+  end
+  local lines = api.nvim_buf_get_lines(0, range[1] - 1, range[2], false)
+  local ft = vim.bo.filetype
+  local fence = "```"
+  for _, l in ipairs(lines) do
+    while l:find(fence, 1, true) do
+      fence = fence .. "`"
+    end
+  end
+  return fence .. ft .. "\n" .. table.concat(lines, "\n") .. "\n" .. fence
+end
+
+--- Ask the model. `opts.range` = {line1, line2} of the current buffer adds those lines.
+---@param prompt string
+---@param opts? {range?: integer[]}
+---@return integer? bufnr of the answer
+function M.ask(prompt, opts)
+  opts = opts or {}
+  local cfg = require("llm_sidecar").config
+  prompt = vim.trim(prompt or "")
+  if prompt == "" then
+    vim.ui.input({ prompt = "Ask: " }, function(input)
+      if input and vim.trim(input) ~= "" then
+        M.ask(input, opts)
+      end
+    end)
+    return nil
+  end
+  local content = prompt
+  local code = selection(opts.range)
+  if code then
+    content = prompt .. "\n\n" .. code
+  end
+
+  seq = seq + 1
+  local stream_id = ("nvim-%d-%d"):format(vim.fn.getpid(), seq)
+  local buf = api.nvim_create_buf(true, true)
+  pcall(api.nvim_buf_set_name, buf, ("llm://ask/%d/%d"):format(vim.fn.getpid(), seq))
+  vim.bo[buf].buftype = "nofile"
+  vim.bo[buf].bufhidden = "hide"
+  vim.bo[buf].swapfile = false
+  vim.bo[buf].filetype = "markdown"
+  local header = {}
+  for _, l in ipairs(vim.split(content, "\n", { plain = true })) do
+    header[#header + 1] = l == "" and ">" or ("> " .. l)
+  end
+  header[#header + 1] = ""
+  header[#header + 1] = ""
+  api.nvim_buf_set_lines(buf, 0, -1, false, header)
+  vim.bo[buf].modifiable = false
+
+  ---@type llm_sidecar.Ask
+  local ask = { stream_id = stream_id, buf = buf, answer_row = #header - 1, text = "", done = false, cancelled = false }
+  M.asks[stream_id] = ask
+  M.by_buf[buf] = ask
+  M.last = ask
+
+  local map = function(lhs, fn, desc)
+    vim.keymap.set("n", lhs, fn, { buffer = buf, nowait = true, desc = desc })
+  end
+  map("<C-c>", function() M.cancel(buf) end, "llm-sidecar: cancel this answer")
+  map("q", function()
+    if not ask.done then
+      M.cancel(buf)
+    end
+    pcall(vim.cmd, "close")
+  end, "llm-sidecar: cancel and close")
+  api.nvim_create_autocmd("BufWipeout", {
+    buffer = buf,
+    once = true,
+    callback = function()
+      if not ask.done then
+        M.cancel(buf, { silent = true })
+      end
+      M.by_buf[buf] = nil
+    end,
+  })
+
+  open_window(buf, cfg.ask_open)
+  pcall(api.nvim_win_set_cursor, 0, { api.nvim_buf_line_count(buf), 0 })
+
+  local params = {
+    provider = cfg.provider,
+    model = cfg.model,
+    maxTokens = cfg.max_tokens,
+    streamId = stream_id,
+    messages = { { role = "user", content = content } },
+    system = cfg.system,
+    temperature = cfg.temperature,
+  }
+  rpc.request("sidecar/stream", params, function(err, result)
+    M.finish(ask, err, result)
+  end, function(id)
+    ask.request_id = id
+    if ask.cancelled then -- cancelled while the sidecar was starting
+      local client = rpc.get()
+      if client then
+        client:cancel_request(id)
+      end
+    end
+  end)
+  return buf
+end
+
+--- A `sidecar/streamDelta` notification.
+function M.on_delta(params)
+  local ask = type(params) == "table" and M.asks[params.streamId]
+  if not ask or ask.done then
+    return
+  end
+  if params.kind == "text" and type(params.text) == "string" then
+    ask.text = ask.text .. params.text
+    append(ask, params.text)
+  elseif params.kind == "restart" then
+    set_answer(ask, "")
+    rpc.notify("retrying on another credential: the partial answer was cleared.", vim.log.levels.INFO)
+  end
+end
+
+--- The reply to `sidecar/stream`: the final message, or an error.
+function M.finish(ask, err, result)
+  if ask.done then
+    return
+  end
+  ask.done = true
+  M.asks[ask.stream_id] = nil
+  if err then
+    if err.code == -32800 then
+      ask.cancelled = true
+      return footer(ask, "*cancelled*")
+    end
+    local msg, level = rpc.describe("Asking " .. require("llm_sidecar").config.provider, err, {
+      [-32602] = "Check the options given to setup() (model, max_tokens, provider).",
+    })
+    footer(ask, "*error: " .. tostring(err.message) .. "*")
+    vim.notify(msg, level)
+  else
+    result = type(result) == "table" and result or {}
+    if type(result.text) == "string" and result.text ~= ask.text then
+      set_answer(ask, result.text)
+    end
+    footer(ask, M.usage_line(result))
+  end
+  if api.nvim_buf_is_valid(ask.buf) then
+    vim.bo[ask.buf].modifiable = true
+  end
+end
+
+--- :LlmCancel / <C-c>: cancel the answer of `bufnr` (default: the current buffer's,
+--- else the latest running one).
+---@param bufnr? integer
+---@param opts? {silent?: boolean}
+function M.cancel(bufnr, opts)
+  opts = opts or {}
+  local ask = M.by_buf[bufnr or api.nvim_get_current_buf()]
+  if not ask or ask.done then
+    ask = nil
+    if bufnr == nil and M.last and not M.last.done then
+      ask = M.last
+    end
+  end
+  if not ask then
+    if not opts.silent then
+      rpc.notify("nothing to cancel.", vim.log.levels.INFO)
+    end
+    return false
+  end
+  local client = rpc.get()
+  if client and ask.request_id then
+    client:cancel_request(ask.request_id)
+  end
+  -- Neovim does not pass the -32800 reply of a cancelled request on: finish here.
+  ask.cancelled = true
+  M.finish(ask, { code = -32800, message = "cancelled" })
+  return true
+end
+
+--- The sidecar exited: every running answer ends.
+function M.on_exit()
+  for _, ask in pairs(M.asks) do
+    M.finish(ask, { code = -32099, message = "the sidecar exited" })
+  end
+end
+
+return M

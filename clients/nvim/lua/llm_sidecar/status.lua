@@ -1,0 +1,151 @@
+--- Provider statuses: kept from `sidecar/didChangeStatus`, shown by :LlmStatus.
+
+local M = {}
+
+---@type table<string, table> provider -> last status {provider, kind, text, index, size, rotated, message?}
+M.by_provider = {}
+M.running = false
+
+local levels = { Normal = vim.log.levels.INFO, Warning = vim.log.levels.WARN, Error = vim.log.levels.ERROR }
+
+local function changed(st)
+  pcall(vim.api.nvim_exec_autocmds, "User", { pattern = "LlmSidecarStatus", data = st, modeline = false })
+  pcall(vim.cmd, "redrawstatus!")
+end
+
+--- A new status of one provider (notification, or the status in a keyAdd/keyRemove/keyReset result).
+function M.update(st)
+  if type(st) ~= "table" or type(st.provider) ~= "string" then
+    return
+  end
+  local old = M.by_provider[st.provider]
+  M.by_provider[st.provider] = st
+  M.running = true
+  -- A status turning into an error (all keys rate limited, every key rejected) is worth
+  -- a message; rotations only show in the status line. Logins report their progress.
+  local account = package.loaded["llm_sidecar.account"]
+  if st.message and account and account.login_pending(st.provider) then
+    vim.notify("llm-sidecar: " .. st.message, levels[st.kind] or vim.log.levels.INFO)
+    account.login_status(st)
+  elseif st.kind == "Error" and (not old or old.kind ~= "Error") and st.message then
+    vim.notify(("llm-sidecar: %s (%s). See :LlmStatus."):format(st.message, st.text), vim.log.levels.WARN)
+  end
+  changed(st)
+end
+
+function M.stopped()
+  M.running = false
+  M.by_provider = {}
+  changed({ stopped = true })
+end
+
+---@param provider string
+---@return string
+function M.text(provider)
+  local st = M.by_provider[provider]
+  if st then
+    return st.text or ""
+  end
+  if require("llm_sidecar.rpc").get() then
+    return M.running and "🔑 no credentials" or "🔑 …"
+  end
+  return "🔑 stopped"
+end
+
+local state_text = {
+  ok = "ok",
+  expiring = "expiring",
+  expired = "expired",
+  coolingDown = "cooling down",
+  rejected = "rejected",
+}
+
+--- The lines of the status view (also used by tests and checkhealth).
+---@param result table the result of sidecar/status
+---@return string[]
+function M.lines(result)
+  local lines = {}
+  local providers = result.providers or {}
+  if #providers == 0 then
+    lines[#lines + 1] = "No credentials. Log in with :LlmLogin or add a key with :LlmKeyAdd."
+  end
+  for _, p in ipairs(providers) do
+    lines[#lines + 1] = ("%s  %s%s"):format(p.provider, p.text or "", p.message and ("  — " .. p.message) or "")
+    for i, c in ipairs(p.credentials or {}) do
+      local state = state_text[c.state] or tostring(c.state)
+      if c.state == "coolingDown" and c.cooldownUntil then
+        state = state .. " until " .. c.cooldownUntil
+      end
+      if c.expiresAt and c.state ~= "coolingDown" then
+        state = state .. " (expires " .. c.expiresAt .. ")"
+      end
+      local current = (i == p.index and c.state ~= "rejected") and "▶" or " "
+      lines[#lines + 1] = ("  %s %d. %s  %s  %s  %s%s%s"):format(
+        current,
+        i,
+        c.fingerprint or "?",
+        c.kind or "",
+        c.source or "",
+        state,
+        c.label and ("  " .. c.label) or "",
+        c.message and ("  — " .. c.message) or ""
+      )
+    end
+    lines[#lines + 1] = ""
+  end
+  for _, problem in ipairs(result.problems or {}) do
+    lines[#lines + 1] = "problem: " .. problem
+  end
+  if lines[#lines] == "" then
+    lines[#lines] = nil
+  end
+  return lines
+end
+
+--- :LlmStatus: a floating window with every provider's credentials and states.
+function M.show()
+  require("llm_sidecar.rpc").request("sidecar/status", nil, function(err, result)
+    if err then
+      return require("llm_sidecar.rpc").notify_error("Reading the status", err)
+    end
+    for _, p in ipairs(result.providers or {}) do
+      local copy = vim.deepcopy(p)
+      copy.credentials = nil
+      M.by_provider[p.provider] = vim.tbl_extend("force", M.by_provider[p.provider] or {}, copy)
+    end
+    M.open_float(M.lines(result))
+  end)
+end
+
+---@param lines string[]
+---@return integer buf, integer win
+function M.open_float(lines)
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].modifiable = false
+  vim.bo[buf].bufhidden = "wipe"
+  vim.bo[buf].filetype = "llm_sidecar_status"
+  local width = 20
+  for _, l in ipairs(lines) do
+    width = math.max(width, vim.fn.strdisplaywidth(l))
+  end
+  width = math.min(width + 2, math.max(20, vim.o.columns - 4))
+  local height = math.min(#lines, math.max(1, vim.o.lines - 4))
+  local win = vim.api.nvim_open_win(buf, true, {
+    relative = "editor",
+    width = width,
+    height = height,
+    row = math.max(0, math.floor((vim.o.lines - height) / 2) - 1),
+    col = math.max(0, math.floor((vim.o.columns - width) / 2)),
+    style = "minimal",
+    border = "rounded",
+    title = " llm-sidecar ",
+    title_pos = "center",
+  })
+  for _, key in ipairs({ "q", "<Esc>" }) do
+    vim.keymap.set("n", key, "<Cmd>close<CR>", { buffer = buf, nowait = true, desc = "close" })
+  end
+  return buf, win
+end
+
+return M

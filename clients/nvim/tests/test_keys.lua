@@ -1,0 +1,161 @@
+-- :LlmStatus, :LlmKeyAdd, :LlmKeyRemove, :LlmKeyReset as a user sees them.
+local H = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "helpers.lua"))
+
+local KEY3 = "sk-ant-api03-nvimtest-key-three-3333"
+local FP1, FP2, FP3 = H.fingerprint(H.key1), H.fingerprint(H.key2), H.fingerprint(KEY3)
+
+H.setup()
+
+H.test("the statusline shows the two environment keys", function()
+  H.wait_status("🔑 1/2")
+end)
+
+local function open_status()
+  local before = vim.api.nvim_get_current_win()
+  vim.cmd("LlmStatus")
+  H.wait(5000, function()
+    local win = vim.api.nvim_get_current_win()
+    return win ~= before and vim.api.nvim_win_get_config(win).relative ~= ""
+  end, "the :LlmStatus float")
+  local text = H.buf_text(0)
+  vim.cmd("close")
+  H.eq(vim.api.nvim_get_current_win(), before, "window after closing the float")
+  return text
+end
+
+H.test(":LlmStatus shows each credential by fingerprint and state, never the secret", function()
+  local text = open_status()
+  H.contains(text, "anthropic  🔑 1/2", "status view")
+  H.contains(text, "1. " .. FP1 .. "  api_key  env  ok", "status view")
+  H.contains(text, "2. " .. FP2 .. "  api_key  env  ok", "status view")
+  H.contains(text, "▶ 1.", "current key marked")
+  H.not_contains(text, H.key1, "status view")
+  H.not_contains(text, H.key2, "status view")
+end)
+
+H.test(":LlmKeyAdd reads the key with inputsecret and adds it: 🔑 1/3", function()
+  local prompts = {}
+  local real_inputsecret = vim.fn.inputsecret
+  vim.fn.inputsecret = function(prompt)
+    prompts[#prompts + 1] = prompt
+    return KEY3 .. "  "
+  end
+  local from = #H.notes + 1
+  vim.cmd("LlmKeyAdd")
+  vim.fn.inputsecret = real_inputsecret
+  H.eq(#prompts, 1, "inputsecret prompts")
+  H.contains(prompts[1], "anthropic API key", "prompt")
+  H.wait_status("🔑 1/3")
+  local note = H.wait_note("added " .. FP3, from)
+  H.eq(note.level, vim.log.levels.INFO, "level")
+  H.contains(note.msg, "🔑 1/3", "message")
+  H.not_contains(H.notes_text(), KEY3, "notifications")
+  for _, hist in ipairs({ "cmd", "input", "search", "expr" }) do
+    for i = 1, vim.fn.histnr(hist) do
+      H.not_contains(vim.fn.histget(hist, i), KEY3, hist .. " history")
+    end
+  end
+  -- pool entries come before environment keys (DESIGN.md, rotation order)
+  local view = open_status()
+  H.contains(view, "▶ 1. " .. FP3 .. "  api_key  pool  ok", "status view")
+  H.contains(view, "3. " .. FP2 .. "  api_key  env  ok", "status view")
+end)
+
+H.test("adding the same key again says so and changes nothing", function()
+  vim.fn.inputsecret = function() return KEY3 end
+  local from = #H.notes + 1
+  vim.cmd("LlmKeyAdd")
+  local note = H.wait_note("already in the anthropic pool", from)
+  H.contains(note.msg, FP3, "message")
+  H.eq(H.statusline(), "🔑 1/3", "statusline")
+end)
+
+H.test(":LlmKeyAdd with an empty answer adds nothing", function()
+  vim.fn.inputsecret = function() return "" end
+  local from = #H.notes + 1
+  vim.cmd("LlmKeyAdd")
+  H.wait_note("nothing added", from)
+  vim.wait(300)
+  H.eq(H.statusline(), "🔑 1/3", "statusline")
+end)
+
+H.test(":LlmKeyAdd refuses a key on the command line (it would stay in the history)", function()
+  local from = #H.notes + 1
+  vim.fn.inputsecret = function() error("must not prompt") end
+  vim.cmd("LlmKeyAdd sk-ant-api03-typed-on-the-command-line-9999")
+  local note = H.wait_note("takes no key on the command line", from)
+  H.eq(note.level, vim.log.levels.WARN, "level")
+  vim.wait(300)
+  H.eq(H.statusline(), "🔑 1/3", "statusline")
+end)
+
+H.test(":LlmKeyAdd login without a login names what to do", function()
+  local from = #H.notes + 1
+  vim.cmd("LlmKeyAdd login")
+  H.wait(5000, function() return #H.notes >= from end, "a notification")
+  local note = H.notes[from]
+  H.contains(note.msg, "Adding the current login failed", "message")
+  H.truthy(note.level >= vim.log.levels.WARN, "level is WARN or ERROR")
+  H.contains(note.msg, ":Llm", "names a command to run")
+end)
+
+H.test(":LlmKeyRemove offers fingerprints with vim.ui.select and removes the pick: 🔑 1/2", function()
+  local offered, prompt
+  local real_select = vim.ui.select
+  vim.ui.select = function(items, opts, on_choice)
+    offered, prompt = {}, opts.prompt
+    for _, item in ipairs(items) do
+      offered[#offered + 1] = opts.format_item(item)
+    end
+    for _, item in ipairs(items) do
+      if item.fingerprint == FP3 then
+        return on_choice(item, _)
+      end
+    end
+    on_choice(nil, nil)
+  end
+  local from = #H.notes + 1
+  vim.cmd("LlmKeyRemove")
+  H.wait(5000, function() return offered ~= nil end, "vim.ui.select")
+  vim.ui.select = real_select
+  H.contains(prompt, "Remove which anthropic credential", "prompt")
+  H.eq(#offered, 3, "items offered")
+  local all = table.concat(offered, "\n")
+  for _, fp in ipairs({ FP1, FP2, FP3 }) do
+    H.contains(all, fp, "items")
+  end
+  for _, key in ipairs({ H.key1, H.key2, KEY3 }) do
+    H.not_contains(all, key, "items")
+  end
+  H.wait_status("🔑 1/2")
+  H.contains(H.wait_note("removed " .. FP3, from).msg, "🔑 1/2", "message")
+  H.not_contains(open_status(), FP3, "status view after removal")
+end)
+
+H.test("dismissing the :LlmKeyRemove picker removes nothing", function()
+  vim.ui.select = function(_, _, on_choice) on_choice(nil, nil) end
+  vim.cmd("LlmKeyRemove")
+  vim.wait(500)
+  H.eq(H.statusline(), "🔑 1/2", "statusline")
+end)
+
+H.test("removing an environment key is refused with what to do", function()
+  vim.ui.select = function(items, _, on_choice)
+    on_choice(items[1], 1)
+  end
+  local from = #H.notes + 1
+  vim.cmd("LlmKeyRemove")
+  local note = H.wait_note("failed", from)
+  H.truthy(note.level >= vim.log.levels.WARN, "level is WARN or ERROR")
+  H.contains(note.msg:lower(), "unset", "advice")
+  H.eq(H.statusline(), "🔑 1/2", "statusline")
+end)
+
+H.test(":LlmKeyReset keeps 🔑 1/2 and says so", function()
+  local from = #H.notes + 1
+  vim.cmd("LlmKeyReset")
+  H.contains(H.wait_note("back to the first key", from).msg, "🔑 1/2", "message")
+  H.eq(H.statusline(), "🔑 1/2", "statusline")
+end)
+
+H.done()
