@@ -1,0 +1,209 @@
+/**
+ * The llm-sidecar wire contract (docs/protocol.md in the project), as types.
+ *
+ * Plain TypeScript: no `vscode` import, so that the protocol layer runs and is
+ * tested in plain Node over vscode-jsonrpc.
+ */
+
+export const Method = {
+  status: "sidecar/status",
+  login: "sidecar/login",
+  loginComplete: "sidecar/loginComplete",
+  loginCancel: "sidecar/loginCancel",
+  logout: "sidecar/logout",
+  keyAdd: "sidecar/keyAdd",
+  keyList: "sidecar/keyList",
+  keyRemove: "sidecar/keyRemove",
+  keyReset: "sidecar/keyReset",
+  stream: "sidecar/stream",
+} as const;
+
+export const Notification = {
+  didChangeStatus: "sidecar/didChangeStatus",
+  streamDelta: "sidecar/streamDelta",
+} as const;
+
+/** JSON-RPC error codes the sidecar answers with. */
+export const ErrorCode = {
+  parseError: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internalError: -32603,
+  requestCancelled: -32800,
+  noCredentials: -32001,
+  allRateLimited: -32002,
+  allRejected: -32003,
+  upstream: -32004,
+  loginFailed: -32005,
+  store: -32006,
+} as const;
+
+export type StatusKind = "Normal" | "Warning" | "Error" | "Inactive";
+
+export type CredentialState = "ok" | "expiring" | "expired" | "coolingDown" | "rejected";
+
+export interface CredentialInfo {
+  id: string;
+  kind: "api_key" | "token" | "oauth" | string;
+  source: "profile" | "pool" | "env" | string;
+  fingerprint: string;
+  state: CredentialState | string;
+  expiresAt?: string;
+  cooldownUntil?: string;
+  message?: string;
+  label?: string;
+}
+
+/** `sidecar/didChangeStatus` params: what a status bar shows. */
+export interface StatusNotification {
+  provider: string;
+  kind: StatusKind;
+  text: string;
+  index: number;
+  size: number;
+  rotated: boolean;
+  message?: string;
+}
+
+/** A provider's status with its credentials (`sidecar/status`, `keyReset`, ...). */
+export interface ProviderStatus extends StatusNotification {
+  credentials?: CredentialInfo[];
+}
+
+export interface StatusParams {
+  provider?: string;
+}
+export interface StatusResult {
+  providers: ProviderStatus[];
+  problems: string[];
+}
+
+export interface KeyAddParams {
+  provider: string;
+  key?: string;
+}
+export interface KeyAddResult {
+  added: boolean;
+  credential: CredentialInfo;
+  status: ProviderStatus;
+}
+
+export interface KeyListParams {
+  provider: string;
+}
+export interface KeyListResult {
+  provider: string;
+  credentials: CredentialInfo[];
+}
+
+export type KeyRemoveParams =
+  | { provider: string; fingerprint: string }
+  | { provider: string; index: number };
+export interface KeyRemoveResult {
+  removed: CredentialInfo;
+  status: ProviderStatus;
+}
+
+export interface KeyResetParams {
+  provider: string;
+}
+export type KeyResetResult = ProviderStatus;
+
+export interface LoginParams {
+  provider: string;
+  mode?: "auto" | "paste";
+  profile?: string;
+}
+export interface LoginResult {
+  loginId: string;
+  url: string;
+  mode: "auto" | "paste";
+}
+export interface LoginCompleteParams {
+  loginId: string;
+  input: string;
+}
+export interface LoginCancelParams {
+  loginId: string;
+}
+export interface LogoutParams {
+  provider: string;
+  profile?: string;
+}
+
+export type ContentBlock =
+  | { type: "text"; text: string }
+  | { type: "thinking"; thinking: string; signature: string }
+  | { type: "redacted_thinking"; data: string }
+  | { type: "tool_use"; id: string; name: string; input: unknown }
+  | { type: "tool_result"; tool_use_id: string; content: unknown; is_error?: boolean };
+
+export interface Message {
+  role: "user" | "assistant";
+  content: string | ContentBlock[];
+}
+
+export interface Tool {
+  name: string;
+  description?: string;
+  inputSchema: unknown;
+}
+
+export interface StreamParams {
+  provider: string;
+  model: string;
+  messages: Message[];
+  maxTokens: number;
+  system?: string;
+  tools?: Tool[];
+  thinking?: { budgetTokens: number };
+  temperature?: number;
+  profile?: string;
+  streamId?: string;
+}
+
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+}
+
+export interface Cost {
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  total: number;
+  currency: string;
+  pricesAsOf?: string;
+}
+
+export interface StreamResult {
+  streamId: string;
+  model: string;
+  content: ContentBlock[];
+  text: string;
+  stopReason: string;
+  usage: Usage;
+  cost?: Cost;
+  credential?: { id: string; fingerprint: string };
+  attempts?: number;
+}
+
+export type StreamDelta =
+  | { streamId: string; kind: "text"; text: string }
+  | { streamId: string; kind: "thinking"; text: string }
+  | { streamId: string; kind: "signature"; signature: string }
+  | { streamId: string; kind: "toolUseStart"; id: string; name: string }
+  | { streamId: string; kind: "toolInputDelta"; id: string; json: string }
+  | { streamId: string; kind: "toolUseStop"; id: string }
+  | { streamId: string; kind: "usage"; usage: Usage }
+  | { streamId: string; kind: "restart"; attempt?: number; reason?: string };
+
+/** What the editor tells the sidecar about itself in `initializationOptions`. */
+export interface InitializationOptions {
+  editorInfo: { name: string; version: string };
+  editorPluginInfo: { name: string; version: string };
+}

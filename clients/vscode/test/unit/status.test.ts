@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { CredentialInfo, ProviderStatus } from "../../src/protocol";
+import {
+  credentialRows,
+  describeError,
+  describeState,
+  formatIn,
+  mdEscape,
+  statusBackground,
+  statusBarText,
+  tooltipMarkdown,
+} from "../../src/status";
+
+const now = new Date(2026, 10, 22, 14, 0, 0);
+const at = (h: number, m: number, s = 0) => new Date(2026, 10, 22, h, m, s).toISOString();
+
+const creds: CredentialInfo[] = [
+  { id: "anthropic:pool-1a2b3c4d", kind: "api_key", source: "pool", fingerprint: "sk-ant-api03-…a1b2", state: "coolingDown", cooldownUntil: at(14, 5), message: "Number of requests has exceeded your rate limit" },
+  { id: "anthropic:work", kind: "oauth", source: "profile", fingerprint: "sk-ant-oat01-…c3d4", state: "ok", expiresAt: at(20, 0) },
+  { id: "env:ANTHROPIC_API_KEY", kind: "api_key", source: "env", fingerprint: "sk-ant-api03-…e5f6", state: "ok" },
+];
+const rotated: ProviderStatus = {
+  provider: "anthropic", kind: "Warning", text: "🔑 2/3 (rotated)", index: 2, size: 3, rotated: true,
+  message: "rotated to key 2 of 3", credentials: creds,
+};
+
+describe("status bar", () => {
+  it("shows the sidecar's text", () => {
+    assert.equal(statusBarText({ provider: "anthropic", kind: "Normal", text: "🔑 1/3", index: 1, size: 3, rotated: false }), "🔑 1/3");
+    assert.equal(statusBarText(rotated), "🔑 2/3 (rotated)");
+    assert.equal(statusBarText(undefined), "🔑 …");
+  });
+
+  it("colours warnings and errors", () => {
+    assert.equal(statusBackground("Normal"), undefined);
+    assert.equal(statusBackground("Inactive"), undefined);
+    assert.equal(statusBackground("Warning"), "statusBarItem.warningBackground");
+    assert.equal(statusBackground("Error"), "statusBarItem.errorBackground");
+  });
+});
+
+describe("credential states", () => {
+  it("says when a cooldown ends", () => {
+    assert.equal(describeState(creds[0], now), "cooling down until 14:05:00 (in 5m)");
+    assert.equal(describeState(creds[1], now), "ok, expires 20:00:00");
+    assert.equal(describeState(creds[2], now), "ok");
+    assert.equal(describeState({ ...creds[2], state: "rejected" }, now), "rejected");
+    assert.equal(describeState({ ...creds[1], state: "expiring", expiresAt: at(19, 0) }, now), "expires in 5h (19:00:00)");
+  });
+
+  it("formats durations", () => {
+    assert.equal(formatIn(at(14, 0, 42), now), "42s");
+    assert.equal(formatIn(at(13, 0), now), "0s");
+  });
+});
+
+describe("tooltip", () => {
+  it("lists every credential with fingerprint, source and state, marking the one in use", () => {
+    const md = tooltipMarkdown([rotated], [], now);
+    assert.match(md, /\*\*anthropic\*\* 🔑 2\/3 \\\(rotated\\\)/);
+    assert.match(md, /_rotated to key 2 of 3_/);
+    const rows = md.split("\n").filter((l) => l.startsWith("| ") && l.includes("`sk-"));
+    assert.equal(rows.length, 3);
+    assert.match(rows[0], /^\|  \| `sk-ant-api03-…a1b2` \| pool \| \$\(clock\) cooling down until 14:05:00 \\\(in 5m\\\) \|$/);
+    assert.match(rows[1], /^\| ▶ \| `sk-ant-oat01-…c3d4` \| login \|/);
+    assert.match(rows[2], /\| environment \| \$\(pass\) ok \|$/);
+  });
+
+  it("tells what to do when there are no credentials, and lists problems", () => {
+    const md = tooltipMarkdown([], ["pool.json: corrupt file set aside"], now);
+    assert.match(md, /Add Key to Pool/);
+    assert.match(md, /\$\(warning\) pool\.json: corrupt file set aside/);
+  });
+
+  it("escapes Markdown in server text", () => {
+    assert.equal(mdEscape("a|b *c* [d](e)\nf"), "a\\|b \\*c\\* \\[d\\]\\(e\\) f");
+  });
+});
+
+describe("quick pick rows", () => {
+  it("one row per credential, the one in use said so", () => {
+    const rows = credentialRows(rotated, now);
+    assert.equal(rows.length, 3);
+    assert.equal(rows[1].label, "$(pass) sk-ant-oat01-…c3d4");
+    assert.match(rows[1].description!, /^in use · login · ok/);
+    assert.equal(rows[0].credential?.id, "anthropic:pool-1a2b3c4d");
+    assert.equal(rows[0].detail, "Number of requests has exceeded your rate limit");
+  });
+});
+
+describe("errors", () => {
+  it("says what to do", () => {
+    assert.match(describeError({ code: -32601, message: "Method not found" }, "sidecar/login"), /does not support sidecar\/login yet: update it/);
+    assert.match(describeError({ code: -32001, message: "no credentials for anthropic." }), /Add Key to Pool/);
+    assert.equal(describeError({ code: -32004, message: "upstream 404: model not found" }), "upstream 404: model not found");
+    assert.equal(describeError(new Error("boom")), "boom");
+  });
+});
