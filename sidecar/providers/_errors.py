@@ -10,6 +10,7 @@ from sidecar.fingerprints import redact
 __all__ = [
     "ProviderConfigError",
     "UpstreamFailure",
+    "is_transient",
     "local_failure",
     "malformed_stream",
     "redacted",
@@ -27,18 +28,21 @@ class UpstreamFailure(Exception):
 
     ``failure`` is what :func:`sidecar.classify.parse_failure` made of the answer.
     ``mid_stream`` is True when the provider had already answered 2xx (deltas may have
-    gone out). ``retryable`` marks failures that are nobody's fault, a dropped connection
-    or a stream cut short: the request may be replayed (on the same credential, or the
-    next) without cooling any credential down. Their class is REQUEST, deliberately not
-    RATE_LIMIT: a network blip says nothing about the key, and cooling a healthy key
-    down for it would push the user onto worse keys.
+    gone out). ``retryable`` marks REQUEST-class failures that are nobody's fault: a
+    dropped connection, a stream cut short, a 5xx or 408, an ``api_error`` event. The
+    request may be replayed (on the same credential, or the next) without cooling any
+    credential down. Their class is REQUEST, deliberately not RATE_LIMIT: a network
+    blip says nothing about the key, and cooling a healthy key down for it would push
+    the user onto worse keys.
     """
 
-    def __init__(self, failure: Failure, *, mid_stream: bool, retryable: bool = False) -> None:
+    def __init__(
+        self, failure: Failure, *, mid_stream: bool, retryable: bool | None = None
+    ) -> None:
         super().__init__(failure.message)
         self.failure = failure
         self.mid_stream = mid_stream
-        self.retryable = retryable
+        self.retryable = is_transient(failure) if retryable is None else retryable
 
     def __repr__(self) -> str:
         f = self.failure
@@ -46,6 +50,20 @@ class UpstreamFailure(Exception):
             f"UpstreamFailure({f.failure_class.name}, status={f.status}, "
             f"type={f.error_type!r}, message={f.message!r}, mid_stream={self.mid_stream})"
         )
+
+
+# Server-side trouble that says nothing about the request or the key. 529 and
+# "overloaded" are not here: classify() already makes them RATE_LIMIT.
+_TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})
+_TRANSIENT_TYPES = frozenset({"api_error", "server_error", "timeout"})
+
+
+def is_transient(failure: Failure) -> bool:
+    """A REQUEST-class failure worth replaying: a server error or timeout, not a bad
+    request. (Rate limits, auth and scope have their own handling.)"""
+    if failure.failure_class is not FailureClass.REQUEST:
+        return False
+    return failure.status in _TRANSIENT_STATUSES or failure.error_type in _TRANSIENT_TYPES
 
 
 def redacted(failure: Failure, secret: str) -> Failure:

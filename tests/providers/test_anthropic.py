@@ -377,3 +377,29 @@ async def test_cut_inside_a_multibyte_character(make_key: Callable[..., str], of
     async with streaming(body, cuts=cuts) as client:
         deltas = await collect(ANTHROPIC, client, request(), cred(make_key()))
     assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["a😀", "b中é"]
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (500, "api_error", True),
+        (503, "api_error", True),
+        (400, "invalid_request_error", False),
+        (404, "not_found_error", False),
+        (429, "rate_limit_error", False),  # RATE_LIMIT: rotation's business, not a replay
+    ],
+)
+async def test_transient_server_errors_are_retryable(
+    make_key: Callable[..., str], status: int, kind: str, retryable: bool
+) -> None:
+    async with streaming(_error(kind, "x"), status=status, content_type="application/json") as c:
+        failure = await _failure(c, make_key())
+    assert failure.retryable is retryable
+
+
+async def test_mid_stream_api_error_is_retryable(make_key: Callable[..., str]) -> None:
+    body = sse("error", {"type": "error", "error": {"type": "api_error", "message": "Internal"}})
+    async with streaming(body) as client:
+        failure = await _failure(client, make_key())
+    assert failure.failure.failure_class is FailureClass.REQUEST
+    assert failure.mid_stream and failure.retryable
