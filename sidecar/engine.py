@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, cast
@@ -25,7 +26,13 @@ import httpx
 
 from sidecar import pricing
 from sidecar.credentials import Credential
-from sidecar.errors import CredentialRejected, InvalidParams, LoginError, UpstreamError
+from sidecar.errors import (
+    AllRateLimited,
+    CredentialRejected,
+    InvalidParams,
+    LoginError,
+    UpstreamError,
+)
 from sidecar.keypool import KeyPool
 from sidecar.providers import (
     Delta,
@@ -52,6 +59,9 @@ Refresher = Callable[[Credential], Awaitable[Credential]]
 WireDelta = dict[str, Any]
 
 NETWORK_RETRIES = 2  # a dropped connection is retried this often before it is reported
+# When every key is cooling down but one is free again within this many seconds,
+# wait for it rather than show the user a rate limit.
+MAX_COOLDOWN_WAIT = 10.0
 
 
 def delta_to_wire(delta: Delta) -> WireDelta:
@@ -145,8 +155,10 @@ class Engine:
         refresher: Refresher | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | None = None,
+        max_cooldown_wait: float = MAX_COOLDOWN_WAIT,
     ) -> None:
         self.keypool = keypool
+        self.max_cooldown_wait = max_cooldown_wait
         self.refresher = refresher
         self._transport = transport
         self._timeout = timeout or httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
@@ -192,6 +204,7 @@ class Engine:
         max_attempts = 2 * len(self.keypool.pool(provider_name)) + NETWORK_RETRIES + 2
         network_failures = attempts = 0
         last_reason = ""
+        deadline = time.monotonic() + self.max_cooldown_wait  # for waiting out cooldowns
         try:
             while True:
                 if pinned is not None:
@@ -199,7 +212,7 @@ class Engine:
                 elif retry_now is not None:
                     cred, retry_now = retry_now, None
                 else:
-                    cred = self.keypool.acquire(provider_name, skip).credential
+                    cred = await self._acquire(provider_name, skip, last_reason, deadline)
                     on_status(provider_name)  # a rotation inside acquire shows at once
                 attempts += 1
                 if sink.sent_any:
@@ -240,6 +253,24 @@ class Engine:
                 )
         finally:
             sink.flush()
+
+    async def _acquire(
+        self, provider: str, skip: set[str], last_reason: str, deadline: float
+    ) -> Credential:
+        while True:
+            try:
+                return self.keypool.acquire(provider, skip).credential
+            except AllRateLimited as exc:
+                wait = exc.retry_at - self.keypool.clock()
+                if time.monotonic() + wait > deadline:
+                    raise
+                await asyncio.sleep(max(wait, 0.0) + 0.01)
+            except CredentialRejected as exc:
+                # Every credential refused for its scope: quote the provider's own words.
+                if skip and last_reason:
+                    message = f"{exc.message}. {provider} said: {last_reason}"
+                    raise CredentialRejected(message, exc.data) from None
+                raise
 
     async def _attempt(
         self, provider: Provider, request: StreamRequest, cred: Credential, sink: DeltaSink

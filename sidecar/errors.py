@@ -56,9 +56,13 @@ class NoCredentials(SidecarError):
 
 
 class AllRateLimited(SidecarError):
-    """Every credential of the provider is cooling down."""
+    """Every credential of the provider is cooling down; ``retry_at``: the earliest end."""
 
     code = -32002
+
+    def __init__(self, message: str, data: dict[str, Any], retry_at: float) -> None:
+        super().__init__(message, data)
+        self.retry_at = retry_at
 
 
 class CredentialRejected(SidecarError):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sidecar.fingerprints import fingerprint
 
-__all__ = ["RedactingFilter", "redact_text", "setup_logging"]
+__all__ = ["ExpectedErrorFilter", "RedactingFilter", "redact_text", "setup_logging"]
 
 # Shapes of provider secrets: sk-…, sk-ant-…, gsk_…, xai-…, and bearer-looking blobs.
 _SECRET_SHAPES = re.compile(
@@ -46,6 +46,25 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class ExpectedErrorFilter(logging.Filter):
+    """pygls logs every error a handler returns with a traceback at ERROR level.
+
+    For the errors we raise on purpose (invalid params, all keys rate limited,
+    upstream errors), that is noise in the editor's log: keep one line at INFO.
+    Internal errors (-32603) keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        code = getattr(exc, "code", None)
+        if record.name.startswith("pygls") and isinstance(code, int) and code != -32603:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = f"request failed ({code}): {exc}", None
+            record.exc_info = record.exc_text = None
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
+
+
 def setup_logging(
     level: str = "WARNING",
     log_file: Path | None = None,
@@ -58,6 +77,7 @@ def setup_logging(
         log_file.chmod(0o600)
     else:
         handler = logging.StreamHandler()
+    handler.addFilter(ExpectedErrorFilter())
     handler.addFilter(RedactingFilter(known_secrets))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

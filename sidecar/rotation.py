@@ -176,6 +176,7 @@ def choose(
             f"all {len(pool)} {provider} credential(s) are rate limited; "
             f"the earliest is usable again at {_clock_text(earliest)}",
             {"provider": provider, "keys": len(pool), "retryAt": _iso(earliest)},
+            retry_at=earliest,
         )
     if skipped:
         raise CredentialRejected(

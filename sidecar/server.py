@@ -121,7 +121,7 @@ class SidecarServer(LanguageServer):
                 code, message = -32600, "invalid request: not a well-formed JSON-RPC message"
             error_reply = types.ResponseError(code=code, message=message)
             self.protocol._send_response(None, error=error_reply)  # type: ignore[arg-type]
-        log.warning("could not handle a message: %s", error.__class__.__name__)
+            log.warning("answered an unreadable message with %d", code)
 
 
 def _rpc(ls: SidecarServer, method: str) -> Callable[[Handler], Handler]:
