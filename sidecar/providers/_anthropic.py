@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import attrs
@@ -217,7 +217,7 @@ class AnthropicProvider:
 
     def stream(
         self, client: httpx.AsyncClient, request: StreamRequest, credential: Credential
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         # Returned, not wrapped in another generator: closing what the caller holds
         # closes the HTTP stream at once.
         return stream_deltas(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -279,7 +279,7 @@ class OpenAIProvider:
 
     def stream(
         self, client: httpx.AsyncClient, request: StreamRequest, credential: Credential
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         return stream_deltas(
             client,
             self.url_for(request.model),

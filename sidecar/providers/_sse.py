@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -94,7 +94,7 @@ async def stream_deltas(
     body: Mapping[str, Any],
     parser: Parser,
     secret: str,
-) -> AsyncIterator[Delta]:
+) -> AsyncGenerator[Delta, None]:
     """POST ``body`` to ``url`` and yield the parser's deltas until the message ends.
 
     Every failure leaves as UpstreamFailure with ``secret`` redacted from its message.

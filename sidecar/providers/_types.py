@@ -6,7 +6,7 @@ server can name these types without importing httpx.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -153,9 +153,10 @@ class Provider(Protocol):
 
     def stream(
         self, client: httpx.AsyncClient, request: StreamRequest, credential: Credential
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         """Send the request and yield deltas as events arrive, ending with exactly one
         :class:`MessageEnd`. Raises :class:`UpstreamFailure` for an HTTP error, an error
-        event, a transport error or a stream that ends early. Closing the iterator (or
-        cancelling the task) closes the upstream connection."""
+        event, a transport error or a stream that ends early. Nothing is sent until the
+        first ``anext``; ``aclose()`` (or cancelling the task) closes the upstream
+        connection at once."""
         ...

@@ -365,7 +365,7 @@ async def test_closing_early_closes_the_response(make_key: Callable[..., str]) -
         stream = ANTHROPIC.stream(client, request(), cred(make_key()))
         first = await anext(stream)
         assert isinstance(first, UsageDelta)
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     assert closed == [True]
 
 
