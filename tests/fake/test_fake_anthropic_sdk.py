@@ -233,7 +233,7 @@ def test_byte_level_splits_decode_identically(fake: FakeProvider, split: Any) ->
         Text(UNICODE * 4),
         ToolUse("t", "f", {"q": UNICODE}),
     ]
-    for seed in range(3):
+    for seed in range(3) if split == "random" else [0]:
         fake.script(KEY, [Reply(blocks, split=split, seed=seed, chunk=5)])
         with client(fake).messages.stream(
             model="claude-test", max_tokens=64, messages=MESSAGES
