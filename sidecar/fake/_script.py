@@ -81,8 +81,7 @@ def _block(value: object) -> Block:
         if kind == "text":
             return Text(**fields)
         if kind == "thinking":
-            thinking = Thinking(text=fields.pop("thinking"), **fields)
-            return thinking
+            return Thinking(text=fields.pop("thinking"), **fields)
         if kind == "redacted_thinking":
             return RedactedThinking(**fields)
         if kind == "tool_use":
