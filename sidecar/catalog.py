@@ -21,6 +21,7 @@ class ProviderInfo:
     api: Api
     base_url: str  # default; `<PREFIX>_BASE_URL` overrides
     extra_env: tuple[str, ...] = ()  # further single-key variables, lowest priority
+    default_model: str | None = None  # what `llm-sidecar ask` uses without --model
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
@@ -32,8 +33,11 @@ PROVIDERS: dict[str, ProviderInfo] = {
             "anthropic",
             "https://api.anthropic.com",
             ("ANTHROPIC_OAUTH_TOKEN",),
+            "claude-sonnet-4-5",
         ),
-        ProviderInfo("openai", "OPENAI", "openai", "https://api.openai.com/v1"),
+        ProviderInfo(
+            "openai", "OPENAI", "openai", "https://api.openai.com/v1", default_model="gpt-4o-mini"
+        ),
         ProviderInfo("azure-openai", "AZURE_OPENAI", "azure-openai", ""),
         ProviderInfo(
             "google",

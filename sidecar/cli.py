@@ -265,6 +265,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+# -- ask and demo ---------------------------------------------------------------
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from sidecar.ask import run_ask
+
+    prompt = " ".join(args.prompt) if args.prompt != ["-"] else sys.stdin.read()
+    if not prompt.strip():
+        return _fail("give a prompt (or - to read it from stdin)", 2)
+    return run_ask(
+        _keypool(),
+        provider=args.provider or "anthropic",
+        model=args.model,
+        prompt=prompt,
+        max_tokens=args.max_tokens,
+        system=args.system,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sidecar.demo import run_demo
+
+    return run_demo()
+
+
 # -- parser --------------------------------------------------------------------
 
 
@@ -346,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     cc = imp_sub.add_parser("claude-code", help="~/.claude/.credentials.json")
     cc.add_argument("--file", default="~/.claude/.credentials.json")
     imp.set_defaults(func=cmd_import)
+
+    ask = sub.add_parser("ask", help="stream an answer to the terminal through the rotation engine")
+    provider_arg(ask, required=False)
+    ask.add_argument("--model", "-m", help="model name (default: the provider's default)")
+    ask.add_argument("--max-tokens", type=int, default=1024)
+    ask.add_argument("--system", help="a system prompt")
+    ask.add_argument("prompt", nargs="+", help="the question; - reads it from stdin")
+    ask.set_defaults(func=cmd_ask)
+
+    demo = sub.add_parser("demo", help="a real session against the built-in provider stand-in")
+    demo.set_defaults(func=cmd_demo)
 
     doctor = sub.add_parser("doctor", help="check permissions, files, environment and expiries")
     doctor.add_argument("--fix", action="store_true", help="fix file permissions")

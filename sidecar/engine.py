@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import attrs
 import httpx
@@ -277,8 +277,7 @@ class Engine:
     ) -> Message:
         message: Message | None = None
         # aclosing: whatever ends the loop (an error, a cancel) closes the upstream now.
-        stream = cast("AsyncGenerator[Delta, None]", provider.stream(self.client, request, cred))
-        async with contextlib.aclosing(stream) as deltas:
+        async with contextlib.aclosing(provider.stream(self.client, request, cred)) as deltas:
             async for delta in deltas:
                 if isinstance(delta, MessageEnd):
                     message = delta.message
