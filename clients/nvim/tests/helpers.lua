@@ -137,6 +137,13 @@ function H.script(key, steps, default)
   return H.fake("POST", "/_fake/script", { key = key, steps = steps, default = default })
 end
 
+--- Back to a clean slate between tests: the fake's scripts reset, the pool at key 1.
+function H.reset()
+  H.fake("POST", "/_fake/reset")
+  vim.cmd("LlmKeyReset")
+  H.wait_status("🔑 1/2")
+end
+
 --- Run one test; failures are reported and counted, the file goes on.
 function H.test(name, fn)
   local ok, err = xpcall(fn, debug.traceback)
@@ -147,6 +154,11 @@ function H.test(name, fn)
     H.failed = H.failed + 1
     io.stdout:write("not ok - " .. name .. "\n" .. ("    " .. tostring(err):gsub("\n", "\n    ")) .. "\n")
   end
+end
+
+--- Report a test that cannot run yet (TAP "# SKIP"); the runner lists these.
+function H.skip(name, reason)
+  io.stdout:write(("ok - %s # SKIP %s\n"):format(name, reason))
 end
 
 --- Stop the sidecar, then exit with the status (cquit 0 = all passed).

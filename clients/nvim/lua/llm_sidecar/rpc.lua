@@ -36,9 +36,7 @@ function M.describe(what, err, extra)
   end
   local msg = tostring(err.message or "unknown error")
   local data = type(err.data) == "table" and err.data or {}
-  if err.code == -32002 and data.retryAt and not msg:find(data.retryAt, 1, true) then
-    msg = msg .. " (retry at " .. data.retryAt .. ")"
-  elseif err.code == -32004 and data.status and not msg:find(tostring(data.status), 1, true) then
+  if err.code == -32004 and data.status and not msg:find(tostring(data.status), 1, true) then
     msg = ("%s answered %s: %s"):format(data.provider or "provider", data.status, msg)
   end
   msg = msg:gsub("[%.%s]+$", "")

@@ -18,17 +18,14 @@ function M.update(st)
   if type(st) ~= "table" or type(st.provider) ~= "string" then
     return
   end
-  local old = M.by_provider[st.provider]
   M.by_provider[st.provider] = st
   M.running = true
-  -- A status turning into an error (all keys rate limited, every key rejected) is worth
-  -- a message; rotations only show in the status line. Logins report their progress.
+  -- Rotations and cooldowns only show in the status line (a failing :LlmAsk says why);
+  -- while a login is pending its progress and outcome are shown as messages.
   local account = package.loaded["llm_sidecar.account"]
   if st.message and account and account.login_pending(st.provider) then
     vim.notify("llm-sidecar: " .. st.message, levels[st.kind] or vim.log.levels.INFO)
     account.login_status(st)
-  elseif st.kind == "Error" and (not old or old.kind ~= "Error") and st.message then
-    vim.notify(("llm-sidecar: %s (%s). See :LlmStatus."):format(st.message, st.text), vim.log.levels.WARN)
   end
   changed(st)
 end
