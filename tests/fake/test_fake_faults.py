@@ -122,13 +122,13 @@ def test_stall_after_k_events_and_trickle(fake: FakeProvider) -> None:
             for _ in events.iter_sse():
                 arrivals.append(time.monotonic() - started)
         gaps = [b - a for a, b in pairwise(arrivals)]
+        # Only lower bounds: a loaded machine may delay any read, never hasten one.
         if expect_gap:
-            assert arrivals[2] < 0.3  # the first three came at once
-            assert gaps[2] >= 0.35  # then the stall
-            assert max(gaps[:2] + gaps[3:]) < 0.3
+            assert len(arrivals) == 12
+            assert gaps[2] >= 0.35  # three events, then the stall
         else:
             assert len(arrivals) == 12
-            assert min(gaps) >= 0.02  # a steady trickle
+            assert arrivals[-1] - arrivals[0] >= 11 * 0.03 * 0.9  # a steady trickle
 
 
 def test_drop_after_k_events(fake: FakeProvider) -> None:
