@@ -57,18 +57,55 @@ H.test("a User LlmSidecarStatus autocmd fires and the statusline text is usable 
   H.eq(vim.api.nvim_eval_statusline(vim.o.statusline, {}).str, "🔑 1/2", "evaluated 'statusline'")
 end)
 
-H.test("a sidecar that cannot start is reported with what to do", function()
+H.test("a sidecar that dies is reported, and the next command starts it again", function()
+  local children = vim.api.nvim_get_proc_children(vim.fn.getpid())
+  H.eq(#children, 1, "child processes of Neovim")
   local from = #H.notes + 1
+  vim.uv.kill(children[1], "sigkill")
+  H.wait_status("🔑 stopped")
+  local note = H.wait_note("quit with exit code", from) -- Neovim's own message
+  H.contains(note.msg, "lsp.log", "names the log")
+  H.eq(#H.notes - from + 1, 1, "one notification:\n" .. H.notes_text(from))
+  vim.cmd("LlmKeyReset")
+  H.wait_status("🔑 1/2")
+  H.eq(#vim.lsp.get_clients({ name = "llm_sidecar" }), 1, "clients")
+end)
+
+H.test("a sidecar that cannot start is reported with what to do", function()
   local m = require("llm_sidecar")
   local cfg = vim.deepcopy(m.config)
   vim.lsp.get_clients({ name = "llm_sidecar" })[1]:stop(true)
   H.wait(5000, function() return H.statusline() == "🔑 stopped" end, "statusline 🔑 stopped")
+  vim.wait(200)
+  local from = #H.notes + 1
   m.config.cmd = { "/nonexistent/llm-sidecar" }
   vim.cmd("LlmKeyReset")
   local note = H.wait_note("could not start", from)
   H.eq(note.level, vim.log.levels.ERROR, "level")
   H.contains(note.msg, "checkhealth", "advice")
+  vim.wait(200)
+  H.eq(#H.notes - from + 1, 1, "one notification, not one per failure:\n" .. H.notes_text(from))
   m.config = cfg
+end)
+
+H.test("the help file has tags for every command and option and opens with :help", function()
+  local rtp = vim.fn.tempname()
+  vim.fn.mkdir(rtp .. "/doc", "p")
+  vim.fn.writefile(vim.fn.readfile(H.root .. "/doc/llm_sidecar.txt", "b"), rtp .. "/doc/llm_sidecar.txt", "b")
+  vim.v.errmsg = ""
+  vim.cmd("helptags " .. vim.fn.fnameescape(rtp .. "/doc")) -- errors on duplicate tags
+  H.eq(vim.v.errmsg, "", "helptags errors")
+  local tags = table.concat(vim.fn.readfile(rtp .. "/doc/tags"), "\n")
+  for _, tag in ipairs({ "llm_sidecar", "llm_sidecar.setup()", "llm_sidecar.statusline()", "llm_sidecar-options",
+    ":LlmLogin", ":LlmLogout", ":LlmKeyAdd", ":LlmKeyRemove", ":LlmKeyReset", ":LlmStatus", ":LlmAsk", ":LlmCancel",
+    "llm_sidecar-health" }) do
+    H.truthy(tags:find("\n" .. vim.pesc(tag) .. "\t") or tags:find("^" .. vim.pesc(tag) .. "\t"), "tag " .. tag)
+  end
+  vim.opt.rtp:prepend(rtp)
+  vim.cmd("help :LlmAsk")
+  H.contains(vim.api.nvim_buf_get_name(0), "llm_sidecar.txt", "help buffer")
+  H.contains(vim.api.nvim_get_current_line(), "*:LlmAsk*", "help line")
+  vim.cmd("helpclose")
 end)
 
 H.done()

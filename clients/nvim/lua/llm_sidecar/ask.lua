@@ -260,7 +260,9 @@ function M.finish(ask, err, result)
       [-32602] = "Check the options given to setup() (model, max_tokens, provider).",
     })
     footer(ask, "*error: " .. tostring(err.message) .. "*")
-    vim.notify(msg, level)
+    if not err.reported then
+      vim.notify(msg, level)
+    end
   else
     result = type(result) == "table" and result or {}
     if type(result.text) == "string" and result.text ~= ask.text then

@@ -44,6 +44,9 @@ function M.describe(what, err, extra)
 end
 
 function M.notify_error(what, err, extra)
+  if err.reported then
+    return
+  end
   local msg, level = M.describe(what, err, extra)
   vim.notify(msg, level)
 end
@@ -101,7 +104,7 @@ function M.start()
         send()
       end
     end,
-    on_exit = function(code, signal, client_id)
+    on_exit = function(_, _, client_id)
       vim.schedule(function()
         if M.client_id ~= client_id then
           return
@@ -110,12 +113,8 @@ function M.start()
         pending = {}
         require("llm_sidecar.ask").on_exit()
         require("llm_sidecar.status").stopped()
-        if code ~= 0 then
-          M.notify(
-            ("the sidecar exited (code %d, signal %d): see :LspLog; it restarts with the next command."):format(code, signal),
-            vim.log.levels.ERROR
-          )
-        end
+        -- Neovim itself reports an abnormal exit (with the log's path); the next
+        -- command starts the sidecar again.
       end)
     end,
   }, { attach = false, silent = true })
@@ -149,7 +148,8 @@ function M.request(method, params, cb, on_id)
   end
   local client = M.get() or M.start()
   if not client then
-    cb({ code = -32099, message = "the sidecar is not running" })
+    -- start() has told the user why; `reported` keeps notify_error from saying it twice
+    cb({ code = -32099, message = "the sidecar could not be started", reported = true })
     return nil
   end
   local function send()
