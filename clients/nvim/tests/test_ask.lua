@@ -19,7 +19,7 @@ local ANSWER = "Hello from the fake provider. This answer arrives in many small 
   .. "so the buffer fills while you watch.\n\nSecond paragraph: done."
 
 H.test(":LlmAsk streams the answer into a scratch Markdown buffer, then a usage/cost footer", function()
-  H.script(H.key1, { { kind = "reply", content = { { type = "text", text = ANSWER } }, chunk = 8, interval = 0.05,
+  H.script(H.key1, { { kind = "reply", content = { { type = "text", text = ANSWER } }, chunk = 8, interval = 0.1,
     usage = { input = 12, output = 34 } } })
   local origin = vim.api.nvim_get_current_win()
   vim.cmd("LlmAsk Say hello")

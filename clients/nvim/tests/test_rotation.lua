@@ -21,7 +21,7 @@ local buf
 H.test("a scripted 429 on key 1 makes it 🔑 2/2 (rotated) while key 2 answers", function()
   H.script(H.key1, { { kind = "rate_limited", retry_after = 600 } })
   -- key 2 answers after a pause, so that the rotated state can be seen before its success
-  H.script(H.key2, { { kind = "reply", content = { { type = "text", text = "Answer from key two." } }, stall = 2, stall_after = 0 } })
+  H.script(H.key2, { { kind = "reply", content = { { type = "text", text = "Answer from key two." } }, stall = 3, stall_after = 0 } })
   vim.cmd("LlmAsk Which key answers?")
   buf = vim.api.nvim_get_current_buf()
   H.wait_status("🔑 2/2 (rotated)", 5000)
