@@ -39,6 +39,7 @@ from sidecar.providers import (
     Message,
     MessageEnd,
     Provider,
+    ProviderConfigError,
     SignatureDelta,
     StreamRequest,
     TextDelta,
@@ -195,7 +196,10 @@ class Engine:
         ``send`` gets batches of wire deltas (each with ``streamId``);
         ``on_status`` is called with the provider's name whenever the pool changed.
         """
-        provider = get_provider(provider_name, self.keypool.env if env is None else env)
+        try:
+            provider = get_provider(provider_name, self.keypool.env if env is None else env)
+        except ProviderConfigError as exc:  # e.g. Azure without an endpoint
+            raise InvalidParams("provider", str(exc)) from None
         sink = DeltaSink(stream_id or f"s-{uuid.uuid4().hex[:12]}", send)
         skip: set[str] = set()  # refused for their scope: skipped for this request
         refreshed: set[str] = set()  # OAuth logins refreshed once already

@@ -25,6 +25,7 @@ from sidecar.store import Store, StoreData
 __all__ = ["KeyPool"]
 
 Clock = Callable[[], float]
+USAGE_SAVE_INTERVAL = 5.0  # seconds between writes of plain usage counts
 
 
 class KeyPool:
@@ -37,6 +38,8 @@ class KeyPool:
         self.store = store
         self.env = load_environment(store.home, os.environ if environ is None else environ)
         self.clock = clock
+        self._unsaved: list[tuple[Credential, float]] = []  # successes not yet written
+        self._saved_at = clock()
 
     # -- reading ----------------------------------------------------------------
 
@@ -121,8 +124,41 @@ class KeyPool:
             data.provider_state(cred.provider).get("rejected", {}).pop(cred.state_key, None)
 
     def report_success(self, cred: Credential) -> None:
-        with self.store.transaction() as data:
-            rotation.record_success(data.provider_state(cred.provider), cred, self.clock())
+        """Record a success.
+
+        A visible change (clearing "(rotated)", a new current credential, the end
+        of a cooldown) is written at once. A plain usage count is kept in memory
+        and written with the next change or every few seconds, so the hot path
+        does not pay an fsync per request; a crash loses only those counts.
+        """
+        now = self.clock()
+        st = self.store.read().provider_state(cred.provider)
+        visible_change = (
+            st.get("rotated")
+            or st.get("current") != cred.state_key
+            or cred.state_key in (st.get("cooldowns") or {})
+        )
+        if visible_change:
+            with self.store.transaction() as data:
+                rotation.record_success(data.provider_state(cred.provider), cred, now)
+                self._write_unsaved_usage(data)
+        else:
+            self._unsaved.append((cred, now))
+            if now - self._saved_at >= USAGE_SAVE_INTERVAL:
+                self.save_usage()
+
+    def save_usage(self) -> None:
+        """Write the usage counts kept in memory (also called at shutdown)."""
+        if self._unsaved:
+            with self.store.transaction() as data:
+                self._write_unsaved_usage(data)
+
+    def _write_unsaved_usage(self, data: StoreData) -> None:
+        # Counts only: replaying a success here must not undo a later rotation.
+        for cred, when in self._unsaved:
+            rotation.record_usage(data.provider_state(cred.provider), cred, when)
+        self._unsaved = []
+        self._saved_at = self.clock()
 
     def reset(self, provider: str) -> None:
         get_provider(provider)

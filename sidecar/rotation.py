@@ -42,6 +42,7 @@ __all__ = [
     "provider_status",
     "record_failure",
     "record_success",
+    "record_usage",
     "reset",
     "usable_pool",
 ]
@@ -250,10 +251,16 @@ def _advance(pool: list[Credential], st: dict[str, Any], cred: Credential) -> No
         st["rotated"] = True
 
 
-def record_success(st: dict[str, Any], cred: Credential, now: float) -> None:
+def record_usage(st: dict[str, Any], cred: Credential, now: float) -> None:
+    """Count one successful request of ``cred``, and nothing else."""
     usage = _section(st, "usage").setdefault(cred.state_key, {})
     usage["requests"] = int(usage.get("requests", 0)) + 1
-    usage["lastUsed"] = now
+    usage["lastUsed"] = max(now, float(usage.get("lastUsed", 0)))
+
+
+def record_success(st: dict[str, Any], cred: Credential, now: float) -> None:
+    """``cred`` answered: it is current, cooled no more, and "(rotated)" clears."""
+    record_usage(st, cred, now)
     _section(st, "cooldowns").pop(cred.state_key, None)
     st["current"] = cred.state_key
     st["rotated"] = False

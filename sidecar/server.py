@@ -152,6 +152,12 @@ def _provider(name: str) -> str:
 def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     ls = SidecarServer(keypool or KeyPool(Store.default()))
 
+    @ls.feature(types.SHUTDOWN)
+    async def shutdown(server: SidecarServer, _: Any) -> None:
+        server.keypool.save_usage()
+        if server._engine is not None:
+            await server._engine.aclose()
+
     @ls.feature(types.INITIALIZED)
     async def initialized(server: SidecarServer, _: Any) -> None:
         server.feed.publish_all(force=True)

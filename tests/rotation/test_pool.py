@@ -207,3 +207,12 @@ def test_order_explicit_then_pool_then_profiles_then_env_deduplicated() -> None:
     env = [cred("env:X", "env", "C" * 20), cred("env:Y", "env", "D" * 20)]
     ordered = rotation.order_credentials(["anthropic:p2"], pool, profiles, env)
     assert [c.id for c in ordered] == ["anthropic:p2", "anthropic:pool-a", "anthropic:p1", "env:Y"]
+
+
+def test_usage_counts_alone_never_undo_a_rotation() -> None:
+    pool, st = [key(1), key(2)], {}
+    rotation.record_usage(st, pool[0], NOW)
+    rotation.record_failure(pool, st, pool[0], failure(FailureClass.RATE_LIMIT, NOW + 60), NOW)
+    rotation.record_usage(st, pool[0], NOW - 1)  # a count written late
+    assert st["rotated"] is True and st["current"] == pool[1].state_key
+    assert st["usage"][pool[0].state_key] == {"requests": 2, "failures": 1, "lastUsed": NOW}
