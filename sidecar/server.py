@@ -103,8 +103,23 @@ class SidecarServer(LanguageServer):
         return self._engine
 
     def send_deltas(self, deltas: list[dict[str, Any]]) -> None:
+        """Send a batch of ``sidecar/streamDelta`` notifications in one write.
+
+        The hot path of every stream: each delta is serialized once with
+        ``json.dumps`` (ASCII-escaped, so its length in characters is its length
+        in bytes) instead of going through pygls's attrs round trip.
+        """
+        writer = self.protocol.writer
+        if writer is None:
+            return
+        frames = []
         for delta in deltas:
-            self.protocol.notify("sidecar/streamDelta", delta)
+            body = json.dumps(
+                {"jsonrpc": "2.0", "method": "sidecar/streamDelta", "params": delta},
+                separators=(",", ":"),
+            )
+            frames.append(f"Content-Length: {len(body)}\r\n\r\n{body}")
+        writer.write("".join(frames).encode("ascii"))
 
     def start_feed(self) -> None:
         if self._feed_task is None:

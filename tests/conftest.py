@@ -1,17 +1,16 @@
 """Fixtures shared by every test domain.
 
 Secrets: every key a test uses comes from ``make_key``, which records it. A
-hook then scans each test's captured output and log for those keys and fails
-the test if one shows up, and the end-to-end client records every JSON-RPC
-message it receives for the same scan.
+hook (in the root conftest.py) scans each test's captured output and log for
+those keys and fails the test if one shows up; the end-to-end client records
+every JSON-RPC message it receives for the same scan.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -44,17 +43,3 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def leaked(text: str) -> list[str]:
     """The recorded test secrets that appear in ``text``."""
     return [s for s in TEST_SECRETS if s in text]
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    captured = "\n".join(content for _, content in report.sections)
-    found = leaked(captured)
-    if found and report.outcome != "failed":
-        report.outcome = "failed"
-        report.longrepr = (
-            f"a test secret appeared in captured output or logs during {report.when}: "
-            f"{len(found)} key(s) leaked"
-        )
