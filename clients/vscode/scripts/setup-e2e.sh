@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the VS Code end-to-end test needs: Debian's chromium, the
+# Installs what the VS Code end-to-end test needs: Debian's chromium (and an
+# emoji font, for the 🔑 in screenshots), the
 # packages code-server's native modules build against, and code-server itself
 # (npm, pinned to 4.100.3: the newest that runs on Node 20).
 # Idempotent: when everything is in place it only checks, in about a second.
@@ -15,7 +16,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # 1. Debian packages ------------------------------------------------------------
-want=(chromium ripgrep pkg-config libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev)
+want=(chromium fonts-noto-color-emoji ripgrep pkg-config libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

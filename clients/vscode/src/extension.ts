@@ -42,8 +42,24 @@ function config() {
   };
 }
 
+/**
+ * A LanguageClient that logs, without a notification of its own, the errors of
+ * a start that fails: the Sidecar shows one message saying why and how to fix it.
+ */
+class SidecarLanguageClient extends LanguageClient {
+  quiet = true;
+
+  override error(message: string, data?: unknown, showNotification: boolean | "force" = true): void {
+    super.error(message, data, this.quiet ? false : showNotification);
+  }
+}
+
 /** The running sidecar: one LanguageClient at a time, restarted when its settings change. */
 class Sidecar implements vscode.Disposable {
+  log(line: string): void {
+    this.output.appendLine(`[${new Date().toLocaleTimeString()}] ${line}`);
+  }
+
   client: LanguageClient | undefined;
   api: SidecarApi | undefined;
   launch: LaunchCommand | undefined;
@@ -87,7 +103,7 @@ class Sidecar implements vscode.Disposable {
     this.launch = launch;
     this.failure = undefined;
     this.crashes = [];
-    this.output.appendLine(`Starting the sidecar: ${describeCommand(launch)}`);
+    this.log(`Starting the sidecar: ${describeCommand(launch)}`);
 
     const serverOptions: ServerOptions = {
       command: launch.command,
@@ -107,7 +123,7 @@ class Sidecar implements vscode.Disposable {
         const now = Date.now();
         this.crashes = [...this.crashes.filter((t) => now - t < 180_000), now];
         if (this.crashes.length <= 4) {
-          this.output.appendLine("The sidecar stopped; restarting it.");
+          this.log("The sidecar stopped; restarting it.");
           return { action: CloseAction.Restart, handled: true };
         }
         this.failure = "The LLM sidecar stopped 5 times in 3 minutes and will not be restarted: see the \"LLM Sidecar\" output, then run \"LLM Sidecar: Restart Sidecar\".";
@@ -123,7 +139,7 @@ class Sidecar implements vscode.Disposable {
       initializationFailedHandler: () => false,
       errorHandler,
     };
-    const client = new LanguageClient("llmSidecar", "LLM Sidecar", serverOptions, clientOptions);
+    const client = new SidecarLanguageClient("llmSidecar", "LLM Sidecar", serverOptions, clientOptions);
     const api = new SidecarApi(client);
     api.onDidChangeStatus((s) => this.statusEmitter.fire(s));
     this.client = client;
@@ -131,13 +147,14 @@ class Sidecar implements vscode.Disposable {
     try {
       await client.start();
       running = true;
-      this.output.appendLine("The sidecar is running.");
+      client.quiet = false;
+      this.log("The sidecar is running.");
     } catch (err) {
       const why =
         (await diagnoseLaunch(launch)) ??
         `The LLM sidecar (\`${describeCommand(launch)}\`) did not start: ${(err as Error)?.message ?? err}. See the "LLM Sidecar" output.`;
       this.failure = why;
-      this.output.appendLine(why);
+      this.log(why);
       this.api = undefined;
       api.dispose();
       if (!quiet) void this.showFailure(why);
@@ -214,7 +231,7 @@ class StatusBar implements vscode.Disposable {
       this.render();
       await this.updateTooltip();
     } catch (err) {
-      this.sidecar.output.appendLine(`status: ${describeError(err, "sidecar/status")}`);
+      this.sidecar.log(`status: ${describeError(err, "sidecar/status")}`);
     }
   }
 

@@ -1,0 +1,474 @@
+#!/usr/bin/env node
+// End-to-end test of the packaged extension in a real VS Code: code-server
+// 4.100.3 with the .vsix installed, driven by Debian's headless Chromium
+// through playwright-core, the sidecar pointed at the fake provider.
+//
+//   npm run package && npm run e2e
+//
+// Environment (all optional):
+//   LLM_SIDECAR_PYTHON  the Python that has llm-sidecar (default: <repo>/.venv/bin/python)
+//   CODE_SERVER         code-server binary (default: what scripts/setup-e2e.sh installs)
+//   CHROMIUM            default /usr/bin/chromium
+//   VSIX                default dist/llm-sidecar.vsix
+//   E2E_OUT             where screenshots and logs go (default test-results/e2e)
+//   E2E_KEEP=1          keep the temporary directory
+//
+// Every process the test starts (code-server with its extension hosts and
+// sidecars, the fake) runs in its own process group, killed by id at the end,
+// on failure too.
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, openSync } from "node:fs";
+import { createServer } from "node:net";
+import { homedir, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const extRoot = resolve(here, "..", "..");
+const repoRoot = resolve(extRoot, "..", "..");
+
+const MODEL = "claude-sonnet-4-5";
+const K1 = "sk-ant-api03-e2e-vscode-key-one-1111";
+const K2 = "sk-ant-api03-e2e-vscode-key-two-2222";
+const FAKE_TEXT = (len) => `Hello from the fake ${MODEL}. Your last message was ${len} characters long.`;
+
+const python = process.env.LLM_SIDECAR_PYTHON || join(repoRoot, ".venv", "bin", "python");
+const e2eHome = process.env.LLM_SIDECAR_E2E_HOME || join(homedir(), ".cache", "llm-sidecar-e2e");
+const codeServer = process.env.CODE_SERVER || join(e2eHome, "code-server-4.100.3", "node_modules", ".bin", "code-server");
+const chromium = process.env.CHROMIUM || "/usr/bin/chromium";
+const vsix = resolve(process.env.VSIX || join(extRoot, "dist", "llm-sidecar.vsix"));
+const outDir = resolve(process.env.E2E_OUT || join(extRoot, "test-results", "e2e"));
+
+const runId = randomBytes(6).toString("hex");
+const work = mkdtempSync(join(tmpdir(), "llm-sidecar-vscode-e2e-"));
+const started = []; // {name, pid, group}
+let browser;
+let page;
+const results = [];
+
+function log(...args) {
+  console.log(`[e2e ${(process.uptime()).toFixed(1)}s ${new Date().toLocaleTimeString()}]`, ...args);
+}
+
+function fail(message) {
+  throw new Error(message);
+}
+
+for (const [what, path] of [["python (LLM_SIDECAR_PYTHON)", python], ["code-server (CODE_SERVER; run scripts/setup-e2e.sh)", codeServer], ["chromium (CHROMIUM; run scripts/setup-e2e.sh)", chromium], ["the .vsix (VSIX; run npm run package)", vsix]]) {
+  if (!existsSync(path)) {
+    console.error(`e2e: ${what} not found at ${path}`);
+    process.exit(2);
+  }
+}
+
+/** The environment of everything we start: no provider keys of the developer's, and a marker. */
+function cleanEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/(_API_KEYS?|_OAUTH_TOKEN|_BASE_URL|_AUTH_TOKEN)$/.test(k)) continue;
+    if (k.startsWith("VSCODE_") || k === "LLM_SIDECAR_HOME") continue;
+    env[k] = v;
+  }
+  return { ...env, LLM_SIDECAR_E2E_RUN: runId, ...extra };
+}
+
+function spawnGroup(name, command, args, options = {}) {
+  const child = spawn(command, args, { ...options, detached: true });
+  started.push({ name, pid: child.pid, child });
+  return child;
+}
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what, fn, timeoutMs = 30000, intervalMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) fail(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${last.message})` : ""}`);
+    await sleep(intervalMs);
+  }
+}
+
+async function check(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
+  } catch (err) {
+    results.push({ name, ok: false, err });
+    console.log(`not ok - ${name}: ${err.message}`);
+    throw err;
+  }
+}
+
+async function startFake() {
+  const child = spawnGroup("fake", python, ["-m", "sidecar.fake", "--port", "0", "--key", K1, "--key", K2], {
+    env: cleanEnv(),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (c) => (stderr += c));
+  const line = await Promise.race([
+    new Promise((r) => createInterface({ input: child.stdout }).once("line", r)),
+    new Promise((_, reject) => child.once("exit", (code) => reject(new Error(`fake exited ${code}: ${stderr}`)))),
+    sleep(20000).then(() => fail("the fake did not print its url")),
+  ]);
+  const { url } = JSON.parse(line);
+  return {
+    url,
+    async control(path, body) {
+      const res = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body ?? {}) });
+      if (!res.ok) fail(`fake ${path}: ${res.status} ${await res.text()}`);
+    },
+  };
+}
+
+async function cleanup() {
+  if (browser) await browser.close().catch(() => undefined);
+  for (const p of started.reverse()) {
+    try {
+      process.kill(-p.pid, "SIGTERM");
+    } catch {
+      // Already gone.
+    }
+  }
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && started.some((p) => groupAlive(p.pid))) await sleep(100);
+  for (const p of started) {
+    if (groupAlive(p.pid)) {
+      log(`${p.name} (group ${p.pid}) still alive: SIGKILL`);
+      try {
+        process.kill(-p.pid, "SIGKILL");
+      } catch {
+        // Gone.
+      }
+    }
+  }
+  // Anything that left our process groups (setsid) still carries our marker.
+  for (const pid of markedProcesses()) {
+    log(`process ${pid} outlived its group: SIGKILL`);
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Gone.
+    }
+  }
+  if (process.env.E2E_KEEP) log(`kept ${work}`);
+  else rmSync(work, { recursive: true, force: true });
+}
+
+function groupAlive(pgid) {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function markedProcesses() {
+  const pids = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, "latin1").includes(`LLM_SIDECAR_E2E_RUN=${runId}`)) pids.push(Number(entry));
+    } catch {
+      // Gone, or not ours to read.
+    }
+  }
+  return pids;
+}
+
+async function main() {
+  mkdirSync(outDir, { recursive: true });
+  const userData = join(work, "user-data");
+  const extensions = join(work, "extensions");
+  const folder = join(work, "workspace");
+  const sidecarHome = join(work, "sidecar-home");
+  for (const d of [userData, join(userData, "User"), extensions, folder, sidecarHome]) mkdirSync(d, { recursive: true });
+  writeFileSync(join(folder, "notes.md"), "# A workspace for the LLM Sidecar e2e test\n");
+
+  const fake = await startFake();
+  log(`fake provider at ${fake.url}`);
+
+  const install = spawnSync(codeServer, ["--user-data-dir", userData, "--extensions-dir", extensions, "--install-extension", vsix], {
+    env: cleanEnv(),
+    encoding: "utf8",
+    timeout: 120000,
+  });
+  if (install.status !== 0) fail(`installing the .vsix failed: ${install.stdout}\n${install.stderr}`);
+  log(install.stdout.trim().split("\n").pop());
+
+  writeFileSync(
+    join(userData, "User", "settings.json"),
+    JSON.stringify(
+      {
+        "workbench.startupEditor": "none",
+        "workbench.tips.enabled": false,
+        "extensions.autoCheckUpdates": false,
+        "extensions.autoUpdate": false,
+        "telemetry.telemetryLevel": "off",
+        "security.workspace.trust.enabled": false,
+        "workbench.enableExperiments": false,
+        "chat.commandCenter.enabled": false,
+        "window.commandCenter": false,
+        "llmSidecar.command": [python, "-m", "sidecar"],
+        "llmSidecar.env": { LLM_SIDECAR_HOME: sidecarHome, ANTHROPIC_API_KEYS: `${K1},${K2}`, ANTHROPIC_BASE_URL: fake.url },
+        "llmSidecar.provider": "anthropic",
+        "llmSidecar.model": MODEL,
+      },
+      null,
+      2,
+    ),
+  );
+
+  const port = await freePort();
+  const csLog = join(outDir, "code-server.log");
+  const logFd = openSync(csLog, "w");
+  spawnGroup(
+    "code-server",
+    codeServer,
+    [
+      "--auth", "none",
+      "--bind-addr", `127.0.0.1:${port}`,
+      "--config", join(work, "code-server.yaml"),
+      "--user-data-dir", userData,
+      "--extensions-dir", extensions,
+      "--disable-telemetry",
+      "--disable-update-check",
+      "--disable-workspace-trust",
+      "--disable-getting-started-override",
+      folder,
+    ],
+    { env: cleanEnv(), stdio: ["ignore", logFd, logFd] },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor("code-server /healthz", async () => (await fetch(`${base}/healthz`)).ok, 60000, 200);
+  log(`code-server at ${base} (log: ${csLog})`);
+
+  const { chromium: pwChromium } = await import("playwright-core");
+  browser = await pwChromium.launch({
+    executablePath: chromium,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on("pageerror", (err) => log(`page error: ${err.message}`));
+  await page.goto(`${base}/?folder=${encodeURIComponent(folder)}`);
+  await page.waitForSelector(".monaco-workbench", { timeout: 60000 });
+
+  const statusItem = page.locator(".statusbar-item", { hasText: "🔑" }).first();
+  const statusText = async () => ((await statusItem.count()) ? (await statusItem.innerText()).trim() : "");
+  // Every text the status bar item takes, as it changes.
+  await page.evaluate(() => {
+    window.__sidecarStatus = [];
+    const seen = () => {
+      for (const el of document.querySelectorAll(".statusbar-item")) {
+        const t = el.textContent?.trim() ?? "";
+        if (t.includes("🔑") && window.__sidecarStatus.at(-1) !== t) window.__sidecarStatus.push(t);
+      }
+    };
+    new MutationObserver(seen).observe(document.body, { subtree: true, childList: true, characterData: true });
+    seen();
+  });
+  const statusHistory = () => page.evaluate(() => window.__sidecarStatus);
+
+  const editorText = async () => {
+    const lines = page.locator(".editor-group-container.active .monaco-editor .view-lines").first();
+    if (!(await lines.count())) return "";
+    return (await lines.innerText()).replace(/\u00a0/g, " ");
+  };
+
+  async function runCommand(title) {
+    await page.locator(".monaco-workbench").click({ position: { x: 640, y: 300 } });
+    await page.keyboard.press("F1");
+    const input = page.locator(".quick-input-widget input");
+    await input.waitFor({ state: "visible" });
+    await input.fill(`>${title}`);
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first().waitFor({ timeout: 15000 });
+    await page.keyboard.press("Enter");
+  }
+
+  async function ask(prompt) {
+    await runCommand("LLM Sidecar: Ask");
+    const box = page.locator(".quick-input-widget", { hasText: "answer streams into a new editor" });
+    await box.waitFor({ state: "visible", timeout: 15000 });
+    await page.locator(".quick-input-widget input").fill(prompt);
+    await page.keyboard.press("Enter");
+    // The prompt is quoted at the top of the new editor.
+    await waitFor("the answer editor", async () => (await editorText()).includes(`> ${prompt}`), 15000);
+  }
+
+  await check("the status bar shows 🔑 1/2", async () => {
+    await waitFor("the 🔑 status bar item", async () => (await statusText()) === "🔑 1/2", 60000);
+  });
+
+  await check("Ask streams the fake's reply into a Markdown editor", async () => {
+    // A trickle, so that the answer visibly arrives in pieces.
+    await fake.control("/_fake/script", { key: K1, steps: [{ kind: "reply", chunk: 4, interval: 0.08 }] });
+    const prompt = "What is a sidecar?";
+    await ask(prompt);
+    const expected = FAKE_TEXT(prompt.length);
+    const partial = [];
+    await waitFor(
+      "the streamed answer and its footer",
+      async () => {
+        const text = await editorText();
+        const answer = text.split(`> ${prompt}`)[1]?.split("---")[0]?.trim() ?? "";
+        if (answer && answer !== expected && expected.startsWith(answer)) partial.push(answer);
+        return text.includes(expected) && text.includes("out tokens");
+      },
+      30000,
+      50,
+    );
+    if (partial.length === 0) fail("never saw a partial answer: the text did not stream");
+    log(`saw ${partial.length} partial states, e.g. ${JSON.stringify(partial[0])}`);
+    const lang = await page.locator(".statusbar-item", { hasText: "Markdown" }).count();
+    if (!lang) fail("the answer editor is not in Markdown mode");
+    const text = await editorText();
+    if (!/key sk-ant-api03-…1111/.test(text)) fail(`the footer does not name the key used: ${text}`);
+    await page.screenshot({ path: join(outDir, "ask.png") });
+  });
+
+  await check("a scripted 429 turns the status bar into 🔑 2/2 (rotated)", async () => {
+    await fake.control("/_fake/script", { key: K1, steps: [{ kind: "rate_limited", retry_after: 120 }] });
+    // Key 2 answers slowly, so that the rotated state is on screen while it streams.
+    await fake.control("/_fake/script", { key: K2, steps: [{ kind: "reply", chunk: 3, interval: 0.12 }] });
+    const prompt = "And after a 429?";
+    await ask(prompt);
+    await waitFor("🔑 2/2 (rotated)", async () => (await statusText()) === "🔑 2/2 (rotated)", 20000, 50);
+    const bg = await statusItem.evaluate((el) => getComputedStyle(el).backgroundColor);
+    log(`status bar item background while rotated: ${bg}`);
+    if (!bg || bg === "rgba(0, 0, 0, 0)" || bg === "transparent") fail(`no warning background: ${bg}`);
+    // The rotated state lasts until the answer's success: take the picture
+    // once part of the answer is on screen.
+    const expected = FAKE_TEXT(prompt.length);
+    await waitFor("part of the second answer", async () => {
+      const answer = (await editorText()).split(`> ${prompt}`)[1]?.trim() ?? "";
+      return answer.length >= 20 && expected.startsWith(answer.slice(0, 20));
+    }, 20000, 50);
+    if ((await statusText()) === "🔑 2/2 (rotated)") await page.screenshot({ path: join(outDir, "rotated.png") });
+    else log(`rotated state over before the screenshot: ${await statusText()}`);
+    await waitFor("the second answer and its footer", async () => {
+      const text = await editorText();
+      return text.includes(FAKE_TEXT(prompt.length)) && text.includes("out tokens");
+    }, 30000);
+    const text = await editorText();
+    if (!/key sk-ant-api03-…2222/.test(text)) fail(`the second answer did not come from key 2: ${text}`);
+    log(`status bar texts seen: ${JSON.stringify(await statusHistory())}`);
+  });
+
+  await check("the tooltip lists both keys with their states", async () => {
+    await statusItem.hover();
+    const hover = page.locator(".monaco-hover, .workbench-hover", { hasText: "LLM Sidecar" }).first();
+    await hover.waitFor({ state: "visible", timeout: 10000 });
+    const text = await hover.innerText();
+    for (const want of ["…1111", "…2222", "cooling down until"]) if (!text.includes(want)) fail(`tooltip lacks ${want}: ${text}`);
+    await page.screenshot({ path: join(outDir, "tooltip.png") });
+    await page.mouse.move(640, 300);
+  });
+
+  await check("Reset Key Rotation: back to 🔑 1/2", async () => {
+    await runCommand("LLM Sidecar: Reset Key Rotation");
+    await waitFor("🔑 1/2", async () => (await statusText()) === "🔑 1/2", 15000);
+  });
+
+  await check("Cancel on the progress notification stops the answer", async () => {
+    await fake.control("/_fake/script", { key: K1, steps: [{ kind: "reply", content: "slow ".repeat(300), chunk: 5, interval: 0.1 }] });
+    const prompt = "Stop me";
+    await ask(prompt);
+    await waitFor("the slow answer to start", async () => (await editorText()).includes("slow slow"), 20000, 50);
+    await page.locator(".notification-toast", { hasText: "LLM Sidecar" }).getByRole("button", { name: "Cancel" }).click();
+    await waitFor("the (cancelled) footer", async () => (await editorText()).includes("(cancelled)"), 15000);
+    const text = await editorText();
+    if (text.includes("slow ".repeat(300).trim())) fail("the whole answer arrived despite the cancel");
+  });
+
+  await check("a sidecar that cannot start: an error that says why and how to fix it", async () => {
+    const settingsFile = join(userData, "User", "settings.json");
+    const settings = JSON.parse(readFileSync(settingsFile, "utf8"));
+    // As a user would: edit settings.json in VS Code and save it.
+    async function editSettings(value) {
+      await runCommand("Preferences: Open User Settings (JSON)");
+      await page.locator(".editor-group-container.active .tab.active", { hasText: "settings.json" }).waitFor({ timeout: 15000 });
+      await page.locator(".editor-group-container.active .monaco-editor .view-lines").first().click();
+      await page.keyboard.press("Control+A");
+      // One line: nothing for auto-indent or auto-closing to add.
+      await page.keyboard.insertText(JSON.stringify(value));
+      // Whatever auto-closing added after the cursor goes.
+      await page.keyboard.press("Shift+Control+End");
+      await page.keyboard.press("Delete");
+      await page.keyboard.press("Control+S");
+      await waitFor("settings.json saved", () => {
+        try {
+          return JSON.stringify(JSON.parse(readFileSync(settingsFile, "utf8"))["llmSidecar.command"]) === JSON.stringify(value["llmSidecar.command"]);
+        } catch {
+          return false;
+        }
+      }, 10000);
+    }
+    await editSettings({ ...settings, "llmSidecar.command": [join(work, "no-such-dir", "python3"), "-m", "sidecar"] });
+    const toast = page.locator(".notification-toast", { hasText: "was not found" }).first();
+    await toast.waitFor({ state: "visible", timeout: 20000 });
+    const text = await toast.innerText();
+    for (const want of ["pip install llm-sidecar", "llmSidecar.command", "Open Settings"]) if (!text.includes(want)) fail(`the error lacks ${want}: ${text}`);
+    await waitFor("the status bar to show the failure", async () => (await statusText()).includes("sidecar"), 10000);
+    await page.screenshot({ path: join(outDir, "not-found.png") });
+    // Back to the working command: the sidecar restarts by itself.
+    await toast.locator(".codicon-notifications-clear").click({ timeout: 3000 }).catch(() => undefined);
+    await editSettings(settings);
+    await waitFor("🔑 1/2 again", async () => (await statusText()) === "🔑 1/2", 20000);
+  });
+}
+
+const watchdog = setTimeout(() => {
+  console.log("not ok - the e2e test did not finish within 5 minutes");
+  void cleanup().finally(() => process.exit(1));
+}, 300000);
+
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, () => {
+    void cleanup().finally(() => process.exit(1));
+  });
+}
+
+let code = 0;
+try {
+  await main();
+} catch (err) {
+  code = 1;
+  if (!results.some((r) => !r.ok)) console.log(`not ok - setup: ${err.stack ?? err}`);
+  if (page) {
+    await page.screenshot({ path: join(outDir, "failure.png") }).catch(() => undefined);
+    console.log(`screenshot of the failure: ${join(outDir, "failure.png")}`);
+  }
+} finally {
+  clearTimeout(watchdog);
+  await cleanup();
+}
+for (const shot of ["ask.png", "rotated.png", "tooltip.png", "not-found.png"]) {
+  if (existsSync(join(outDir, shot))) console.log(`screenshot: ${join(outDir, shot)}`);
+}
+const passed = results.filter((r) => r.ok).length;
+console.log(`e2e: ${passed} passed, ${results.length - passed + (code && results.every((r) => r.ok) ? 1 : 0)} failed`);
+process.exit(code);
