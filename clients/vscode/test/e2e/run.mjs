@@ -353,22 +353,25 @@ async function main() {
   await check("a scripted 429 turns the status bar into 🔑 2/2 (rotated)", async () => {
     await fake.control("/_fake/script", { key: K1, steps: [{ kind: "rate_limited", retry_after: 120 }] });
     // Key 2 answers slowly, so that the rotated state is on screen while it streams.
-    await fake.control("/_fake/script", { key: K2, steps: [{ kind: "reply", chunk: 3, interval: 0.12 }] });
+    await fake.control("/_fake/script", { key: K2, steps: [{ kind: "reply", chunk: 2, interval: 0.15 }] });
     const prompt = "And after a 429?";
     await ask(prompt);
-    await waitFor("🔑 2/2 (rotated)", async () => (await statusText()) === "🔑 2/2 (rotated)", 20000, 50);
-    const bg = await statusItem.evaluate((el) => getComputedStyle(el).backgroundColor);
-    log(`status bar item background while rotated: ${bg}`);
-    if (!bg || bg === "rgba(0, 0, 0, 0)" || bg === "transparent") fail(`no warning background: ${bg}`);
-    // The rotated state lasts until the answer's success: take the picture
-    // once part of the answer is on screen.
+    // The rotated state lasts until the replayed request succeeds: the history
+    // (a MutationObserver) catches it even on a slow machine.
+    await waitFor("🔑 2/2 (rotated)", async () => (await statusHistory()).includes("🔑 2/2 (rotated)"), 20000, 50);
     const expected = FAKE_TEXT(prompt.length);
     await waitFor("part of the second answer", async () => {
       const answer = (await editorText()).split(`> ${prompt}`)[1]?.trim() ?? "";
       return answer.length >= 20 && expected.startsWith(answer.slice(0, 20));
     }, 20000, 50);
-    if ((await statusText()) === "🔑 2/2 (rotated)") await page.screenshot({ path: join(outDir, "rotated.png") });
-    else log(`rotated state over before the screenshot: ${await statusText()}`);
+    if ((await statusText()) === "🔑 2/2 (rotated)") {
+      const bg = await statusItem.evaluate((el) => getComputedStyle(el).backgroundColor);
+      log(`status bar item background while rotated: ${bg}`);
+      if (!bg || bg === "rgba(0, 0, 0, 0)" || bg === "transparent") fail(`no warning background: ${bg}`);
+      await page.screenshot({ path: join(outDir, "rotated.png") });
+    } else {
+      log(`the rotated state was over before the screenshot: now ${await statusText()}`);
+    }
     await waitFor("the second answer and its footer", async () => {
       const text = await editorText();
       return text.includes(FAKE_TEXT(prompt.length)) && text.includes("out tokens");
