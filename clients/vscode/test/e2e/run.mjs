@@ -407,6 +407,30 @@ async function main() {
     if (text.includes("slow ".repeat(300).trim())) fail("the whole answer arrived despite the cancel");
   });
 
+  await check("Add Key to Pool (password box), Show Status, Remove Key", async () => {
+    const K3 = "sk-ant-api03-e2e-vscode-key-three-3333";
+    await runCommand("LLM Sidecar: Add Key to Pool");
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: "Enter an API key" }).first().click();
+    const input = page.locator(".quick-input-widget input[type=password]");
+    await input.waitFor({ state: "visible", timeout: 10000 });
+    await input.fill(K3);
+    await page.keyboard.press("Enter");
+    await waitFor("🔑 1/3", async () => (await statusText()) === "🔑 1/3", 15000);
+
+    await runCommand("LLM Sidecar: Show Status");
+    const rows = page.locator(".quick-input-list .monaco-list-row");
+    await rows.filter({ hasText: "…3333" }).first().waitFor({ timeout: 10000 });
+    const listed = await page.locator(".quick-input-list").innerText();
+    for (const want of ["…1111", "…2222", "…3333", "Reset Key Rotation"]) if (!listed.includes(want)) fail(`Show Status lacks ${want}: ${listed}`);
+    if (listed.includes(K3)) fail("Show Status shows a secret");
+    await page.keyboard.press("Escape");
+
+    await runCommand("LLM Sidecar: Remove Key");
+    await rows.filter({ hasText: "…3333" }).first().click();
+    await page.locator(".monaco-dialog-box").getByRole("button", { name: "Remove" }).click();
+    await waitFor("🔑 1/2 after the removal", async () => (await statusText()) === "🔑 1/2", 15000);
+  });
+
   await check("a sidecar that cannot start: an error that says why and how to fix it", async () => {
     const settingsFile = join(userData, "User", "settings.json");
     const settings = JSON.parse(readFileSync(settingsFile, "utf8"));
