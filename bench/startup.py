@@ -1,0 +1,174 @@
+"""1. Start-up: spawn → ``initialize`` reply, and the resident memory after it.
+
+llm-sidecar (``python -m sidecar``) against the floor that pygls itself sets
+(:mod:`bench.floor_server`), spawned alternately. Then one run of each under
+``python -X importtime`` lists what llm-sidecar imports on the initialize path
+beyond the floor, and flags modules that belong to streaming or login only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.lsp import LspProcess, rss_kib
+from bench.sizes import Sizes
+from bench.stats import Section, median
+from bench.workload import KEYS, sidecar_env
+
+__all__ = ["ImportEntry", "imports_on_initialize", "run"]
+
+GOAL_RATIO = 1.10
+GOAL_RSS_MB = 50.0
+# Needed only to stream or to log in: none of it belongs on the initialize path.
+OFFENDERS = (
+    "httpx",
+    "httpcore",
+    "h11",
+    "h2",
+    "anyio",
+    "sniffio",
+    "certifi",
+    "ssl",
+    "idna",
+    "httpx_sse",
+    "sidecar.engine",
+    "sidecar.providers",
+    "sidecar.oauth",
+    "sidecar.pricing",
+)
+
+
+@dataclass(frozen=True)
+class ImportEntry:
+    module: str
+    self_us: int
+    cumulative_us: int
+    depth: int
+
+
+async def _spawn_once(argv: list[str], env: Mapping[str, str]) -> tuple[float, float]:
+    """(ms from spawn to the initialize reply, MB resident right after it)."""
+    start = time.perf_counter_ns()
+    proc = await LspProcess.spawn(argv, env)
+    try:
+        await proc.initialize()
+        elapsed = (time.perf_counter_ns() - start) / 1e6
+        rss = rss_kib(proc.pid) / 1024
+    finally:
+        await proc.close()
+    return elapsed, rss
+
+
+def _parse_importtime(stderr: str) -> dict[str, ImportEntry]:
+    entries: dict[str, ImportEntry] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        timing, cumulative, name = line[len("import time:") :].split("|", 2)
+        module = name.strip()
+        depth = (len(name) - len(name.lstrip())) // 2
+        entries[module] = ImportEntry(module, int(timing), int(cumulative), depth)
+    return entries
+
+
+async def _importtime(module: str, env: Mapping[str, str]) -> dict[str, ImportEntry]:
+    """Every module imported from spawn to shortly after ``initialized``."""
+    proc = await LspProcess.spawn([sys.executable, "-X", "importtime", "-m", module], env)
+    try:
+        await proc.initialize()
+        proc.notify("initialized", {})
+        await asyncio.sleep(0.3)  # the first status notifications go out
+    finally:
+        await proc.close()
+    return _parse_importtime(proc.stderr.decode(errors="replace"))
+
+
+async def imports_on_initialize(env: Mapping[str, str]) -> tuple[list[ImportEntry], list[str]]:
+    """(modules llm-sidecar imports that the floor does not, the offenders among them)."""
+    sidecar = await _importtime("sidecar", env)
+    floor = await _importtime("bench.floor_server", env)
+    extra = [e for name, e in sidecar.items() if name not in floor]
+    offenders = [
+        e.module
+        for e in extra
+        if any(e.module == o or e.module.startswith(o + ".") for o in OFFENDERS)
+    ]
+    return extra, offenders
+
+
+def _top_level(extra: list[ImportEntry]) -> list[tuple[str, float]]:
+    """Self time (ms) of the extra imports, summed per top-level package, largest first."""
+    totals: dict[str, float] = {}
+    for e in extra:
+        top = e.module.split(".")[0]
+        if top == "sidecar":
+            top = e.module
+        totals[top] = totals.get(top, 0.0) + e.self_us / 1000
+    return sorted(totals.items(), key=lambda kv: -kv[1])
+
+
+async def run(sizes: Sizes) -> Section:
+    runs = sizes.startup_runs
+    section = Section(
+        "Start-up",
+        f"Spawn → `initialize` reply over stdio, and VmRSS right after it; {runs} runs of "
+        "each, alternated, after one warm-up each. The floor is a bare pygls "
+        "`LanguageServer` with one custom method (`bench/floor_server.py`). llm-sidecar "
+        "runs in a fresh home with two keys in its environment.",
+    )
+    with tempfile.TemporaryDirectory(prefix="llm-sidecar-bench-") as tmp:
+        env = sidecar_env(Path(tmp) / "home", "http://127.0.0.1:9", KEYS)
+        contenders = {
+            "pygls floor": [sys.executable, "-m", "bench.floor_server"],
+            "llm-sidecar": [sys.executable, "-m", "sidecar"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        rss: dict[str, list[float]] = {name: [] for name in contenders}
+        for argv in contenders.values() if not sizes.smoke else ():  # warm-up
+            await _spawn_once(argv, env)
+        for _ in range(runs):
+            for name, argv in contenders.items():
+                elapsed, resident = await _spawn_once(argv, env)
+                times[name].append(elapsed)
+                rss[name].append(resident)
+        extra, offenders = await imports_on_initialize(env)
+
+    floor, ours = times["pygls floor"], times["llm-sidecar"]
+    ratio = median([o / f for o, f in zip(ours, floor, strict=True)])
+    ours_rss = median(rss["llm-sidecar"])
+    section.numbers.update(
+        startup_ms=median(ours), floor_ms=median(floor), ratio=ratio, rss_mb=ours_rss
+    )
+    section.add("pygls floor: spawn → initialize reply", f"{median(floor):.0f} ms")
+    section.add(
+        "llm-sidecar: spawn → initialize reply",
+        f"{median(ours):.0f} ms ({ratio:.2f}× floor)",
+        f"≤ {GOAL_RATIO:.2f}× floor",
+        ratio <= GOAL_RATIO,
+    )
+    section.add("pygls floor: RSS after initialize", f"{median(rss['pygls floor']):.1f} MB")
+    section.add(
+        "llm-sidecar: RSS after initialize",
+        f"{ours_rss:.1f} MB",
+        f"≤ {GOAL_RSS_MB:.0f} MB",
+        ours_rss <= GOAL_RSS_MB,
+    )
+    section.add(
+        "streaming/login modules imported on the initialize path",
+        ", ".join(offenders) or "none",
+        "none",
+        not offenders,
+    )
+    total_ms = sum(e.self_us for e in extra) / 1000
+    top = ", ".join(f"{name} {ms:.0f} ms" for name, ms in _top_level(extra)[:12])
+    section.extra.append(
+        f"`python -X importtime -m sidecar` through `initialized`: {len(extra)} modules beyond "
+        f"the floor's, {total_ms:.0f} ms of import time (self), largest first: {top}."
+    )
+    return section
