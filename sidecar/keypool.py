@@ -229,9 +229,44 @@ class KeyPool:
                 data.remove_from_pool(provider, target.id)
             else:
                 data.remove_profile(target.id)
-            st = data.provider_state(provider)
-            for section in ("cooldowns", "rejected", "usage"):
-                st.get(section, {}).pop(target.state_key, None)
-            if st.get("current") == target.state_key:
-                st["current"] = None
+            _forget(data, target)
             return target
+
+    # -- logins --------------------------------------------------------------------
+
+    def save_login(self, cred: Credential) -> None:
+        """Store a new login as its profile, replacing the one of that name.
+
+        An OAuth login's rotation state is keyed by its id, so a rejection or
+        cooldown of the login it replaces would stick to it: both are cleared.
+        """
+        get_provider(cred.provider)
+        with self.store.transaction() as data:
+            data.put_profile(cred)
+            st = data.provider_state(cred.provider)
+            for section in ("cooldowns", "rejected"):
+                st.get(section, {}).pop(cred.state_key, None)
+
+    def logout(self, provider: str, profile_id: str) -> Credential | None:
+        """Remove the login (OAuth or token) profile ``profile_id``; None when there is none.
+
+        Copies of the login added to the pool with ``keyAdd`` stay: they are pool
+        entries of their own, removed with ``keyRemove``.
+        """
+        get_provider(provider)
+        with self.store.transaction() as data:
+            cred = data.get_profile(profile_id)
+            if cred is None or cred.provider != provider or cred.kind not in ("oauth", "token"):
+                return None
+            data.remove_profile(profile_id)
+            _forget(data, cred)
+            return cred
+
+
+def _forget(data: StoreData, cred: Credential) -> None:
+    """Drop the rotation state of a credential that left the store."""
+    st = data.provider_state(cred.provider)
+    for section in ("cooldowns", "rejected", "usage"):
+        st.get(section, {}).pop(cred.state_key, None)
+    if st.get("current") == cred.state_key:
+        st["current"] = None
