@@ -53,6 +53,12 @@ replaced by its fingerprint). As a process: ``python -m sidecar.fake [--port 0]
 [--script FILE.json] [--key K ...]`` prints ``{"url": "http://127.0.0.1:PORT"}`` and
 serves until SIGTERM or SIGINT.
 
+OAuth: the fake is also Anthropic's authorization server (``GET /oauth/authorize``,
+``GET /oauth/code/callback``, ``POST /v1/oauth/token``); tokens it issues are accepted by
+``/v1/messages``. ``fake.oauth`` scripts it (failures, delay, single-use refresh tokens,
+a refresh counter) and ``fake.oauth_env()`` points a sidecar at it; see
+:mod:`sidecar.fake._oauth` for the endpoints and their JSON control (``/_fake/oauth``).
+
 Observing: ``fake.requests`` (:class:`RecordedRequest`), ``fake.events``
 (:class:`Event` such as ``("connection_closed", request_no, events_written)``),
 ``fake.wait_for(predicate, timeout)`` and ``await fake.wait_for_async(...)``. With
@@ -60,6 +66,7 @@ Observing: ``fake.requests`` (:class:`RecordedRequest`), ``fake.events``
 kept in ``RecordedRequest.write_ns``.
 """
 
+from sidecar.fake._oauth import OAuthState, TokenFailure, TokenPair
 from sidecar.fake._provider import FakeProvider
 from sidecar.fake._script import (
     SCOPE_MESSAGE,
@@ -93,6 +100,7 @@ __all__ = [
     "Event",
     "FakeProvider",
     "InvalidKey",
+    "OAuthState",
     "Overloaded",
     "ProxyErrorPage",
     "RateLimited",
@@ -105,6 +113,8 @@ __all__ = [
     "Step",
     "Text",
     "Thinking",
+    "TokenFailure",
+    "TokenPair",
     "ToolUse",
     "Usage",
     "fingerprint",

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from sidecar.fake._oauth import AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH, OAuthState
 from sidecar.fake._script import Reply, Script, Step, parse_step
 from sidecar.fake._server import FakeServer
 from sidecar.fake._state import Event, RecordedRequest, State
@@ -126,8 +127,26 @@ class FakeProvider:
         )
 
     def reset(self) -> None:
-        """Back to the keys and scripts given to the constructor; the record is cleared."""
+        """Back to the keys and scripts given to the constructor; the record is cleared
+        (and the authorization server forgets every code and token it issued)."""
         self._state.reset()
+        self._server.oauth.reset()
+
+    # -- the OAuth authorization server --
+
+    @property
+    def oauth(self) -> OAuthState:
+        """The fake authorization server: ``fail``, ``issue``, ``revoke_access``,
+        ``refresh_requests``, ``issued``, ``delay``, ``expires_in``, ``deny``."""
+        return self._server.oauth
+
+    def oauth_env(self) -> dict[str, str]:
+        """The environment that points a sidecar's Anthropic login at this fake."""
+        return {
+            "LLM_SIDECAR_ANTHROPIC_AUTHORIZE_URL": self.url + AUTHORIZE_PATH,
+            "LLM_SIDECAR_ANTHROPIC_TOKEN_URL": self.url + TOKEN_PATH,
+            "LLM_SIDECAR_ANTHROPIC_MANUAL_REDIRECT_URL": self.url + MANUAL_PATH,
+        }
 
     # -- observing --
 

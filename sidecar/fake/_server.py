@@ -22,6 +22,7 @@ from sidecar.fake._http import (
     chunked_body,
     response_head,
 )
+from sidecar.fake._oauth import AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH, OAuthState
 from sidecar.fake._openai import OpenAI
 from sidecar.fake._render import Context, Flavour, Headers, dumpb
 from sidecar.fake._script import Drop, Error, Reply, Step, parse_script
@@ -57,8 +58,9 @@ def _route(path: str) -> Flavour | None:
 
 
 class FakeServer:
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, oauth: OAuthState | None = None) -> None:
         self.state = state
+        self.oauth = oauth if oauth is not None else OAuthState(state)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._connections = 0
@@ -123,6 +125,8 @@ class FakeServer:
         path = request.path
         if path.startswith("/_fake/"):
             return await self._control(conn, request)
+        if path in (AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH):
+            return await self._oauth(conn, request)
         flavour = _route(path)
         if flavour is None or request.method != "POST":
             record = self.state.record_request(
@@ -172,13 +176,47 @@ class FakeServer:
                     self.state.set_script(script)
             elif route == ("POST", "/_fake/reset"):
                 self.state.reset()
+                self.oauth.reset()
+            elif route == ("POST", "/_fake/oauth"):
+                self.oauth.configure(json.loads(request.body or b"null"))
+            elif route == ("GET", "/_fake/oauth"):
+                return await self._send_json(conn, request, 200, [], dumpb(self.oauth.counters()))
+            elif route == ("POST", "/_fake/oauth/issue"):
+                options = json.loads(request.body or b"{}")
+                expires = options.get("expiresIn") if isinstance(options, dict) else None
+                pair = self.oauth.issue(int(expires) if expires is not None else None)
+                issued = {
+                    "access": pair.access,
+                    "refresh": pair.refresh,
+                    "expiresIn": pair.expires_in,
+                }
+                return await self._send_json(conn, request, 200, [], dumpb(issued))
             elif route == ("GET", "/_fake/log"):
                 return await self._send_json(conn, request, 200, [], dumpb(self.state.log()))
             else:
                 status, reply = 404, {"ok": False, "error": f"no control endpoint {route}"}
-        except ValueError as exc:  # bad JSON, bad script
+        except (ValueError, TypeError) as exc:  # bad JSON, bad script
             status, reply = 400, {"ok": False, "error": str(exc)}
         return await self._send_json(conn, request, status, [], dumpb(reply))
+
+    # -- the OAuth authorization server --
+
+    async def _oauth(self, conn: Connection, request: Request) -> bool:
+        oauth = self.oauth
+        route = (request.method, request.path)
+        if route == ("GET", AUTHORIZE_PATH):
+            answer = oauth.authorize(request.target)
+        elif route == ("GET", MANUAL_PATH):
+            answer = oauth.manual_page(request.target)
+        elif route == ("POST", TOKEN_PATH):
+            if oauth.delay:
+                await asyncio.sleep(oauth.delay)  # widens the window of a refresh race
+            answer = oauth.token(request.body)
+        else:
+            body = dumpb({"error": "invalid_request", "error_description": "method not allowed"})
+            answer = (405, [], body, "application/json")
+        status, headers, body, content_type = answer
+        return await self._send_json(conn, request, status, headers, body, content_type)
 
     # -- provider endpoints --
 

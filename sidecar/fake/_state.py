@@ -115,6 +115,11 @@ class State:
             self._scripts[script.key] = _KeyScript(script)
             self._secrets.add(script.key)
 
+    def add_secret(self, secret: str) -> None:
+        """A credential the log must fingerprint although no script names it (a refresh token)."""
+        with self._lock:
+            self._secrets.add(secret)
+
     def reset(self) -> None:
         """Back to the scripts the fake started with; the record is cleared."""
         with self._lock:
