@@ -31,9 +31,11 @@ from sidecar.errors import (
     CredentialRejected,
     InvalidParams,
     LoginError,
+    NoCredentials,
     UpstreamError,
 )
 from sidecar.keypool import KeyPool
+from sidecar.oauth import is_permanent
 from sidecar.providers import (
     Delta,
     Message,
@@ -55,7 +57,8 @@ from sidecar.rotation import Action
 
 __all__ = ["DeltaSink", "Engine", "Refresher", "StreamOutcome", "delta_to_wire"]
 
-# Refreshes an OAuth login and returns the renewed credential (the OAuth module).
+# Refreshes an OAuth login and returns the renewed credential (the OAuth module);
+# raises LoginError when it cannot.
 Refresher = Callable[[Credential], Awaitable[Credential]]
 WireDelta = dict[str, Any]
 
@@ -154,13 +157,25 @@ class Engine:
         keypool: KeyPool,
         *,
         refresher: Refresher | None = None,
+        ensure_fresh: Refresher | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | None = None,
         max_cooldown_wait: float = MAX_COOLDOWN_WAIT,
     ) -> None:
+        """``refresher`` renews an OAuth login after a 401 on it; ``ensure_fresh``
+        renews one about to expire before it is used. Both default to
+        :class:`sidecar.oauth.TokenRefresher`, which never lets two processes
+        spend one refresh token."""
         self.keypool = keypool
         self.max_cooldown_wait = max_cooldown_wait
-        self.refresher = refresher
+        if refresher is None or ensure_fresh is None:
+            from sidecar.oauth import TokenRefresher
+
+            oauth = TokenRefresher(keypool)
+            refresher = refresher or oauth.refresh
+            ensure_fresh = ensure_fresh or oauth.ensure_fresh
+        self.refresher: Refresher = refresher
+        self.ensure_fresh: Refresher = ensure_fresh
         self._transport = transport
         self._timeout = timeout or httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
         self._client: httpx.AsyncClient | None = None
@@ -204,6 +219,7 @@ class Engine:
         skip: set[str] = set()  # refused for their scope: skipped for this request
         refreshed: set[str] = set()  # OAuth logins refreshed once already
         retry_now: Credential | None = None  # a just-refreshed login, retried at once
+        login_error: LoginError | None = None  # why a login could not be refreshed
         pinned = self._pinned(provider_name, profile) if profile else None
         max_attempts = 2 * len(self.keypool.pool(provider_name)) + NETWORK_RETRIES + 2
         network_failures = attempts = 0
@@ -211,13 +227,33 @@ class Engine:
         deadline = time.monotonic() + self.max_cooldown_wait  # for waiting out cooldowns
         try:
             while True:
-                if pinned is not None:
-                    cred = pinned
-                elif retry_now is not None:
+                if retry_now is not None:
                     cred, retry_now = retry_now, None
                 else:
-                    cred = await self._acquire(provider_name, skip, last_reason, deadline)
-                    on_status(provider_name)  # a rotation inside acquire shows at once
+                    if pinned is not None:
+                        cred = pinned
+                    else:
+                        try:
+                            cred = await self._acquire(provider_name, skip, last_reason, deadline)
+                        except (CredentialRejected, NoCredentials):
+                            # What is left was refused or could not be refreshed: the
+                            # login's own error says what to do.
+                            if login_error is not None:
+                                raise login_error from None
+                            raise
+                        on_status(provider_name)  # a rotation inside acquire shows at once
+                    fresh = await self._ensure_fresh(cred)
+                    if isinstance(fresh, LoginError):
+                        login_error = fresh
+                        on_status(provider_name)
+                        if pinned is not None:
+                            raise fresh
+                        if not is_permanent(fresh):
+                            skip.add(cred.state_key)  # try again later, not in this request
+                        continue
+                    if pinned is not None:
+                        pinned = fresh
+                    cred = fresh
                 attempts += 1
                 if sink.sent_any:
                     # The client saw part of an answer that will not be finished.
@@ -235,11 +271,16 @@ class Engine:
                     action = self.keypool.report_failure(cred, exc.failure)
                     if action is Action.REFRESH:
                         renewed = await self._refresh(cred, refreshed, exc)
-                        if renewed is not None:
+                        if isinstance(renewed, Credential):
                             pinned, retry_now = (renewed, None) if pinned else (None, renewed)
                             continue
-                        action = Action.RETRY  # the login was rejected: rotate on
+                        login_error = renewed
+                        if not is_permanent(renewed):
+                            skip.add(cred.state_key)
+                        action = Action.RETRY  # rotate on to the next credential
                     on_status(provider_name)
+                    if pinned is not None and login_error is not None:
+                        raise login_error from None
                     if pinned is not None or action is Action.RETURN or attempts >= max_attempts:
                         raise self._upstream_error(provider_name, exc) from None
                     if action is Action.SKIP:
@@ -291,19 +332,44 @@ class Engine:
             raise UpstreamError("the provider's stream ended without a message")
         return message
 
+    async def _ensure_fresh(self, cred: Credential) -> Credential | LoginError:
+        """``cred`` renewed if its login is about to expire; a LoginError if it cannot be.
+
+        A login that cannot be refreshed for good is rejected ("log in again"); one
+        whose token endpoint is only unavailable for now is still used while its
+        access token lasts.
+        """
+        if cred.kind != "oauth":
+            return cred
+        try:
+            return await self.ensure_fresh(cred)
+        except LoginError as err:
+            if is_permanent(err):
+                self.keypool.reject(cred, _log_in_again(err.message))
+            elif cred.expires_at is not None and cred.expires_at > self.keypool.clock():
+                return cred
+            return err
+
     async def _refresh(
         self, cred: Credential, refreshed: set[str], exc: UpstreamFailure
-    ) -> Credential | None:
-        """Refresh a rejected OAuth login, once per request; None once it is rejected."""
-        if self.refresher is not None and cred.state_key not in refreshed:
+    ) -> Credential | LoginError:
+        """Refresh an OAuth login refused with a 401, once per request.
+
+        The renewed credential, or the LoginError saying why not; a login that
+        cannot be refreshed for good is rejected ("log in again").
+        """
+        if cred.state_key not in refreshed:
             refreshed.add(cred.state_key)
             try:
                 return await self.refresher(cred)
             except LoginError as err:
-                self.keypool.reject(cred, f"{err.message}: log in again")
-                return None
-        self.keypool.reject(cred, f"{exc.failure.message}: log in again")
-        return None
+                if is_permanent(err):
+                    self.keypool.reject(cred, _log_in_again(err.message))
+                return err
+        # Refused again right after a refresh: the login itself is no longer accepted.
+        message = _log_in_again(f"{cred.provider} refused the renewed login: {exc.failure.message}")
+        self.keypool.reject(cred, message)
+        return LoginError(message, {"provider": cred.provider, "reason": "rejected"})
 
     def _pinned(self, provider: str, profile: str) -> Credential:
         for cred in self.keypool.pool(provider):
@@ -325,3 +391,7 @@ class Engine:
         if f.failure_class.value in ("auth", "scope"):
             return CredentialRejected(text, data)
         return UpstreamError(text, data)
+
+
+def _log_in_again(message: str) -> str:
+    return message if "log in again" in message else f"{message}: log in again"

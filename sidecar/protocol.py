@@ -28,6 +28,14 @@ __all__ = [
     "KeyRemoveParams",
     "KeyRemoveResult",
     "KeyResetParams",
+    "LoginCancelParams",
+    "LoginCancelResult",
+    "LoginCompleteParams",
+    "LoginCompleteResult",
+    "LoginParams",
+    "LoginResult",
+    "LogoutParams",
+    "LogoutResult",
     "ProviderParams",
     "ProviderState",
     "StatusNotification",
@@ -75,6 +83,30 @@ class KeyRemoveParams:
     provider: str
     fingerprint: str | None = None
     index: int | None = None
+
+
+@attrs.frozen
+class LoginParams:
+    provider: str
+    mode: str | None = None  # "auto" (default) or "paste"
+    profile: str | None = None  # the profile name; "default" when left out
+
+
+@attrs.frozen
+class LoginCompleteParams:
+    login_id: str
+    input: str  # code#state, the whole redirect URL, or code=…&state=…
+
+
+@attrs.frozen
+class LoginCancelParams:
+    login_id: str
+
+
+@attrs.frozen
+class LogoutParams:
+    provider: str
+    profile: str | None = None
 
 
 @attrs.frozen
@@ -142,6 +174,31 @@ class KeyListResult:
 class KeyRemoveResult:
     removed: CredentialInfo
     status: ProviderState
+
+
+@attrs.frozen
+class LoginResult:
+    login_id: str
+    url: str
+    mode: str  # "auto" or "paste": paste when no loopback callback could be used
+
+
+@attrs.frozen
+class LoginCompleteResult:
+    provider: str
+    credential: CredentialInfo  # the saved login, by fingerprint
+    status: ProviderState
+
+
+@attrs.frozen
+class LoginCancelResult:
+    cancelled: bool  # False: no such login was running (it had ended already)
+
+
+@attrs.frozen
+class LogoutResult:
+    status: ProviderState
+    removed: CredentialInfo | None = None  # None: there was no such login
 
 
 @attrs.frozen

@@ -17,6 +17,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
@@ -27,18 +28,21 @@ from sidecar import __version__, protocol
 from sidecar.catalog import PROVIDERS
 from sidecar.errors import InvalidParams, SidecarError
 from sidecar.keypool import KeyPool
-from sidecar.rotation import ProviderStatus
+from sidecar.rotation import ProviderStatus, StatusKind
 from sidecar.statusfeed import StatusFeed
 from sidecar.store import Store
 
 if TYPE_CHECKING:
     from sidecar.engine import Engine
+    from sidecar.oauth import Login, LoginEvent, LoginManager
 
 __all__ = ["SidecarServer", "create_server"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[["SidecarServer", Any], Awaitable[Any]]
+
+SHOW_DOCUMENT_TIMEOUT = 60.0  # seconds to wait for the client to open a login page
 
 
 class SidecarProtocol(LanguageServerProtocol):
@@ -86,7 +90,9 @@ class SidecarServer(LanguageServer):
         self.keypool = keypool
         self.feed = StatusFeed(keypool, self.send_status)
         self._engine: Engine | None = None
+        self._logins: LoginManager | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # fire-and-forget work, kept referenced
 
     def send_status(self, status: ProviderStatus) -> None:
         self.protocol.notify(
@@ -101,6 +107,71 @@ class SidecarServer(LanguageServer):
 
             self._engine = Engine(self.keypool)
         return self._engine
+
+    @property
+    def logins(self) -> LoginManager:
+        # Imported on the first login, like the engine.
+        if self._logins is None:
+            from sidecar.oauth import LoginManager
+
+            self._logins = LoginManager(self.keypool, on_event=self.on_login_event)
+        return self._logins
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def send_login_status(self, provider: str, kind: StatusKind | None, message: str) -> None:
+        """The provider's status with a login's progress or outcome as its message.
+
+        ``kind`` overrides the status's own for this one notification (a login in
+        progress is a Warning, its success Normal, its failure an Error: clients
+        end a pending login on Normal or Error); the real status follows at once
+        when it differs, so the status bar does not keep the override.
+        """
+        real = self.keypool.status(provider)
+        self.send_status(attrs.evolve(real, kind=kind or real.kind, message=message))
+        if kind is not None and kind is not real.kind and kind is not StatusKind.WARNING:
+            self.feed.publish(provider, force=True)
+
+    def on_login_event(self, event: LoginEvent) -> None:
+        """A login ended: by the browser's callback, a paste, a cancel or the timeout."""
+        kinds = {"succeeded": StatusKind.NORMAL, "failed": StatusKind.ERROR, "cancelled": None}
+        self.send_login_status(event.provider, kinds[event.kind], event.message)
+        if event.kind == "failed" and not event.answered:
+            # Nobody asked for this outcome (a callback, a timeout): tell the user.
+            self.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Error, message=f"llm-sidecar: {event.message}"
+                )
+            )
+
+    async def announce_login(self, login: Login) -> None:
+        """After the answer to ``sidecar/login``: progress, then open the URL in the client."""
+        for _ in range(2):
+            await asyncio.sleep(0)  # lets the answer go out first
+        if login.result.done():
+            return
+        self.send_login_status(login.provider, StatusKind.WARNING, login.waiting_message)
+        caps = self.client_capabilities
+        show = caps.window.show_document if caps and caps.window else None
+        if not (show and show.support):
+            return
+        params = types.ShowDocumentParams(uri=login.url, external=True)
+        # Not send_request_async: its future is cancelled with the awaiting task, and the
+        # client's late answer then raises InvalidStateError inside pygls (pygls #621).
+        # The shield keeps pygls's own future alive whatever happens to this task.
+        future = self.protocol.send_request(types.WINDOW_SHOW_DOCUMENT, params)
+        try:
+            result = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(future)), SHOW_DOCUMENT_TIMEOUT
+            )
+        except Exception as exc:  # a client that cannot open it: the URL is in the answer
+            log.info("window/showDocument failed: %s", type(exc).__name__)
+            return
+        if not getattr(result, "success", True):
+            log.info("the client could not open the login page")
 
     def send_deltas(self, deltas: list[dict[str, Any]]) -> None:
         """Send a batch of ``sidecar/streamDelta`` notifications in one write.
@@ -170,6 +241,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     @ls.feature(types.SHUTDOWN)
     async def shutdown(server: SidecarServer, _: Any) -> None:
         server.keypool.save_usage()
+        if server._logins is not None:
+            await server._logins.aclose()
         if server._engine is not None:
             await server._engine.aclose()
 
@@ -233,6 +306,48 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
         provider = _provider(params.provider)
         server.keypool.reset(provider)
         return protocol.to_wire(protocol.provider_state(server.feed.publish(provider, force=True)))
+
+    @_rpc(ls, "sidecar/login")
+    async def login(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.LoginParams, raw)
+        provider = _provider(params.provider)
+        started = await server.logins.start(provider, params.mode, params.profile)
+        server.spawn(server.announce_login(started))
+        return protocol.to_wire(protocol.LoginResult(started.id, started.url, started.mode))
+
+    @_rpc(ls, "sidecar/loginComplete")
+    async def login_complete(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.LoginCompleteParams, raw)
+        cred = await server.logins.complete(params.login_id, params.input)
+        status = server.keypool.status(cred.provider)
+        info = next((c for c in status.credentials if c.id == cred.id), None)
+        if info is None:  # the same token is stored elsewhere too: show the login itself
+            from sidecar.rotation import credential_state
+
+            info = credential_state(cred, {}, server.keypool.clock())
+        result = protocol.LoginCompleteResult(
+            cred.provider, protocol.credential_info(info), protocol.provider_state(status)
+        )
+        return protocol.to_wire(result)
+
+    @_rpc(ls, "sidecar/loginCancel")
+    async def login_cancel(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.LoginCancelParams, raw)
+        cancelled = await server.logins.cancel(params.login_id)
+        return protocol.to_wire(protocol.LoginCancelResult(cancelled))
+
+    @_rpc(ls, "sidecar/logout")
+    async def logout(server: SidecarServer, raw: Any) -> Any:
+        params = protocol.parse_params(protocol.LogoutParams, raw)
+        provider = _provider(params.provider)
+        removed = server.logins.logout(provider, params.profile)
+        status = server.feed.publish(provider, force=True)
+        info = None
+        if removed is not None:
+            from sidecar.rotation import credential_state
+
+            info = protocol.credential_info(credential_state(removed, {}, server.keypool.clock()))
+        return protocol.to_wire(protocol.LogoutResult(protocol.provider_state(status), info))
 
     @_rpc(ls, "sidecar/stream")
     async def stream(server: SidecarServer, raw: Any) -> Any:
