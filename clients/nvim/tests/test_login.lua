@@ -50,7 +50,10 @@ else
     H.wait_note("login cancelled", from, 10000)
     H.eq(#prompts, 1, "prompts")
     H.contains(prompts[1], "code#state", "prompt")
-    H.truthy(#opened >= 2 and opened[#opened]:match("^https://"), "the authorization URL was opened")
+    H.wait(10000, function() return #opened >= 2 end, "the authorization URL opened (showDocument)")
+    H.truthy(opened[#opened]:match("^https://"), "an https URL")
+    vim.wait(300) -- a second open would have come by now
+    H.eq(#opened, 2, "the page opened once, not twice")
     H.eq(H.statusline(), "🔑 1/2", "statusline")
   end)
 

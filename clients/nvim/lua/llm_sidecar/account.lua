@@ -79,9 +79,7 @@ function M.login(mode)
       end
     end, 10 * 60 * 1000)
     if login.mode == "paste" then
-      if login.url and not login.opened then
-        login.opened = vim.ui.open(login.url) ~= nil
-      end
+      -- The sidecar opens the page through window/showDocument (Neovim supports it).
       rpc.notify(("sign in at %s, then paste the code you are shown."):format(login.url or "the page that opened"), INFO)
       prompt_paste(name, login)
     else
@@ -103,6 +101,9 @@ function M.show_document(params)
   end
   for _, login in pairs(M.logins) do
     if login.url == uri then
+      if login.opened then
+        return { success = true } -- asked twice for one login: one browser tab is enough
+      end
       login.opened = true
     end
   end
