@@ -1,0 +1,202 @@
+"""One request's way through the key pool: which credential next, what a failure does.
+
+A :class:`Failover` lives for one ``sidecar/stream`` request. It hands the
+engine a credential for each attempt (the pool's current one, a pinned
+profile, or a login just refreshed), renews OAuth logins that are about to
+expire, and after a failed attempt decides: try again, rotate on, or give up
+with the error that tells the user what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from sidecar.credentials import Credential
+from sidecar.errors import (
+    AllRateLimited,
+    CredentialRejected,
+    InvalidParams,
+    LoginError,
+    NoCredentials,
+    UpstreamError,
+)
+from sidecar.keypool import KeyPool
+from sidecar.oauth import is_permanent
+from sidecar.providers import UpstreamFailure
+from sidecar.rotation import Action
+
+__all__ = ["NETWORK_RETRIES", "Failover", "Refresher", "upstream_error"]
+
+# Renews an OAuth login and returns the renewed credential; raises LoginError.
+Refresher = Callable[[Credential], Awaitable[Credential]]
+OnStatus = Callable[[str], object]
+
+NETWORK_RETRIES = 2  # a dropped connection or 5xx is retried this often, then reported
+
+
+class Failover:
+    def __init__(
+        self,
+        keypool: KeyPool,
+        provider: str,
+        *,
+        profile: str | None,
+        refresher: Refresher,
+        ensure_fresh: Refresher,
+        max_cooldown_wait: float,
+        on_status: OnStatus,
+    ) -> None:
+        self.keypool = keypool
+        self.provider = provider
+        self.refresher = refresher
+        self.ensure_fresh = ensure_fresh
+        self.on_status = on_status
+        self.pinned = self._pinned(profile) if profile else None  # a profile: no rotation
+        self.skip: set[str] = set()  # not to be tried again in this request
+        self.refreshed: set[str] = set()  # logins refreshed once already after a 401
+        self.retry_now: Credential | None = None  # a just-refreshed login, retried at once
+        self.login_error: LoginError | None = None  # why a login could not be refreshed
+        self.last_reason = ""  # the provider's last complaint, for restart deltas and errors
+        self.attempts = 0
+        self.network_failures = 0
+        self.max_attempts = 2 * len(keypool.pool(provider)) + NETWORK_RETRIES + 2
+        # When every key is cooling down, wait for one until this moment, no longer.
+        self.deadline = time.monotonic() + max_cooldown_wait
+
+    # -- choosing ------------------------------------------------------------------
+
+    async def next_credential(self) -> Credential:
+        """The credential for the next attempt; raises when none is left."""
+        while True:
+            if self.retry_now is not None:
+                cred, self.retry_now = self.retry_now, None
+                return cred
+            cred = self.pinned if self.pinned is not None else await self._acquire()
+            fresh = await self._ensure_fresh(cred)
+            if isinstance(fresh, Credential):
+                if self.pinned is not None:
+                    self.pinned = fresh
+                return fresh
+            self.login_error = fresh
+            self.on_status(self.provider)
+            if self.pinned is not None:
+                raise fresh
+            if not is_permanent(fresh):
+                self.skip.add(cred.state_key)  # its token endpoint is down: not now
+
+    async def _acquire(self) -> Credential:
+        while True:
+            try:
+                cred = self.keypool.acquire(self.provider, self.skip).credential
+            except AllRateLimited as exc:
+                wait = exc.retry_at - self.keypool.clock()
+                if time.monotonic() + wait > self.deadline:
+                    raise
+                await asyncio.sleep(max(wait, 0.0) + 0.01)
+                continue
+            except (CredentialRejected, NoCredentials) as exc:
+                if self.login_error is not None:
+                    raise self.login_error from None  # the login's own error says what to do
+                if isinstance(exc, CredentialRejected) and self.skip and self.last_reason:
+                    # Every credential refused for its scope: quote the provider's words.
+                    message = f"{exc.message}. {self.provider} said: {self.last_reason}"
+                    raise CredentialRejected(message, exc.data) from None
+                raise
+            self.on_status(self.provider)  # a rotation inside acquire shows at once
+            return cred
+
+    async def _ensure_fresh(self, cred: Credential) -> Credential | LoginError:
+        """``cred`` renewed if its login is about to expire; a LoginError if it cannot be.
+
+        A login that cannot be refreshed for good is rejected ("log in again"); one
+        whose token endpoint is only unavailable for now is still used while its
+        access token lasts.
+        """
+        if cred.kind != "oauth":
+            return cred
+        try:
+            return await self.ensure_fresh(cred)
+        except LoginError as err:
+            if is_permanent(err):
+                self.keypool.reject(cred, _log_in_again(err.message))
+            elif cred.expires_at is not None and cred.expires_at > self.keypool.clock():
+                return cred
+            return err
+
+    def _pinned(self, profile: str) -> Credential:
+        for cred in self.keypool.pool(self.provider):
+            if cred.id == profile:
+                return cred
+        raise InvalidParams("profile", f"no usable {self.provider} credential {profile!r}")
+
+    # -- after a failed attempt -----------------------------------------------------
+
+    async def after_failure(self, cred: Credential, exc: UpstreamFailure) -> None:
+        """Record a failed attempt of ``cred``; raise the user's error when giving up."""
+        self.last_reason = exc.failure.message
+        if exc.retryable:  # a dropped connection: nobody's fault, try again
+            self.network_failures += 1
+            if self.network_failures > NETWORK_RETRIES:
+                raise upstream_error(self.provider, exc) from None
+            return
+        action = self.keypool.report_failure(cred, exc.failure)
+        if action is Action.REFRESH:
+            renewed = await self._refresh(cred, exc)
+            if isinstance(renewed, Credential):
+                if self.pinned is not None:
+                    self.pinned = renewed
+                else:
+                    self.retry_now = renewed
+                return
+            self.login_error = renewed
+            if not is_permanent(renewed):
+                self.skip.add(cred.state_key)
+            action = Action.RETRY  # rotate on to the next credential
+        self.on_status(self.provider)
+        if self.pinned is not None and self.login_error is not None:
+            raise self.login_error from None
+        if self.pinned is not None or action is Action.RETURN or self.attempts >= self.max_attempts:
+            raise upstream_error(self.provider, exc) from None
+        if action is Action.SKIP:
+            self.skip.add(cred.state_key)
+
+    async def _refresh(self, cred: Credential, exc: UpstreamFailure) -> Credential | LoginError:
+        """Refresh an OAuth login refused with a 401, once per request.
+
+        The renewed credential, or the LoginError saying why not; a login that
+        cannot be refreshed for good is rejected ("log in again").
+        """
+        if cred.state_key not in self.refreshed:
+            self.refreshed.add(cred.state_key)
+            try:
+                return await self.refresher(cred)
+            except LoginError as err:
+                if is_permanent(err):
+                    self.keypool.reject(cred, _log_in_again(err.message))
+                return err
+        # Refused again right after a refresh: the login itself is no longer accepted.
+        message = _log_in_again(f"{cred.provider} refused the renewed login: {exc.failure.message}")
+        self.keypool.reject(cred, message)
+        return LoginError(message, {"provider": cred.provider, "reason": "rejected"})
+
+
+def upstream_error(provider: str, exc: UpstreamFailure) -> UpstreamError | CredentialRejected:
+    """The JSON-RPC error for a provider failure the request gives up on."""
+    f = exc.failure
+    data = {
+        "provider": provider,
+        "status": f.status,
+        "type": f.error_type,
+        "message": f.message,
+        "class": f.failure_class.value,
+    }
+    text = f"{provider} answered {f.status or 'with an error'}: {f.message}"
+    if f.failure_class.value in ("auth", "scope"):
+        return CredentialRejected(text, data)
+    return UpstreamError(text, data)
+
+
+def _log_in_again(message: str) -> str:
+    return message if "log in again" in message else f"{message}: log in again"
