@@ -16,6 +16,7 @@ __all__ = [
     "redacted",
     "stream_ended_early",
     "transport_failure",
+    "unsendable_credential",
 ]
 
 
@@ -101,10 +102,60 @@ def malformed_stream(detail: str) -> UpstreamFailure:
     )
 
 
+def _timeout_setting(exc: Exception, name: str) -> float | None:
+    """The timeout httpx applied to the failed request (``connect``, ``read``, …)."""
+    try:
+        value = exc.request.extensions["timeout"][name]  # type: ignore[attr-defined]
+    except (AttributeError, KeyError, TypeError, RuntimeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _transport_text(exc: Exception) -> str:
+    """What went wrong with the connection, in words a user can act on."""
+    kind = type(exc).__name__
+    detail = str(exc).strip()
+    if kind in ("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout"):
+        phase = kind.removesuffix("Timeout").lower()
+        limit = _timeout_setting(exc, phase)
+        waited = f" for {limit:g} s" if limit is not None else ""
+        what = {
+            "connect": f"no connection to the provider{waited}",
+            "read": f"the provider sent nothing{waited}",
+            "write": f"the request could not be sent{waited}",
+            "pool": f"no free connection{waited}",
+        }[phase]
+        return f"network error ({kind}): {what} ({phase} timeout)"
+    if kind == "ConnectError":
+        return f"network error (ConnectError): cannot connect to the provider: {detail or kind}"
+    if kind in ("RemoteProtocolError", "ReadError"):
+        return f"network error ({kind}): the connection broke off: {detail or 'no detail'}"
+    return f"network error ({kind}): {detail or 'no detail'}"
+
+
 def transport_failure(exc: Exception, secret: str, *, mid_stream: bool) -> UpstreamFailure:
     """A connection that failed or dropped (httpx.TransportError)."""
-    detail = str(exc).strip() or "no detail"
-    message = redact(f"network error ({type(exc).__name__}): {detail}", [secret])
+    message = redact(_transport_text(exc), [secret])
     return UpstreamFailure(
         local_failure("network_error", message[:300]), mid_stream=mid_stream, retryable=True
     )
+
+
+def unsendable_credential() -> UpstreamFailure:
+    """A secret that cannot travel in an HTTP header (non-ASCII or control characters).
+
+    It can never work, so it is an AUTH failure: a pooled key is evicted and the request
+    goes on with the next credential, instead of an internal error on every request.
+    """
+    failure = Failure(
+        failure_class=FailureClass.AUTH,
+        status=None,
+        error_type="invalid_credential",
+        message=(
+            "the credential holds characters that cannot be sent in an HTTP header "
+            "(not printable ASCII): it was mistyped or pasted with extra characters"
+        ),
+        retry_at=None,
+        billing=False,
+    )
+    return UpstreamFailure(failure, mid_stream=False, retryable=False)

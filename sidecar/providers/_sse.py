@@ -23,6 +23,7 @@ from sidecar.providers._errors import (
     local_failure,
     redacted,
     transport_failure,
+    unsendable_credential,
 )
 from sidecar.providers._types import Delta
 
@@ -50,6 +51,11 @@ class Parser(Protocol):
         """The body ended before ``done``: the last deltas if that is acceptable for the
         flavour, else raise UpstreamFailure (stream ended early)."""
         ...
+
+
+def _sendable(secret: str) -> bool:
+    """Whether ``secret`` can go in an HTTP header as is: printable ASCII, no spaces."""
+    return secret.isascii() and secret.isprintable() and " " not in secret
 
 
 async def read_bounded(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) -> bytes:
@@ -101,6 +107,8 @@ async def stream_deltas(
     Leaving the iterator early (or cancelling) closes the connection: the request runs
     inside ``client.stream``'s context.
     """
+    if not _sendable(secret):
+        raise unsendable_credential()
     request_headers = {
         **headers,
         "content-type": "application/json",
