@@ -7,42 +7,98 @@ looks like a provider key or token, by its fingerprint. Logs go to stderr
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
 
 from sidecar.fingerprints import fingerprint
 
-__all__ = ["ExpectedErrorFilter", "RedactingFilter", "redact_text", "setup_logging"]
+__all__ = [
+    "ExpectedErrorFilter",
+    "RedactingFilter",
+    "open_private_log",
+    "redact_text",
+    "setup_logging",
+]
 
-# Shapes of provider secrets: sk-…, sk-ant-…, gsk_…, xai-…, and bearer-looking blobs.
+# Shapes of provider secrets: sk-…, sk-ant-…, gsk_…, csk-…, xai-…, Google's AIza…, JWTs
+# (OAuth access tokens), and bearer-looking blobs.
 _SECRET_SHAPES = re.compile(
-    r"\b(?:sk|gsk|xai|pk|rk)[-_][A-Za-z0-9][A-Za-z0-9_\-]{14,}"
-    r"|(?<=Bearer )[A-Za-z0-9._\-]{16,}"
+    r"\b(?:sk|gsk|csk|xai|pk|rk)[-_][A-Za-z0-9][A-Za-z0-9_\-]{14,}"
+    r"|\bAIza[A-Za-z0-9_\-]{30,}"
+    r"|\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"
+    r"|(?<=Bearer )[A-Za-z0-9._\-~+/]{16,}=*"
+)
+
+# A quoted value under a name that holds a secret, as a message shows up in a log line:
+# JSON (``"key": "…"``), a Python repr (``'key': '…'``) or an attrs repr (``key='…'``).
+# This catches a key of any shape (a Mistral key has no prefix) before the pool knows it,
+# e.g. in a malformed ``sidecar/keyAdd`` that pygls logs as it was received.
+_SECRET_FIELDS = re.compile(
+    r"""(?P<name>(?<![\w-])["']?(?:key|secret|token|password|input|api[-_]?key|apiKey|x-api-key"""
+    r"""|access[-_]?token|accessToken|refresh[-_]?token|refreshToken|id[-_]?token|idToken"""
+    r"""|authorization|code[-_]?verifier|codeVerifier)["']?\s*[:=]\s*)"""
+    r"""(?P<quote>\\?["'])(?P<value>(?:\\.|(?!(?P=quote)).)*?)(?P=quote)""",
+    re.IGNORECASE,
 )
 
 
+def _mask_field(match: re.Match[str]) -> str:
+    value = match.group("value")
+    masked = fingerprint(value) if value else value
+    return f"{match.group('name')}{match.group('quote')}{masked}{match.group('quote')}"
+
+
 def redact_text(text: str, known: Iterable[str] = ()) -> str:
+    """``text`` with every secret replaced by its fingerprint.
+
+    Known secrets (the pool's) go first, then values under secret-holding field names,
+    then anything shaped like a provider key or token.
+    """
     for secret in known:
         if len(secret) >= 8 and secret in text:
             text = text.replace(secret, fingerprint(secret))
+    text = _SECRET_FIELDS.sub(_mask_field, text)
     return _SECRET_SHAPES.sub(lambda m: fingerprint(m.group(0)), text)
 
 
 class RedactingFilter(logging.Filter):
+    """Rewrites each record with its secrets replaced by fingerprints.
+
+    ``known`` is asked for the pool's secrets on every record; they are remembered, so
+    that a key removed from the pool (or evicted after a 401 that echoed it) stays
+    redacted for the life of the process.
+    """
+
     def __init__(self, known: Callable[[], Iterable[str]] = tuple) -> None:
         super().__init__()
         self.known = known
+        self._seen: set[str] = set()
+
+    def secrets(self) -> list[str]:
+        with contextlib.suppress(Exception):  # a broken store must not break logging
+            self._seen.update(s for s in self.known() if isinstance(s, str) and len(s) >= 8)
+        # Longest first: a secret that contains another is replaced whole.
+        return sorted(self._seen, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose args do not fit its format
+            message = f"{record.msg!r} {record.args!r}"
+        known = self.secrets()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg = redact_text(message, self.known())
+        record.msg = redact_text(message, known)
         record.args = None
         if record.exc_text:
-            record.exc_text = redact_text(record.exc_text, self.known())
+            record.exc_text = redact_text(record.exc_text, known)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info, known)
         return True
 
 
@@ -72,9 +128,7 @@ def setup_logging(
 ) -> None:
     handler: logging.Handler
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        log_file.chmod(0o600)
+        handler = logging.StreamHandler(open_private_log(log_file))
     else:
         handler = logging.StreamHandler()
     handler.addFilter(ExpectedErrorFilter())
@@ -83,3 +137,24 @@ def setup_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def open_private_log(path: Path) -> TextIO:
+    """``path`` opened for appending, readable by its owner only whatever the umask.
+
+    The file is created 0600 in one step (never briefly world-readable) and an existing
+    one is made 0600 before anything is written to it. Missing parent directories are
+    created 0700. A symlink at ``path`` is refused: a log must not be redirected into
+    someone else's file.
+    """
+    path = path.expanduser()
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return open(fd, "a", encoding="utf-8", buffering=1)
+    except BaseException:
+        os.close(fd)
+        raise

@@ -22,7 +22,13 @@ from filelock import FileLock, Timeout
 from sidecar import paths
 from sidecar.errors import StoreError
 from sidecar.store._data import StoreData
-from sidecar.store._jsonfile import CorruptFile, read_json, set_aside, write_json_atomic
+from sidecar.store._jsonfile import (
+    CorruptFile,
+    read_json,
+    remove_stale_temp_files,
+    set_aside,
+    write_json_atomic,
+)
 
 __all__ = ["Store", "StoreData"]
 
@@ -60,6 +66,10 @@ class Store:
             yield data
             after = data.fingerprints()
             docs = (data.credentials, data.pool_doc, data.state)
+            if before != after:
+                # A writer killed mid-write left its temporary file: nobody else can be
+                # writing now (we hold the lock), so any one here is stale.
+                remove_stale_temp_files(self.home, _FILES)
             for name, old, new, doc in zip(_FILES, before, after, docs, strict=True):
                 if old != new:
                     try:
@@ -132,15 +142,24 @@ class Store:
         return sorted(p for p in self.home.iterdir() if ".corrupt-" in p.name)
 
     def permission_problems(self) -> list[tuple[Path, int, int]]:
-        """(path, actual mode, wanted mode) for the home and files others can reach."""
+        """(path, actual mode, wanted mode) for the home and files others can reach.
+
+        A symlink in the home is judged by the file it points to: that is what the store
+        reads secrets from. ``path.chmod(wanted)`` (which follows the link) fixes either.
+        Dangling links and links to directories are left alone.
+        """
         found = []
         if self.home.is_dir():
             mode = stat.S_IMODE(self.home.stat().st_mode)
             if mode & 0o077:
                 found.append((self.home, mode, 0o700))
             for path in sorted(self.home.iterdir()):
-                if path.is_file() and not path.is_symlink():
-                    mode = stat.S_IMODE(path.stat().st_mode)
+                try:
+                    st = path.stat()  # follows a symlink to its target
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    mode = stat.S_IMODE(st.st_mode)
                     if mode & 0o077:
                         found.append((path, mode, 0o600))
         return found

@@ -4,7 +4,8 @@ Writes are atomic (temp file in the same directory, fsync, rename, fsync of
 the directory), so a reader or a crash never sees half a file. Files are
 created 0600 whatever the umask: ``mkstemp`` makes them so. Callers hold the
 store's lock around every read-modify-write; plain reads need no lock because
-a rename is atomic.
+a rename is atomic. A writer killed between ``mkstemp`` and the rename leaves a
+``.<name>.*.tmp`` file; the next transaction deletes it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CorruptFile", "read_json", "set_aside", "write_json_atomic"]
+__all__ = [
+    "CorruptFile",
+    "read_json",
+    "remove_stale_temp_files",
+    "set_aside",
+    "write_json_atomic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +79,35 @@ def set_aside(path: Path) -> Path:
         n += 1
         target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
     os.replace(path, target)
+    # Whoever wrote the corrupt file chose its mode; what we keep of it stays private.
+    with contextlib.suppress(OSError):
+        os.chmod(target, 0o600, follow_symlinks=False)
     _fsync_dir(path.parent)
     log.warning("set aside corrupt file %s as %s", path, target)
     return target
+
+
+def remove_stale_temp_files(directory: Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete temporary files that a writer killed mid-write left behind.
+
+    Call it only under the store's lock: every write happens under it, so a temporary
+    file seen there belongs to no live writer. It may hold a full copy of the pool (keys
+    the user has removed since, too), so it must not linger.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    prefixes = tuple(f".{name}." for name in names)
+    for entry in entries:
+        if entry.name.startswith(prefixes) and entry.name.endswith(".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted write", len(removed))
+    return removed
 
 
 def _fsync_dir(directory: Path) -> None:
