@@ -104,7 +104,7 @@ class Anthropic(Flavour):
         headers += list(err.headers.items())
         if err.body is not None:
             content_type = err.content_type or "text/plain; charset=utf-8"
-            body = err.body.encode()
+            body = err.body if isinstance(err.body, bytes) else err.body.encode()
         else:
             content_type = err.content_type or "application/json"
             message = err.message if err.message is not None else _MESSAGES.get(err.type, "Error")

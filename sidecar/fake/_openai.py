@@ -154,7 +154,7 @@ class OpenAI(Flavour):
         headers += list(err.headers.items())
         if err.body is not None:
             content_type = err.content_type or "text/plain; charset=utf-8"
-            body = err.body.encode()
+            body = err.body if isinstance(err.body, bytes) else err.body.encode()
         else:
             content_type = err.content_type or "application/json"
             body = dumpb(_error_object(err.type, err.message, err.code))

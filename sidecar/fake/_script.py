@@ -255,8 +255,9 @@ class Error:
     headers: Mapping[str, str] = field(default_factory=dict)
     code: str | None = None
     """OpenAI error code; None: derived from ``type``."""
-    body: str | None = None
-    """A raw body sent instead of the JSON error, e.g. a proxy's HTML page."""
+    body: str | bytes | None = None
+    """A raw body sent instead of the JSON error, e.g. a proxy's HTML page; bytes are sent
+    as they are (invalid UTF-8, a stream cut inside a character)."""
     content_type: str | None = None
     retry_after: float | None = None
     """Adds ``retry-after`` (whole seconds, rounded up)."""
@@ -280,6 +281,8 @@ class Error:
             raise ValueError(f"headers must map strings to strings, got {self.headers!r}")
         for name in ("message", "code", "body", "content_type"):
             value = getattr(self, name)
+            if name == "body" and isinstance(value, bytes):
+                continue
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a string, got {value!r}")
         for name in ("retry_after", "reset_in"):
