@@ -52,6 +52,15 @@ WRITE = 30.0  # sending the request body (large prompts over a slow uplink)
 POOL = 10.0  # waiting for a free connection in the client's pool
 
 
+def _valid(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value <= MAXIMUM
+    )
+
+
 @attrs.frozen
 class Timeouts:
     """Seconds; every field finite and positive."""
@@ -79,15 +88,6 @@ class Timeouts:
 
 
 DEFAULTS = Timeouts()
-
-
-def _valid(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and 0 < value <= MAXIMUM
-    )
 
 
 def _read(env: Mapping[str, str], name: str, default: float) -> float:

@@ -20,7 +20,7 @@ Importing this package does not import httpx: the flavour modules load on the fi
 """
 
 from sidecar.providers._config import get_provider, parse_deployment_map
-from sidecar.providers._errors import ProviderConfigError, UpstreamFailure
+from sidecar.providers._errors import ProviderConfigError, UpstreamFailure, attempt_timed_out
 from sidecar.providers._message import MessageBuilder, parse_tool_input
 from sidecar.providers._types import (
     Delta,
@@ -55,6 +55,7 @@ __all__ = [
     "UpstreamFailure",
     "Usage",
     "UsageDelta",
+    "attempt_timed_out",
     "get_provider",
     "parse_deployment_map",
     "parse_tool_input",

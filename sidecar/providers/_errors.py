@@ -10,6 +10,7 @@ from sidecar.fingerprints import redact
 __all__ = [
     "ProviderConfigError",
     "UpstreamFailure",
+    "attempt_timed_out",
     "is_transient",
     "local_failure",
     "malformed_stream",
@@ -138,6 +139,18 @@ def transport_failure(exc: Exception, secret: str, *, mid_stream: bool) -> Upstr
     message = redact(_transport_text(exc), [secret])
     return UpstreamFailure(
         local_failure("network_error", message[:300]), mid_stream=mid_stream, retryable=True
+    )
+
+
+def attempt_timed_out(total: float, *, mid_stream: bool) -> UpstreamFailure:
+    """An attempt that outlived the total timeout (``LLM_SIDECAR_TOTAL_TIMEOUT``).
+
+    Not retryable: a provider that trickles for that long will likely do it again, and
+    the user has waited long enough. REQUEST class, so no credential is cooled down.
+    """
+    message = f"no complete answer within {total:g} s (total timeout)"
+    return UpstreamFailure(
+        local_failure("total_timeout", message), mid_stream=mid_stream, retryable=False
     )
 
 
