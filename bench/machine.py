@@ -42,18 +42,21 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _git(*args: str) -> str:
+    out = subprocess.run(
+        ["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+    )
+    return out.stdout.strip()
+
+
 def _commit() -> str:
+    """The commit measured, and whether the sidecar's code differed from it."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        )
-        return out.stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--", "sidecar")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return commit + (" with uncommitted changes to sidecar/" if dirty else "")
 
 
 def load_average() -> str:
@@ -72,6 +75,6 @@ def describe() -> list[tuple[str, str]]:
         ("memory", f"{_memory_gib():.1f} GiB"),
         ("OS", f"{platform.system()} {platform.release()}"),
         ("Python", f"{platform.python_implementation()} {sys.version.split()[0]}"),
-        ("llm-sidecar", f"{_version('llm-sidecar')} (commit {_commit()})"),
+        ("llm-sidecar", f"{_version('llm-sidecar')}, commit {_commit()}"),
         ("packages", versions),
     ]

@@ -9,6 +9,7 @@ beyond the floor, and flags modules that belong to streaming or login only.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -16,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.lsp import LspProcess, rss_kib
+from bench.lsp import REPO_ROOT, LspProcess, rss_kib
 from bench.sizes import Sizes
 from bench.stats import Section, median
 from bench.workload import KEYS, sidecar_env
 
-__all__ = ["ImportEntry", "imports_on_initialize", "run"]
+__all__ = ["ImportEntry", "breakdown", "imports_on_initialize", "run"]
 
 GOAL_RATIO = 1.10
 GOAL_RSS_MB = 50.0
@@ -89,6 +90,32 @@ async def _importtime(module: str, env: Mapping[str, str]) -> dict[str, ImportEn
     return _parse_importtime(proc.stderr.decode(errors="replace"))
 
 
+_BREAKDOWN = """
+import json, time
+t0 = time.perf_counter()
+import pygls.lsp.server, lsprotocol.types
+t1 = time.perf_counter()
+import sidecar.cli, sidecar.logs, sidecar.server
+t2 = time.perf_counter()
+sidecar.server.create_server()
+t3 = time.perf_counter()
+print(json.dumps([(t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3]))
+"""
+
+
+async def breakdown(env: Mapping[str, str], runs: int) -> list[float]:
+    """Medians (ms) of: importing pygls and lsprotocol's types (the floor's imports),
+    then llm-sidecar's own modules of the serve path, then ``create_server()``."""
+    samples: list[list[float]] = []
+    for _ in range(runs):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _BREAKDOWN, env=dict(env), cwd=REPO_ROOT, stdout=-1
+        )
+        stdout, _ = await proc.communicate()
+        samples.append(json.loads(stdout))
+    return [median([s[i] for s in samples]) for i in range(3)]
+
+
 async def imports_on_initialize(env: Mapping[str, str]) -> tuple[list[ImportEntry], list[str]]:
     """(modules llm-sidecar imports that the floor does not, the offenders among them)."""
     sidecar = await _importtime("sidecar", env)
@@ -138,6 +165,7 @@ async def run(sizes: Sizes) -> Section:
                 times[name].append(elapsed)
                 rss[name].append(resident)
         extra, offenders = await imports_on_initialize(env)
+        pygls_ms, own_ms, create_ms = await breakdown(env, 1 if sizes.smoke else max(3, runs // 3))
 
     floor, ours = times["pygls floor"], times["llm-sidecar"]
     ratio = median([o / f for o, f in zip(ours, floor, strict=True)])
@@ -164,6 +192,11 @@ async def run(sizes: Sizes) -> Section:
         ", ".join(offenders) or "none",
         "none",
         not offenders,
+    )
+    section.numbers.update(pygls_import_ms=pygls_ms, own_import_ms=own_ms, create_ms=create_ms)
+    section.add(
+        "in-process: import pygls + lsprotocol.types; llm-sidecar's serve modules; create_server()",
+        f"{pygls_ms:.0f} ms; {own_ms:.0f} ms; {create_ms:.0f} ms",
     )
     total_ms = sum(e.self_us for e in extra) / 1000
     top = ", ".join(f"{name} {ms:.0f} ms" for name, ms in _top_level(extra)[:12])

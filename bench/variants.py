@@ -11,16 +11,25 @@ does, with these patches applied first (their source is the proposal):
 - ``status``: the engine's ``on_status`` calls are deferred to the loop's next turn and
   deduplicated, so that after a 429 the replay request goes out before the statuses
   (three store files read each) are derived and sent.
+- ``coalesce``: pygls's ``StdoutWriter`` buffers what is written during one turn of the
+  event loop and writes it to stdout once, at the end of the turn: one ``write`` and
+  ``flush`` for every stream's deltas (and responses, in order) instead of one per
+  stream per turn.
+- ``pipe``: stdin is read by the event loop itself (``connect_read_pipe`` and a
+  ``StreamReader``) instead of pygls's ``StdinAsyncReader``, which hands every header
+  line and every body to a worker thread and back: three thread round trips per
+  message, each waiting for a turn of a loop that is busy streaming.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
-__all__ = ["PATCHES", "LeanEventSource", "apply"]
+__all__ = ["PATCHES", "LeanEventSource", "PatchUnavailable", "apply"]
 
 
 class ServerSentEvent(NamedTuple):
@@ -31,47 +40,79 @@ class ServerSentEvent(NamedTuple):
 class LeanEventSource:
     """``EventSource(response).aiter_sse()``, as httpx-sse's, at a fraction of the cost.
 
-    Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (a ``\\r`` at the end of a read waits for
-    the next byte); an event is dispatched at a blank line when it has data; ``id``,
-    ``retry`` and comments are ignored, as the providers' parsers ignore them.
+    Works on whole events: the bytes up to the last blank line of a read are decoded
+    once and split at blank lines; an event of the usual shape (``event: …`` then one
+    ``data: …`` line) is cut out with two ``find``; any other shape is parsed line by
+    line. Lines may end in ``\\n``, ``\\r\\n`` or ``\\r``; ``id``, ``retry`` and comments
+    are ignored, as the providers' parsers ignore them.
     """
 
     def __init__(self, response: Any) -> None:
         self._response = response
 
     async def aiter_sse(self) -> AsyncIterator[ServerSentEvent]:
-        event, data = "", []
         pending = b""
         async for chunk in self._response.aiter_bytes():
             buf = pending + chunk if pending else chunk
-            if b"\r" in buf:
-                if buf.endswith(b"\r"):  # maybe the first half of \r\n
-                    pending = buf
-                    continue
-                buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            end = buf.rfind(b"\n")
-            if end < 0:
+            if buf.endswith(b"\r"):  # maybe the first half of \r\n: wait for more
                 pending = buf
                 continue
-            pending = buf[end + 1 :]
-            for line in buf[:end].decode("utf-8", "replace").split("\n"):
-                if not line:
-                    if data:
-                        yield ServerSentEvent(event or "message", "\n".join(data))
-                    event, data = "", []
-                    continue
-                field, _, value = line.partition(":")
-                if value[:1] == " ":
-                    value = value[1:]
-                if field == "data":
-                    data.append(value)
-                elif field == "event":
-                    event = value
+            events, pending = _split_events(buf)
+            for event in events:
+                yield event
+        if pending:  # the body ended: a \r held back was a line end after all
+            for event in _split_events(pending)[0]:
+                yield event
+
+
+def _split_events(buf: bytes) -> tuple[list[ServerSentEvent], bytes]:
+    """The complete events in ``buf``, and the bytes of the incomplete one after them."""
+    if b"\r" in buf:
+        buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    end = buf.rfind(b"\n\n")
+    if end < 0:
+        return [], buf
+    events = []
+    for block in buf[:end].decode("utf-8", "replace").split("\n\n"):
+        if block.startswith("event: "):
+            eol = block.find("\n")
+            if eol > 0 and block.startswith("data: ", eol + 1) and "\n" not in block[eol + 1 :]:
+                events.append(ServerSentEvent(block[7:eol], block[eol + 7 :]))
+                continue
+        event = _parse_block(block)
+        if event is not None:
+            events.append(event)
+    return events, buf[end + 2 :]
+
+
+def _parse_block(block: str) -> ServerSentEvent | None:
+    """One event's lines, the general way; None when it has no data."""
+    event, data = "", []
+    for line in block.split("\n"):
+        field, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+    return ServerSentEvent(event or "message", "\n".join(data)) if data else None
+
+
+class PatchUnavailable(RuntimeError):
+    """The code a patch replaces has changed: the prototype no longer applies."""
+
+
+def _require(obj: object, *names: str) -> None:
+    missing = [n for n in names if not hasattr(obj, n)]
+    if missing:
+        raise PatchUnavailable(f"{getattr(obj, '__name__', obj)} has no {', '.join(missing)}")
 
 
 def _patch_sse() -> None:
     import sidecar.providers._sse as sse
 
+    _require(sse, "EventSource")
     sse.EventSource = LeanEventSource  # type: ignore[misc,assignment]
 
 
@@ -79,6 +120,7 @@ def _patch_builder() -> None:
     from sidecar.providers import _message
 
     builder = _message.MessageBuilder
+    _require(builder, "_extend", "_start", "add", "build")
     original_build = builder.build
 
     def pieces(self: Any) -> dict[int, list[str]]:
@@ -123,6 +165,8 @@ def _patch_builder() -> None:
 def _patch_status() -> None:
     from sidecar.engine import Engine
 
+    if "on_status" not in inspect.signature(Engine.stream).parameters:
+        raise PatchUnavailable("Engine.stream takes no on_status")
     original = Engine.stream
 
     async def stream(
@@ -146,7 +190,69 @@ def _patch_status() -> None:
     Engine.stream = stream  # type: ignore[method-assign]
 
 
+def _patch_coalesce() -> None:
+    from pygls.io_ import StdoutWriter
+
+    _require(StdoutWriter, "write")
+    direct_write = StdoutWriter.write
+
+    def flush(self: Any) -> None:
+        pending: list[bytes] = self._pending
+        data = b"".join(pending)
+        pending.clear()
+        direct_write(self, data)
+
+    def write(self: Any, data: bytes) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (shutting down): as before
+            direct_write(self, data)
+            return
+        pending: list[bytes] | None = self.__dict__.get("_pending")
+        if pending is None:
+            pending = self._pending = []
+        if not pending:
+            loop.call_soon(flush, self)
+        pending.append(data)
+
+    StdoutWriter.write = write  # type: ignore[method-assign]
+
+
+class PipeReader:
+    """pygls's reader interface (``readline``, ``readexactly``) on an asyncio pipe."""
+
+    def __init__(self, stdin: Any, executor: Any = None) -> None:
+        self.stdin = stdin
+        self._reader: asyncio.StreamReader | None = None
+
+    async def _stream(self) -> asyncio.StreamReader:
+        if self._reader is None:
+            reader = asyncio.StreamReader()
+            loop = asyncio.get_running_loop()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.stdin)
+            self._reader = reader
+        return self._reader
+
+    async def readline(self) -> bytes:
+        return await (await self._stream()).readline()
+
+    async def readexactly(self, n: int) -> bytes:
+        try:
+            return await (await self._stream()).readexactly(n)
+        except asyncio.IncompleteReadError as exc:  # end of input: pygls stops on b""
+            return exc.partial
+
+
+def _patch_pipe() -> None:
+    import pygls.server
+
+    _require(pygls.server, "StdinAsyncReader")
+    pygls.server.StdinAsyncReader = PipeReader  # type: ignore[attr-defined,misc]
+
+
 PATCHES: dict[str, Callable[[], None]] = {
+    "pipe": _patch_pipe,
+    "coalesce": _patch_coalesce,
     "sse": _patch_sse,
     "builder": _patch_builder,
     "status": _patch_status,
@@ -164,7 +270,11 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown patches {sorted(unknown)}; known: {sorted(PATCHES)}", file=sys.stderr)
         return 2
-    apply(names)
+    try:
+        apply(names)
+    except PatchUnavailable as exc:
+        print(f"bench.variants: {exc}", file=sys.stderr)
+        return 3
     from sidecar.cli import main as sidecar_main
 
     return sidecar_main([])
