@@ -239,7 +239,8 @@ class RawServer:
         return self.raw_out.decode(errors="replace") + "\n" + self.stderr_text()
 
     def stderr_text(self) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         try:
             return self.stderr_path.read_text(errors="replace")
         except OSError:

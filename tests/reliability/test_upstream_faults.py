@@ -337,6 +337,23 @@ async def test_a_key_that_cannot_go_in_a_header_is_evicted_not_an_internal_error
     assert [c.secret for c in keypool.pool("anthropic")] == [keys[1]]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="failover.py: when the last key is evicted after a 401 the user gets -32001 'no "
+    "credentials ... add a key', losing the provider's word that the key was refused. "
+    "Failover._acquire should raise CredentialRejected (-32003) quoting last_reason when "
+    "this request evicted a key",
+)
+async def test_the_last_key_refused_says_so(
+    home: Path, fake: FakeProvider, keys: list[str]
+) -> None:
+    engine, _ = make_engine(home, fake.url, keys[:1])
+    script(fake, keys, ([], Error("authentication_error", "invalid x-api-key")))
+    result = await run(engine)
+    assert result.error is not None and result.error.code == -32003, result.error
+    assert "invalid x-api-key" in result.error.message
+
+
 # -- the total timeout (needs the engine to enforce it) ----------------------------------------
 
 
