@@ -148,8 +148,17 @@ def open_private_log(path: Path) -> TextIO:
     someone else's file.
     """
     path = path.expanduser()
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    # Each missing directory 0700: Path.mkdir(parents=True) would create the parents with
+    # the umask's permissions (0777 under umask 0), and the log's directory may be the
+    # sidecar's home itself, which the store then finds already there.
+    missing = []
+    parent = path.parent
+    while not parent.is_dir():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o600)
     try:
