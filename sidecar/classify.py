@@ -391,6 +391,40 @@ def _decode(body: bytes | str) -> str:
     return body
 
 
+_JSON_STRING_FIELD = r'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)'
+
+
+def _json_string_field(text: str, name: str) -> str | None:
+    match = re.search(_JSON_STRING_FIELD.format(name=name), text)
+    if match is None:
+        return None
+    raw = match.group(1)
+    try:
+        value = json.loads(f'"{raw}"')
+    except ValueError:
+        value = raw
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _salvage(text: str) -> _Fields | None:
+    """Type and message from the start of a JSON error body that was cut short."""
+    if not text.lstrip().startswith("{"):
+        return None
+    head = text[:16384]
+    error_type = _json_string_field(head, "type")
+    if error_type == "error":  # Anthropic's envelope tag: the inner type follows
+        inner = head[head.find('"type"') + 6 :]
+        error_type = _json_string_field(inner, "type")
+    code = _json_string_field(head, "code")
+    message = _json_string_field(head, "message")
+    if message is None:  # a message cut off before its closing quote
+        match = re.search(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)$', head)
+        message = match.group(1) if match and match.group(1).strip() else None
+    if error_type is None and code is None and message is None:
+        return None
+    return _Fields(error_type, code, message)
+
+
 def _read_body(
     status: int | None, body: bytes | str | Mapping[str, object] | None
 ) -> tuple[_Fields, str]:
@@ -407,6 +441,10 @@ def _read_body(
         try:
             document = json.loads(text)
         except (ValueError, RecursionError):
+            salvaged = _salvage(text)
+            if salvaged is not None:
+                # JSON cut short (a huge body is read only in part): its leading fields.
+                return salvaged, salvaged.message or f"{label} (truncated JSON body)"
             if _looks_like_html(text):
                 # A proxy's error page: its markup is noise to the user.
                 return _Fields(None, None, None), f"{label} (non-JSON body)"

@@ -243,7 +243,7 @@ FAILED: list[tuple[str, Step, str]] = [
     ("invalid-json-data-line", raw_reply(b"event: message_start\ndata: {nope\n\n"), "not JSON"),
     ("500-every-time", Error("api_error", "Internal server error", status=500), "Internal"),
     ("proxy-page-every-time", ProxyErrorPage(502), "HTTP 502 (non-JSON body)"),
-    ("huge-json-error", Error("invalid_request_error", "m" * (4 << 20), status=400), "HTTP 400"),
+    ("huge-json-error", Error("invalid_request_error", "m" * (4 << 20), status=400), "400: mmm"),
 ]
 
 
@@ -309,6 +309,35 @@ async def test_a_connection_that_never_opens_ends_at_the_connect_timeout(
     assert isinstance(result.error, UpstreamError), result.outcome
     assert "connect timeout" in result.error.message, result.error.message
     assert result.seconds < 3 * FAST.connect + 3
+
+
+@pytest.mark.parametrize(
+    ("status", "document", "error_class", "billing"),
+    [
+        (429, {"type": "error", "error": {"type": "rate_limit_error"}}, "rateLimit", False),
+        (
+            429,
+            {"error": {"type": "insufficient_quota", "code": "insufficient_quota"}},
+            "rateLimit",
+            True,
+        ),
+        (400, {"type": "error", "error": {"type": "invalid_request_error"}}, "request", False),
+        (401, {"error": {"type": "authentication_error"}}, "auth", False),
+    ],
+)
+def test_a_json_error_body_cut_at_the_read_limit_is_still_understood(
+    status: int, document: dict[str, Any], error_class: str, billing: bool
+) -> None:
+    from sidecar.classify import parse_failure
+    from sidecar.providers._sse import ERROR_BODY_LIMIT
+
+    inner = document["error"]
+    inner["message"] = "Too much: " + "z" * (ERROR_BODY_LIMIT * 2)
+    body = json.dumps(document).encode()[:ERROR_BODY_LIMIT]
+    failure = parse_failure(status, {}, body, now=0.0)
+    assert failure.failure_class.value == error_class
+    assert failure.billing is billing
+    assert failure.message.startswith("Too much: zzz") and len(failure.message) <= 500
 
 
 # -- secrets in upstream errors ---------------------------------------------------------------
