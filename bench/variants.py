@@ -11,6 +11,11 @@ does, with these patches applied first (their source is the proposal):
 - ``status``: the engine's ``on_status`` calls are deferred to the loop's next turn and
   deduplicated, so that after a 429 the replay request goes out before the statuses
   (three store files read each) are derived and sent.
+- ``writebehind``: after a rate limit the replay does not wait for the store: the
+  cooldown's transaction (lock, three reads, an atomic write with two fsyncs) starts on
+  the loop's next turn, once the replay request is out, in a worker thread; until it
+  lands ``acquire`` skips the cooling credential, choosing from a lock-free read, as
+  the written state will.
 - ``coalesce``: pygls's ``StdoutWriter`` buffers what is written during one turn of the
   event loop and writes it to stdout once, at the end of the turn: one ``write`` and
   ``flush`` for every stream's deltas (and responses, in order) instead of one per
@@ -250,7 +255,52 @@ def _patch_pipe() -> None:
     pygls.server.StdinAsyncReader = PipeReader  # type: ignore[attr-defined,misc]
 
 
+def _patch_writebehind() -> None:
+    import copy
+
+    from sidecar import rotation
+    from sidecar.classify import FailureClass
+    from sidecar.keypool import KeyPool
+    from sidecar.rotation import Action
+
+    _require(KeyPool, "report_failure", "acquire", "pool")
+    durable_report, original_acquire = KeyPool.report_failure, KeyPool.acquire
+
+    def cooling(self: KeyPool) -> set[str]:
+        found: set[str] | None = self.__dict__.get("_writing_behind")
+        if found is None:
+            found = self.__dict__["_writing_behind"] = set()
+        return found
+
+    def report_failure(self: KeyPool, cred: Any, failure: Any) -> Action:
+        if failure.failure_class is not FailureClass.RATE_LIMIT:
+            return durable_report(self, cred, failure)
+        pending = cooling(self)
+        pending.add(cred.state_key)
+        loop = asyncio.get_running_loop()
+
+        def write() -> None:  # on the loop's next turn: once the replay request is out
+            written = loop.run_in_executor(None, durable_report, self, cred, failure)
+            written.add_done_callback(lambda _: pending.discard(cred.state_key))
+
+        loop.call_soon(write)
+        return Action.RETRY  # what record_failure answers for every rate limit
+
+    def acquire(self: KeyPool, provider: str, skip: Any = ()) -> Any:
+        pending = cooling(self)
+        if not pending:
+            return original_acquire(self, provider, skip)
+        data = self.store.read()
+        state = copy.deepcopy(data.provider_state(provider))
+        pool = self.pool(provider, data)
+        return rotation.choose(provider, pool, state, self.clock(), (*skip, *pending))
+
+    KeyPool.report_failure = report_failure  # type: ignore[method-assign]
+    KeyPool.acquire = acquire  # type: ignore[method-assign]
+
+
 PATCHES: dict[str, Callable[[], None]] = {
+    "writebehind": _patch_writebehind,
     "pipe": _patch_pipe,
     "coalesce": _patch_coalesce,
     "sse": _patch_sse,

@@ -174,7 +174,11 @@ class SidecarProcess:
 
     async def __aenter__(self) -> SidecarProcess:
         self.proc = await LspProcess.spawn(self.argv, self.env(), self._on_notification)
-        await self.proc.initialize()
+        try:
+            await self.proc.initialize()
+        except ConnectionError:
+            said = self.proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(f"{' '.join(self.argv[1:])} exited: {''.join(said)}") from None
         self.proc.notify("initialized", {})
         return self
 
