@@ -304,6 +304,15 @@ async def test_a_connection_that_never_opens_ends_at_the_connect_timeout(
     home: Path, keys: list[str]
 ) -> None:
     with unanswering_listener() as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.socket() as check:
+            check.settimeout(0.3)
+            try:
+                check.connect(("127.0.0.1", port))
+            except ConnectionRefusedError:  # tcp_abort_on_overflow: refused, not dropped
+                pytest.skip("this kernel refuses connections to a full accept queue")
+            except TimeoutError:
+                pass
         engine, _ = make_engine(home, url, keys)
         result = await run(engine)
     assert isinstance(result.error, UpstreamError), result.outcome
