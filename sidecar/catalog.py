@@ -72,4 +72,4 @@ def get_provider(name: str) -> ProviderInfo:
         return PROVIDERS[name]
     except KeyError:
         known = ", ".join(PROVIDERS)
-        raise KeyError(f"unknown provider {name!r} (known: {known})") from None
+        raise KeyError(f"unknown provider (known: {known})") from None

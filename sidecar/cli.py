@@ -45,20 +45,10 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sidecar.logs import setup_logging
-    from sidecar.server import create_server
+    from sidecar.server import serve
 
-    ls = create_server()
-    setup_logging(args.log_level, args.log_file, lambda: [c.secret for c in _known(ls.keypool)])
-    ls.start_io()
+    serve(log_level=args.log_level, log_file=args.log_file)
     return 0
-
-
-def _known(keypool: KeyPool) -> list[Any]:
-    try:
-        return [c for p in keypool.providers() for c in keypool.credentials(p)]
-    except Exception:
-        return []
 
 
 # -- status --------------------------------------------------------------------

@@ -47,8 +47,11 @@ from sidecar.providers import (
     ToolUseStop,
     UpstreamFailure,
     UsageDelta,
+    attempt_timed_out,
     get_provider,
 )
+from sidecar.timeouts import Timeouts
+from sidecar.timeouts import from_env as timeouts_from_env
 
 __all__ = ["DeltaSink", "Engine", "Refresher", "StreamOutcome", "delta_to_wire"]
 
@@ -150,7 +153,7 @@ class Engine:
         refresher: Refresher | None = None,
         ensure_fresh: Refresher | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: httpx.Timeout | None = None,
+        timeout: Timeouts | None = None,
         max_cooldown_wait: float = MAX_COOLDOWN_WAIT,
     ) -> None:
         """``refresher`` renews an OAuth login after a 401 on it; ``ensure_fresh``
@@ -168,7 +171,8 @@ class Engine:
         self.refresher: Refresher = refresher
         self.ensure_fresh: Refresher = ensure_fresh
         self._transport = transport
-        self._timeout = timeout or httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+        # LLM_SIDECAR_CONNECT_TIMEOUT, _READ_TIMEOUT, _TOTAL_TIMEOUT (see sidecar.timeouts).
+        self.timeouts = timeout or timeouts_from_env(keypool.env)
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -177,7 +181,7 @@ class Engine:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 transport=self._transport,
-                timeout=self._timeout,
+                timeout=self.timeouts.httpx(),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             )
         return self._client
@@ -247,13 +251,19 @@ class Engine:
         self, provider: Provider, request: StreamRequest, cred: Credential, sink: DeltaSink
     ) -> Message:
         message: Message | None = None
-        # aclosing: whatever ends the loop (an error, a cancel) closes the upstream now.
-        async with contextlib.aclosing(provider.stream(self.client, request, cred)) as deltas:
-            async for delta in deltas:
-                if isinstance(delta, MessageEnd):
-                    message = delta.message
-                else:
-                    sink.add(delta_to_wire(delta))
+        try:
+            # A provider that trickles forever is cut at the total timeout.
+            async with asyncio.timeout(self.timeouts.total):
+                # aclosing: whatever ends the loop (an error, a cancel) closes the upstream.
+                stream = provider.stream(self.client, request, cred)
+                async with contextlib.aclosing(stream) as deltas:
+                    async for delta in deltas:
+                        if isinstance(delta, MessageEnd):
+                            message = delta.message
+                        else:
+                            sink.add(delta_to_wire(delta))
+        except TimeoutError:
+            raise attempt_timed_out(self.timeouts.total, mid_stream=sink.sent_any) from None
         if message is None:  # the provider contract says this cannot happen
             raise UpstreamError("the provider's stream ended without a message")
         return message

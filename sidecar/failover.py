@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from sidecar.classify import FailureClass
 from sidecar.credentials import Credential
 from sidecar.errors import (
     AllRateLimited,
@@ -58,6 +59,7 @@ class Failover:
         self.refreshed: set[str] = set()  # logins refreshed once already after a 401
         self.retry_now: Credential | None = None  # a just-refreshed login, retried at once
         self.login_error: LoginError | None = None  # why a login could not be refreshed
+        self.evicted = False  # this request saw a credential rejected as invalid
         self.last_reason = ""  # the provider's last complaint, for restart deltas and errors
         self.attempts = 0
         self.network_failures = 0
@@ -99,6 +101,13 @@ class Failover:
             except (CredentialRejected, NoCredentials) as exc:
                 if self.login_error is not None:
                     raise self.login_error from None  # the login's own error says what to do
+                if isinstance(exc, NoCredentials) and self.evicted:
+                    # This request used up the pool: say why, not "add a key".
+                    raise CredentialRejected(
+                        f"every {self.provider} credential was rejected; "
+                        f"{self.provider} said: {self.last_reason}",
+                        {"provider": self.provider, "keys": 0},
+                    ) from None
                 if isinstance(exc, CredentialRejected) and self.skip and self.last_reason:
                     # Every credential refused for its scope: quote the provider's words.
                     message = f"{exc.message}. {self.provider} said: {self.last_reason}"
@@ -129,7 +138,7 @@ class Failover:
         for cred in self.keypool.pool(self.provider):
             if cred.id == profile:
                 return cred
-        raise InvalidParams("profile", f"no usable {self.provider} credential {profile!r}")
+        raise InvalidParams("profile", f"no usable {self.provider} credential has that id")
 
     # -- after a failed attempt -----------------------------------------------------
 
@@ -154,6 +163,8 @@ class Failover:
             if not is_permanent(renewed):
                 self.skip.add(cred.state_key)
             action = Action.RETRY  # rotate on to the next credential
+        if exc.failure.failure_class is FailureClass.AUTH and action is Action.RETRY:
+            self.evicted = True
         self.on_status(self.provider)
         if self.pinned is not None and self.login_error is not None:
             raise self.login_error from None

@@ -25,6 +25,7 @@ from sidecar.store import Store, StoreData
 __all__ = ["KeyPool"]
 
 Clock = Callable[[], float]
+MAX_KEY_LENGTH = 4096  # real keys and tokens are a few hundred characters at most
 USAGE_SAVE_INTERVAL = 5.0  # seconds between writes of plain usage counts
 
 
@@ -64,6 +65,15 @@ class KeyPool:
         names = data.stored_providers()
         names.update(p for p in PROVIDERS if env_credentials(p, self.env).credentials)
         return [p for p in PROVIDERS if p in names]
+
+    def known_secrets(self) -> list[str]:
+        """Every secret the pool holds, for the log filter to redact."""
+        try:
+            data = self.store.read()
+            creds = [c for p in self.providers(data) for c in self.credentials(p, data)]
+        except Exception:  # logging must not fail because the store cannot be read
+            return []
+        return [s for c in creds for s in (c.secret, c.refresh) if s]
 
     def status(self, provider: str, data: StoreData | None = None) -> ProviderStatus:
         data = data or self.store.read()
@@ -171,8 +181,10 @@ class KeyPool:
         """Add a key (or static token) to the pool: (the pooled credential, whether it is new)."""
         get_provider(provider)
         secret = secret.strip()
-        if not secret or any(ch.isspace() for ch in secret):
-            raise InvalidParams("key", "must be a non-empty string without spaces")
+        if not secret or not secret.isascii() or not secret.isprintable() or " " in secret:
+            raise InvalidParams("key", "must be printable ASCII without spaces")
+        if len(secret) > MAX_KEY_LENGTH:
+            raise InvalidParams("key", f"is longer than {MAX_KEY_LENGTH} characters")
         cred = Credential(
             id="",
             provider=provider,
@@ -216,7 +228,9 @@ class KeyPool:
             else:
                 matches = [c for c in creds if fingerprint in (c.fingerprint, c.id)]
                 if not matches:
-                    raise InvalidParams("fingerprint", f"no {provider} credential {fingerprint!r}")
+                    raise InvalidParams(
+                        "fingerprint", f"no {provider} credential has that fingerprint or id"
+                    )
                 if len(matches) > 1:
                     raise InvalidParams("fingerprint", "matches several credentials: use its id")
                 target = matches[0]

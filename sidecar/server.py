@@ -14,21 +14,22 @@ import functools
 import json
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, default_converter
-from pygls.protocol.language_server import LanguageServerProtocol
 
 from sidecar import __version__, protocol
 from sidecar.catalog import PROVIDERS
 from sidecar.errors import InvalidParams, SidecarError
 from sidecar.keypool import KeyPool
 from sidecar.rotation import ProviderStatus, StatusKind
+from sidecar.rpcio import BoundedStdin, SidecarProtocol, raw_params_converter
 from sidecar.statusfeed import StatusFeed
 from sidecar.store import Store
 
@@ -45,47 +46,13 @@ Handler = Callable[["SidecarServer", Any], Awaitable[Any]]
 SHOW_DOCUMENT_TIMEOUT = 60.0  # seconds to wait for the client to open a login page
 
 
-class SidecarProtocol(LanguageServerProtocol):
-    def handle_message(self, message: Any) -> None:
-        # A JSON value that is not a JSON-RPC message arrives as a plain dict or list.
-        if isinstance(message, dict | list) or not hasattr(message, "jsonrpc"):
-            msg_id = message.get("id") if isinstance(message, dict) else None
-            if not isinstance(msg_id, int | str) or isinstance(msg_id, bool):
-                msg_id = None
-            self._send_response(
-                msg_id,  # type: ignore[arg-type]  # null is right for an unknown id
-                error=types.ResponseError(
-                    code=-32600, message="invalid request: not a JSON-RPC 2.0 message"
-                ),
-            )
-            return
-        super().handle_message(message)
-
-
-def _raw_params_converter() -> Any:
-    """pygls's converter, but custom methods keep their params as plain dicts.
-
-    pygls would turn them into namedtuples, renaming keys that are not Python
-    identifiers; we validate dicts ourselves and name the bad field.
-    """
-    converter = default_converter()  # type: ignore[no-untyped-call]
-
-    def keep_raw(obj: dict[str, Any], cls: type) -> Any:
-        fields = ("id", "method", "params", "jsonrpc")
-        return cls(**{k: obj[k] for k in fields if k in obj})
-
-    converter.register_structure_hook(JsonRPCRequestMessage, keep_raw)
-    converter.register_structure_hook(JsonRPCNotification, keep_raw)
-    return converter
-
-
 class SidecarServer(LanguageServer):
     def __init__(self, keypool: KeyPool) -> None:
         super().__init__(
             "llm-sidecar",
             __version__,
             protocol_cls=SidecarProtocol,
-            converter_factory=_raw_params_converter,
+            converter_factory=raw_params_converter,
         )
         self.keypool = keypool
         self.feed = StatusFeed(keypool, self.send_status)
@@ -201,7 +168,7 @@ class SidecarServer(LanguageServer):
         # source=JsonRpcException; the sender is owed an error, with a null id
         # since we cannot know theirs. Errors of handlers were answered already.
         if source is JsonRpcException:
-            if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+            if isinstance(error, json.JSONDecodeError | UnicodeDecodeError | RecursionError):
                 code, message = -32700, "parse error: invalid JSON"
             else:
                 code, message = -32600, "invalid request: not a well-formed JSON-RPC message"
@@ -230,7 +197,9 @@ def _rpc(ls: SidecarServer, method: str) -> Callable[[Handler], Handler]:
 def _provider(name: str) -> str:
     if name not in PROVIDERS:
         raise InvalidParams(
-            "provider", f"unknown provider {name!r} (known: {', '.join(PROVIDERS)})"
+            # The value is not quoted: a key pasted into the wrong field must not come back.
+            "provider",
+            f"unknown provider (known: {', '.join(PROVIDERS)})",
         )
     return name
 
@@ -366,8 +335,11 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     return ls
 
 
-def serve() -> None:
+def serve(log_level: str = "WARNING", log_file: Path | None = None) -> None:
     """Run the server on stdin/stdout until the client exits."""
+    from sidecar.logs import setup_logging
+
     ls = create_server()
+    setup_logging(log_level, log_file, ls.keypool.known_secrets)
     log.info("llm-sidecar %s serving on stdio (pid %d)", __version__, os.getpid())
-    ls.start_io()
+    ls.start_io(stdin=BoundedStdin(sys.stdin.buffer))  # type: ignore[arg-type]  # duck-typed
