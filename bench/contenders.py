@@ -147,6 +147,7 @@ class AnthropicSdk(Contender):
 
     async def stream(self, key: str, sink: TokenSink) -> int:
         import anthropic
+        from anthropic.types import RawContentBlockDeltaEvent, TextDelta
 
         client = self.clients.get(key)
         if client is None:
@@ -160,7 +161,7 @@ class AnthropicSdk(Contender):
             stream=True,
         )
         async for event in events:
-            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+            if isinstance(event, RawContentBlockDeltaEvent) and isinstance(event.delta, TextDelta):
                 sink.add(event.delta.text, perf_ns())
         return start
 

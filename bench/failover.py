@@ -38,7 +38,7 @@ async def _time_from_429(fake: FakeHost, since: int, first_ns: int) -> float:
     limited = [r for r in records if r["status"] == 429]
     if len(limited) != 1 or records[-1]["status"] != 200:
         raise RuntimeError(f"expected one 429 then a 200, got {[r['status'] for r in records]}")
-    return (first_ns - limited[0]["finish_ns"]) / 1e6
+    return float(first_ns - limited[0]["finish_ns"]) / 1e6
 
 
 async def sidecar_once(fake: FakeHost, sidecar: SidecarProcess) -> float:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
@@ -118,11 +119,11 @@ def _patch_sse() -> None:
     import sidecar.providers._sse as sse
 
     _require(sse, "EventSource")
-    sse.EventSource = LeanEventSource  # type: ignore[misc,assignment]
+    sse.EventSource = LeanEventSource  # type: ignore[attr-defined,assignment]
 
 
 def _patch_builder() -> None:
-    from sidecar.providers import _message
+    from sidecar.providers import TextDelta, ThinkingDelta, _message
 
     builder = _message.MessageBuilder
     _require(builder, "_extend", "_start", "add", "build")
@@ -141,10 +142,10 @@ def _patch_builder() -> None:
         pieces(self).setdefault(id(block), [block[field]]).append(text)
 
     def add(self: Any, delta: Any) -> None:
-        if isinstance(delta, _message.TextDelta):
+        if isinstance(delta, TextDelta):
             extend(self, "text", "text", delta.text)
             return
-        if isinstance(delta, _message.ThinkingDelta):
+        if isinstance(delta, ThinkingDelta):
             block = self._open
             if block is None or block["type"] != "thinking" or block["signature"]:
                 block = self._start({"type": "thinking", "thinking": "", "signature": ""})
@@ -224,17 +225,24 @@ def _patch_coalesce() -> None:
 
 
 class PipeReader:
-    """pygls's reader interface (``readline``, ``readexactly``) on an asyncio pipe."""
+    """pygls's reader interface (``readline``, ``readexactly``) on an asyncio pipe.
+
+    Given a wrapper with a size cap (the server's ``BoundedStdin``: ``_raw``,
+    ``_limit``), it reads the wrapped file and keeps the cap: an oversized body is
+    skipped as it arrives and pygls gets the wrapper's stand-in for it.
+    """
 
     def __init__(self, stdin: Any, executor: Any = None) -> None:
-        self.stdin = stdin
+        self.wrapper = stdin
+        self.raw = getattr(stdin, "_raw", stdin)
+        self.limit: int | None = getattr(stdin, "_limit", None)
         self._reader: asyncio.StreamReader | None = None
 
     async def _stream(self) -> asyncio.StreamReader:
         if self._reader is None:
             reader = asyncio.StreamReader()
             loop = asyncio.get_running_loop()
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.stdin)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.raw)
             self._reader = reader
         return self._reader
 
@@ -242,8 +250,15 @@ class PipeReader:
         return await (await self._stream()).readline()
 
     async def readexactly(self, n: int) -> bytes:
+        reader = await self._stream()
+        if self.limit is not None and n > self.limit:
+            left = n
+            while left > 0 and (chunk := await reader.read(min(left, 1 << 20))):
+                left -= len(chunk)
+            stand_in: bytes = type(self.wrapper)(io.BytesIO(), self.limit).read(n)
+            return stand_in
         try:
-            return await (await self._stream()).readexactly(n)
+            return await reader.readexactly(n)
         except asyncio.IncompleteReadError as exc:  # end of input: pygls stops on b""
             return exc.partial
 
@@ -252,7 +267,7 @@ def _patch_pipe() -> None:
     import pygls.server
 
     _require(pygls.server, "StdinAsyncReader")
-    pygls.server.StdinAsyncReader = PipeReader  # type: ignore[attr-defined,misc]
+    pygls.server.StdinAsyncReader = PipeReader  # type: ignore[attr-defined,assignment]
 
 
 def _patch_writebehind() -> None:
