@@ -114,12 +114,16 @@ class FakeServer:
         except asyncio.CancelledError:
             # Only close() cancels handlers. Ending normally matters: on Python 3.11
             # asyncio's stream callback calls task.exception() and would log a traceback.
-            pass
+            # Abort rather than close: a graceful close waits to flush what a client that
+            # stopped reading will never take, and the fake could not stop.
+            writer.transport.abort()
         finally:
             self._handlers.discard(task)
             writer.close()
-            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+            with contextlib.suppress(
+                ConnectionError, OSError, asyncio.CancelledError, TimeoutError
+            ):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
 
     async def _dispatch(self, conn: Connection, request: Request) -> bool:
         path = request.path
