@@ -48,14 +48,12 @@ class Outcome:
     attempts: int = 0
 
 
-def _latencies(
-    sinks: dict[str, TokenSink], records: list[Record], n: int, paced: bool
-) -> list[float]:
+def _latencies(sinks: dict[str, TokenSink], records: list[Record], n: int) -> list[float]:
     served = {r["tag"]: r for r in records if r["status"] == 200}
     out: list[float] = []
     for tag, sink in sinks.items():
         assert sink.arrivals is not None
-        written = delta_write_ns(served[tag], n, paced=paced)
+        written = delta_write_ns(served[tag], n)
         out += [(got - sent) / 1e6 for got, sent in zip(sink.arrivals, written, strict=True)]
     return out
 
@@ -96,7 +94,7 @@ async def run_round(
     outcome.rate_limited += sum(1 for r in records if r["status"] == 429)
     outcome.bad_streams += sum(1 for sink in sinks.values() if not sink.exact(n))
     if timed:
-        outcome.latencies += _latencies(sinks, records, n, paced=True)
+        outcome.latencies += _latencies(sinks, records, n)
     else:
         outcome.rates.append(streams * n / elapsed)
 

@@ -37,7 +37,7 @@ async def measure(
             await contender.stream(key, sink)
             record = (await fake.records(since))[-1]
             lost += 0 if sink.exact(n) else 1
-            written = delta_write_ns(record, n, paced=interval > 0)
+            written = delta_write_ns(record, n)
             assert sink.arrivals is not None
             latencies[contender.name] += [
                 (got - sent) / 1e6 for got, sent in zip(sink.arrivals, written, strict=True)

@@ -70,14 +70,10 @@ def reply_step(n: int, interval: float = 0.0) -> dict[str, Any]:
     }
 
 
-def delta_write_ns(record: Record, n: int, *, paced: bool) -> list[int]:
-    """When the fake handed each of the ``n`` text deltas to the socket.
-
-    The fake stamps an event after its ``interval`` sleep when it paces, that is
-    just before it writes the next event: then event ``k`` went out at stamp ``k - 1``.
-    """
+def delta_write_ns(record: Record, n: int) -> list[int]:
+    """When the fake handed each of the ``n`` text deltas to the socket."""
     stamps: list[int] = record["write_ns"]
-    first = FIRST_DELTA_EVENT - (1 if paced else 0)
+    first = FIRST_DELTA_EVENT
     out = stamps[first : first + n]
     if len(out) != n:
         raise ValueError(f"request {record['no']}: {len(stamps)} stamps for {n} deltas")

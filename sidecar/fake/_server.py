@@ -403,13 +403,15 @@ class FakeServer:
         async def put(pieces: list[bytes]) -> None:
             nonlocal sent
             for piece in pieces:
+                if interval and sent:
+                    # Pace before a write, not after: an event's timestamp (taken when
+                    # put returns) is then the moment it was written.
+                    await writer.drain()
+                    await asyncio.sleep(interval)
                 writer.write(chunk(piece))
                 sent += len(piece)
                 while progress.events < count and ends[progress.events] <= sent:
                     progress.events += 1
-                if interval:
-                    await writer.drain()
-                    await asyncio.sleep(interval)
 
         if stall_at == 0:
             await asyncio.sleep(reply.stall)  # before the status line: nothing at all

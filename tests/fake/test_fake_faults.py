@@ -226,6 +226,20 @@ def test_many_deltas_and_timestamps() -> None:
         assert stamps == sorted(stamps)
 
 
+def test_a_paced_events_timestamp_is_when_it_was_written() -> None:
+    """With ``interval``, the pause comes before a write: the first event is stamped
+    at once, not one interval late (the benchmarks' latency figures rely on it)."""
+    with FakeProvider(keys=[KEY], timestamps=True) as fake:
+        fake.script(KEY, [Reply([Text("abc")], chunk=1, interval=0.2)])
+        sent = time.perf_counter_ns()
+        with RawClient(fake.url) as client:
+            client.request("POST", "/v1/messages", anthropic_headers(), messages_body())
+        stamps = fake.requests[0].write_ns
+    assert (stamps[0] - sent) / 1e9 < 0.15
+    gaps = [(b - a) / 1e9 for a, b in pairwise(stamps)]
+    assert all(gap >= 0.15 for gap in gaps)
+
+
 def test_pings_are_sprinkled_in(fake: FakeProvider) -> None:
     fake.script(KEY, [Reply([Text("abcdefghij" * 3)], chunk=1, ping_every=10)])
     with RawClient(fake.url) as client:
