@@ -7,8 +7,6 @@ small function; modules are imported inside them so that ``serve`` starts fast.
 
 from __future__ import annotations
 
-import argparse
-import getpass
 import json
 import sys
 import time
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sidecar import __version__
 
 if TYPE_CHECKING:
+    import argparse
     import asyncio
 
     from sidecar.keypool import KeyPool
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-Command = Callable[[argparse.Namespace], int]
+Command = Callable[["argparse.Namespace"], int]
 
 
 def _keypool() -> KeyPool:
@@ -116,6 +115,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _read_secrets(prompt: str) -> list[str]:
     """Secrets from stdin (one per line) or a no-echo prompt; never from argv."""
     if sys.stdin.isatty():
+        import getpass
+
         return [getpass.getpass(prompt)]
     return [line.strip() for line in sys.stdin if line.strip()]
 
@@ -427,6 +428,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     from sidecar.catalog import PROVIDERS
 
     parser = argparse.ArgumentParser(
@@ -537,8 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("--log"):
-        # Editors run the bare command: skip building the full parser.
+    if not argv:
+        # Editors run the bare command: serve without building the parser.
+        from sidecar.server import serve
+
+        serve()
+        return 0
+    if argv[0].startswith("--log"):
         argv = ["serve", *argv]
     args = build_parser().parse_args(argv)
     if (

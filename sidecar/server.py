@@ -24,18 +24,20 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 
-from sidecar import __version__, protocol
+from sidecar import __version__
 from sidecar.catalog import PROVIDERS
 from sidecar.errors import InvalidParams, SidecarError
-from sidecar.keypool import KeyPool
-from sidecar.rotation import ProviderStatus, StatusKind
 from sidecar.rpcio import BoundedStdin, SidecarProtocol, raw_params_converter
-from sidecar.statusfeed import StatusFeed
-from sidecar.store import Store
 
+# The key pool, the store, the status feed and the wire types load after the
+# initialize reply (on `initialized` or the first request): editors spawn us
+# often, and the answer to initialize needs none of them.
 if TYPE_CHECKING:
     from sidecar.engine import Engine
+    from sidecar.keypool import KeyPool
     from sidecar.oauth import Login, LoginEvent, LoginManager
+    from sidecar.rotation import ProviderStatus, StatusKind
+    from sidecar.statusfeed import StatusFeed
 
 __all__ = ["SidecarServer", "create_server"]
 
@@ -47,24 +49,43 @@ SHOW_DOCUMENT_TIMEOUT = 60.0  # seconds to wait for the client to open a login p
 
 
 class SidecarServer(LanguageServer):
-    def __init__(self, keypool: KeyPool) -> None:
+    def __init__(self, keypool: KeyPool | None = None) -> None:
         super().__init__(
             "llm-sidecar",
             __version__,
             protocol_cls=SidecarProtocol,
             converter_factory=raw_params_converter,
         )
-        self.keypool = keypool
-        self.feed = StatusFeed(keypool, self.send_status)
+        self._keypool = keypool
+        self._feed: StatusFeed | None = None
         self._engine: Engine | None = None
         self._logins: LoginManager | None = None
         self._feed_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # fire-and-forget work, kept referenced
 
     def send_status(self, status: ProviderStatus) -> None:
+        from sidecar import protocol
+
         self.protocol.notify(
             "sidecar/didChangeStatus", protocol.to_wire(protocol.status_notification(status))
         )
+
+    @property
+    def keypool(self) -> KeyPool:
+        if self._keypool is None:
+            from sidecar.keypool import KeyPool
+            from sidecar.store import Store
+
+            self._keypool = KeyPool(Store.default())
+        return self._keypool
+
+    @property
+    def feed(self) -> StatusFeed:
+        if self._feed is None:
+            from sidecar.statusfeed import StatusFeed
+
+            self._feed = StatusFeed(self.keypool, self.send_status)
+        return self._feed
 
     @property
     def engine(self) -> Engine:
@@ -97,6 +118,8 @@ class SidecarServer(LanguageServer):
         end a pending login on Normal or Error); the real status follows at once
         when it differs, so the status bar does not keep the override.
         """
+        from sidecar.rotation import StatusKind
+
         real = self.keypool.status(provider)
         self.send_status(attrs.evolve(real, kind=kind or real.kind, message=message))
         if kind is not None and kind is not real.kind and kind is not StatusKind.WARNING:
@@ -104,6 +127,8 @@ class SidecarServer(LanguageServer):
 
     def on_login_event(self, event: LoginEvent) -> None:
         """A login ended: by the browser's callback, a paste, a cancel or the timeout."""
+        from sidecar.rotation import StatusKind
+
         kinds = {"succeeded": StatusKind.NORMAL, "failed": StatusKind.ERROR, "cancelled": None}
         self.send_login_status(event.provider, kinds[event.kind], event.message)
         if event.kind == "failed" and not event.answered:
@@ -116,6 +141,8 @@ class SidecarServer(LanguageServer):
 
     async def announce_login(self, login: Login) -> None:
         """After the answer to ``sidecar/login``: progress, then open the URL in the client."""
+        from sidecar.rotation import StatusKind
+
         for _ in range(2):
             await asyncio.sleep(0)  # lets the answer go out first
         if login.result.done():
@@ -205,7 +232,7 @@ def _provider(name: str) -> str:
 
 
 def create_server(keypool: KeyPool | None = None) -> SidecarServer:
-    ls = SidecarServer(keypool or KeyPool(Store.default()))
+    ls = SidecarServer(keypool)
 
     @ls.feature(types.SHUTDOWN)
     async def shutdown(server: SidecarServer, _: Any) -> None:
@@ -222,6 +249,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/status")
     async def status(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.StatusParams, raw)
         names = [_provider(params.provider)] if params.provider else None
         statuses = server.keypool.status_all(names)
@@ -233,6 +262,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/keyAdd")
     async def key_add(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.KeyAddParams, raw)
         provider = _provider(params.provider)
         if params.key is not None:
@@ -248,6 +279,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/keyList")
     async def key_list(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.KeyListParams, raw)
         status = server.keypool.status(_provider(params.provider))
         creds = [protocol.credential_info(c) for c in status.credentials]
@@ -255,6 +288,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/keyRemove")
     async def key_remove(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.KeyRemoveParams, raw)
         provider = _provider(params.provider)
         if (params.fingerprint is None) == (params.index is None):
@@ -271,6 +306,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/keyReset")
     async def key_reset(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.KeyResetParams, raw)
         provider = _provider(params.provider)
         server.keypool.reset(provider)
@@ -278,6 +315,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/login")
     async def login(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.LoginParams, raw)
         provider = _provider(params.provider)
         started = await server.logins.start(provider, params.mode, params.profile)
@@ -286,6 +325,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/loginComplete")
     async def login_complete(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.LoginCompleteParams, raw)
         cred = await server.logins.complete(params.login_id, params.input)
         status = server.keypool.status(cred.provider)
@@ -301,12 +342,16 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/loginCancel")
     async def login_cancel(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.LoginCancelParams, raw)
         cancelled = await server.logins.cancel(params.login_id)
         return protocol.to_wire(protocol.LoginCancelResult(cancelled))
 
     @_rpc(ls, "sidecar/logout")
     async def logout(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.LogoutParams, raw)
         provider = _provider(params.provider)
         removed = server.logins.logout(provider, params.profile)
@@ -320,6 +365,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/stream")
     async def stream(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+
         params = protocol.parse_params(protocol.StreamParams, raw)
         provider = _provider(params.provider)
         outcome = await server.engine.stream(
@@ -340,6 +387,6 @@ def serve(log_level: str = "WARNING", log_file: Path | None = None) -> None:
     from sidecar.logs import setup_logging
 
     ls = create_server()
-    setup_logging(log_level, log_file, ls.keypool.known_secrets)
+    setup_logging(log_level, log_file, lambda: ls.keypool.known_secrets())
     log.info("llm-sidecar %s serving on stdio (pid %d)", __version__, os.getpid())
     ls.start_io(stdin=BoundedStdin(sys.stdin.buffer))  # type: ignore[arg-type]  # duck-typed

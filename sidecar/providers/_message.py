@@ -70,14 +70,14 @@ class MessageBuilder:
         elif isinstance(delta, ThinkingDelta):
             block = self._open
             if block is None or block["type"] != "thinking" or block["signature"]:
-                block = self._start({"type": "thinking", "thinking": "", "signature": ""})
-            block["thinking"] += delta.text
+                block = self._start({"type": "thinking", "thinking": [], "signature": []})
+            block["thinking"].append(delta.text)
         elif isinstance(delta, SignatureDelta):
             block = self._open
             if block is None or block["type"] != "thinking":
                 # A signature with no thinking text (possible for an empty block).
-                block = self._start({"type": "thinking", "thinking": "", "signature": ""})
-            block["signature"] += delta.signature
+                block = self._start({"type": "thinking", "thinking": [], "signature": []})
+            block["signature"].append(delta.signature)
         elif isinstance(delta, ToolUseStart):
             self._open = None
             self._blocks.append({"type": "tool_use", "id": delta.id, "name": delta.name})
@@ -106,8 +106,8 @@ class MessageBuilder:
             if block["type"] == "tool_use":
                 raw = "".join(self._tool_json.get(block["id"], ()))
                 block = {**block, "input": parse_tool_input(raw)}
-            else:
-                block = dict(block)
+            else:  # text pieces are kept as lists while streaming: += would be quadratic
+                block = {k: "".join(v) if isinstance(v, list) else v for k, v in block.items()}
             content.append(block)
         return Message(content=content, stop_reason=stop_reason, usage=self.usage)
 
@@ -119,5 +119,5 @@ class MessageBuilder:
     def _extend(self, kind: str, field: str, text: str) -> None:
         block = self._open
         if block is None or block["type"] != kind:
-            block = self._start({"type": kind, field: ""})
-        block[field] += text
+            block = self._start({"type": kind, field: []})
+        block[field].append(text)
