@@ -91,7 +91,7 @@ class Failover:
     async def _acquire(self) -> Credential:
         while True:
             try:
-                cred = self.keypool.acquire(self.provider, self.skip).credential
+                choice = self.keypool.acquire(self.provider, self.skip)
             except AllRateLimited as exc:
                 wait = exc.retry_at - self.keypool.clock()
                 if time.monotonic() + wait > self.deadline:
@@ -113,8 +113,9 @@ class Failover:
                     message = f"{exc.message}. {self.provider} said: {self.last_reason}"
                     raise CredentialRejected(message, exc.data) from None
                 raise
-            self.on_status(self.provider)  # a rotation inside acquire shows at once
-            return cred
+            if choice.rotated:
+                self.on_status(self.provider)  # a rotation inside acquire shows at once
+            return choice.credential
 
     async def _ensure_fresh(self, cred: Credential) -> Credential | LoginError:
         """``cred`` renewed if its login is about to expire; a LoginError if it cannot be.

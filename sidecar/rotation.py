@@ -135,6 +135,7 @@ class Choice:
     credential: Credential
     index: int  # 0-based position in the pool
     size: int
+    rotated: bool = False  # choosing it moved the pool past the current credential
 
 
 def choose(
@@ -165,10 +166,11 @@ def choose(
             continue
         if _cooldown_until(st, cred) > now:
             continue
-        if offset and len(pool) > 1:
+        moved = bool(offset) and len(pool) > 1
+        if moved:
             st["current"] = cred.state_key
             st["rotated"] = True
-        return Choice(cred, i, len(pool))
+        return Choice(cred, i, len(pool), moved)
 
     cooling = [_cooldown_until(st, c) for c in pool if _cooldown_until(st, c) > now]
     if cooling:

@@ -14,8 +14,8 @@ from sidecar.fake._render import (
     dump_str,
     dumpb,
     dumps,
+    error_response,
     pieces,
-    retry_after_value,
     rfc3339_in,
     stop_reason,
     tool_json,
@@ -92,25 +92,13 @@ class Anthropic(Flavour):
         return [("request-id", f"req_fake{ctx.no:06d}")]
 
     def error(self, err: Error, ctx: Context) -> tuple[int, Headers, bytes]:
-        headers: Headers = []
-        if err.retry_after is not None:
-            headers.append(("retry-after", retry_after_value(err.retry_after)))
-        if err.reset_in is not None:
-            headers += [
-                ("anthropic-ratelimit-requests-limit", "50"),
-                ("anthropic-ratelimit-requests-remaining", "0"),
-                ("anthropic-ratelimit-requests-reset", rfc3339_in(err.reset_in)),
-            ]
-        headers += list(err.headers.items())
-        if err.body is not None:
-            content_type = err.content_type or "text/plain; charset=utf-8"
-            body = err.body if isinstance(err.body, bytes) else err.body.encode()
-        else:
-            content_type = err.content_type or "application/json"
-            message = err.message if err.message is not None else _MESSAGES.get(err.type, "Error")
-            body = dumpb(error_body(err.type, message))
-        headers.append(("content-type", content_type))
-        return err.http_status, headers, body
+        reset = [
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "0"),
+            ("anthropic-ratelimit-requests-reset", rfc3339_in(err.reset_in or 0)),
+        ]
+        message = err.message if err.message is not None else _MESSAGES.get(err.type, "Error")
+        return error_response(err, reset, dumpb(error_body(err.type, message)))
 
     def midstream_error(self, err_type: str, message: str) -> bytes:
         return _event("error", error_body(err_type, message))

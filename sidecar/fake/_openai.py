@@ -14,10 +14,10 @@ from sidecar.fake._render import (
     blocks,
     dump_str,
     dumpb,
+    error_response,
     go_duration,
     now,
     pieces,
-    retry_after_value,
     stop_reason,
     tool_json,
     usage,
@@ -142,24 +142,12 @@ class OpenAI(Flavour):
         return [("x-request-id", f"req_fake{ctx.no:06d}")]
 
     def error(self, err: Error, ctx: Context) -> tuple[int, Headers, bytes]:
-        headers: Headers = []
-        if err.retry_after is not None:
-            headers.append(("retry-after", retry_after_value(err.retry_after)))
-        if err.reset_in is not None:
-            headers += [
-                ("x-ratelimit-limit-requests", "500"),
-                ("x-ratelimit-remaining-requests", "0"),
-                ("x-ratelimit-reset-requests", go_duration(err.reset_in)),
-            ]
-        headers += list(err.headers.items())
-        if err.body is not None:
-            content_type = err.content_type or "text/plain; charset=utf-8"
-            body = err.body if isinstance(err.body, bytes) else err.body.encode()
-        else:
-            content_type = err.content_type or "application/json"
-            body = dumpb(_error_object(err.type, err.message, err.code))
-        headers.append(("content-type", content_type))
-        return err.http_status, headers, body
+        reset = [
+            ("x-ratelimit-limit-requests", "500"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", go_duration(err.reset_in or 0)),
+        ]
+        return error_response(err, reset, dumpb(_error_object(err.type, err.message, err.code)))
 
     def midstream_error(self, err_type: str, message: str) -> bytes:
         return b"data: %b\n\n" % dumpb(_error_object(err_type, message, None))

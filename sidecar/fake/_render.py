@@ -204,3 +204,25 @@ def go_duration(seconds: float) -> str:
 
 def now() -> int:
     return int(time.time())
+
+
+def error_response(
+    err: Error, reset_headers: Headers, json_body: bytes
+) -> tuple[int, Headers, bytes]:
+    """An error answer in either flavour: the flavour gives its rate-limit reset
+    headers (sent when ``err.reset_in`` is set) and its JSON error body (sent unless
+    ``err.body`` holds raw bytes or text, e.g. a proxy's HTML page)."""
+    headers: Headers = []
+    if err.retry_after is not None:
+        headers.append(("retry-after", retry_after_value(err.retry_after)))
+    if err.reset_in is not None:
+        headers += reset_headers
+    headers += list(err.headers.items())
+    if err.body is not None:
+        content_type = err.content_type or "text/plain; charset=utf-8"
+        body = err.body if isinstance(err.body, bytes) else err.body.encode()
+    else:
+        content_type = err.content_type or "application/json"
+        body = json_body
+    headers.append(("content-type", content_type))
+    return err.http_status, headers, body

@@ -216,3 +216,11 @@ def test_usage_counts_alone_never_undo_a_rotation() -> None:
     rotation.record_usage(st, pool[0], NOW - 1)  # a count written late
     assert st["rotated"] is True and st["current"] == pool[1].state_key
     assert st["usage"][pool[0].state_key] == {"requests": 2, "failures": 1, "lastUsed": NOW}
+
+
+def test_a_choice_says_whether_it_rotated() -> None:
+    pool, st = [key(1), key(2)], {}
+    assert rotation.choose("anthropic", pool, st, NOW).rotated is False
+    st["cooldowns"] = {pool[0].state_key: {"until": NOW + 60}}
+    assert rotation.choose("anthropic", pool, st, NOW).rotated is True
+    assert rotation.choose("anthropic", pool, st, NOW).rotated is False  # already current
