@@ -74,12 +74,20 @@ class FakeServer:
         if self._server is not None:
             self._server.close()
         # Python 3.11's Server.close leaves accepted connections open: end them here so a
-        # stalled stream cannot outlive the fake.
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        # stalled stream cannot outlive the fake. A connection accepted just before the
+        # close may not have its handler running yet: sweep again until none is left.
+        for _ in range(5):
+            pending = list(self._handlers)
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
+            await asyncio.sleep(0)
         if self._server is not None:
-            await self._server.wait_closed()
+            # Waits for every connection to detach; bounded, so stop() always returns.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     # -- connections --
 
