@@ -1,10 +1,11 @@
 """The stdio JSON-RPC server: one short handler per ``sidecar/*`` method.
 
-Handlers parse their params (:mod:`sidecar.protocol`), call the key pool or
-the engine, and return the wire form of the result. Logic lives in those
-plain modules, not here. ``SidecarProtocol`` adds what pygls leaves out:
-an answer to malformed JSON (-32700) and to messages that are not JSON-RPC
-requests (-32600), so that a client never waits for a reply that will not come.
+Handlers parse their params (:mod:`sidecar.protocol`), call the key pool,
+the engine or the login manager, and return the wire form of the result.
+Logic lives in those plain modules, not here; :mod:`sidecar.rpcio` adds the
+JSON-RPC checks pygls leaves out, and ``report_server_error`` answers bodies
+that are not JSON (-32700), so a client never waits for a reply that will
+not come.
 """
 
 from __future__ import annotations
