@@ -17,12 +17,13 @@ from pygls.protocol import JsonRPCNotification, JsonRPCResponseMessage, default_
 
 from sidecar import __version__
 
-__all__ = ["EditorClient"]
+__all__ = ["EditorClient", "raw_client_converter"]
 
 Listener = Callable[[dict[str, Any]], None]
 
 
-def _raw_converter() -> Any:
+def raw_client_converter() -> Any:
+    """pygls's converter for a client: notifications and results stay plain dicts."""
     converter = default_converter()  # type: ignore[no-untyped-call]
 
     def keep_raw(obj: dict[str, Any], cls: type) -> Any:
@@ -56,7 +57,7 @@ class EditorClient:
         self.env = dict(env)
         self.command = command or [sys.executable, "-m", "sidecar"]
         self._client = LanguageClient(
-            "llm-sidecar-editor-client", __version__, converter_factory=_raw_converter
+            "llm-sidecar-editor-client", __version__, converter_factory=raw_client_converter
         )
         for method, listener in (
             ("sidecar/didChangeStatus", on_status),

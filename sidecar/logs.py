@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
-from sidecar.fingerprints import fingerprint
+from sidecar.fingerprints import fingerprint, redact
 
 __all__ = [
     "ExpectedErrorFilter",
@@ -59,9 +59,7 @@ def redact_text(text: str, known: Iterable[str] = ()) -> str:
     Known secrets (the pool's) go first, then values under secret-holding field names,
     then anything shaped like a provider key or token.
     """
-    for secret in known:
-        if len(secret) >= 8 and secret in text:
-            text = text.replace(secret, fingerprint(secret))
+    text = redact(text, tuple(known))
     text = _SECRET_FIELDS.sub(_mask_field, text)
     return _SECRET_SHAPES.sub(lambda m: fingerprint(m.group(0)), text)
 

@@ -12,32 +12,20 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from lsprotocol import types
-from pygls.protocol import JsonRPCNotification, JsonRPCResponseMessage, default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import register_lsp_features
 
+from sidecar.editor_client import raw_client_converter
 from tests.conftest import leaked
 
 PROFILES = ["visual-studio-code", "neovim"]
-
-
-def _raw_converter() -> Any:
-    """Keep custom params and results as plain dicts, as an editor sees them."""
-    converter = default_converter()
-
-    def keep_raw(obj: dict[str, Any], cls: type) -> Any:
-        return cls(**obj)
-
-    converter.register_structure_hook(JsonRPCNotification, keep_raw)
-    converter.register_structure_hook(JsonRPCResponseMessage, keep_raw)
-    return converter
 
 
 class SidecarClient(LanguageClient):
     """A test client that records every message and every sidecar notification."""
 
     def __init__(self) -> None:
-        super().__init__(converter_factory=_raw_converter)
+        super().__init__(converter_factory=raw_client_converter)
         self.wire: list[str] = []
         self.statuses: list[dict[str, Any]] = []
         self.deltas: list[dict[str, Any]] = []
