@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 import attrs
+
+from sidecar.resets import duration_seconds, retry_at
 
 __all__ = [
     "Failure",
@@ -88,17 +88,40 @@ _SCOPE_PATTERNS: tuple[re.Pattern[str], ...] = (
 
 _RATE_LIMIT_STATUSES = frozenset({429, 529})
 _AUTH_STATUSES = frozenset({401})
+# 402 Payment Required: OpenRouter ("Insufficient credits") and DeepSeek ("Insufficient
+# Balance") say an account ran dry this way. Billing, so a rate limit with a long cooldown.
+_BILLING_STATUSES = frozenset({402})
+
+# OpenAI's codes for an account out of money: insufficient_quota (429, docs "Error codes")
+# and billing_hard_limit_reached (400, a monthly spend cap). Only a type or code says
+# this reliably: OpenAI's *ordinary* 429 message ends "…add a payment method… Visit
+# https://platform.openai.com/account/billing", and Google's per-minute 429 opens
+# "You exceeded your current quota, please check your plan and billing details", the
+# very words of OpenAI's insufficient_quota message.
+_BILLING_TYPES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 
 _RATE_LIMIT_TYPES = frozenset(
     {
         "rate_limit_error",  # Anthropic 429
         "overloaded_error",  # Anthropic 529, also mid-stream
         "rate_limit_exceeded",  # OpenAI code
-        "insufficient_quota",  # OpenAI type/code: billing
         "resource_exhausted",  # Google status
+        *_BILLING_TYPES,
     }
 )
 _AUTH_TYPES = frozenset({"authentication_error", "invalid_api_key"})
+
+# Billing exhaustion that Anthropic reports as a 400 invalid_request_error, so only its
+# wording tells it from a bad request: "Your credit balance is too low to access the
+# Anthropic API…" (API keys) and "You're out of extra usage. Add more at
+# claude.ai/settings/usage and keep going." (subscriptions; anthropics/claude-code
+# issues #45035, #45046). The credential is not invalid, merely unusable for a long
+# while: a long cooldown and a rotation serve the user better than the error.
+_BILLING_MESSAGES: tuple[re.Pattern[str], ...] = (
+    re.compile(r"credit balance is too low"),
+    re.compile(r"out of extra usage"),
+    re.compile(r"insufficient[\s_](?:quota|credits|balance)"),
+)
 
 _RATE_LIMIT_MESSAGES: tuple[re.Pattern[str], ...] = (
     re.compile(r"rate[\s_-]?limit"),
@@ -106,26 +129,13 @@ _RATE_LIMIT_MESSAGES: tuple[re.Pattern[str], ...] = (
     re.compile(r"quota"),
     re.compile(r"resource[\s_]exhausted"),
     re.compile(r"overloaded"),
-    # Billing exhaustion ("Your credit balance is too low…", "check your plan
-    # and billing details") arrives as a 400 from Anthropic. The credential is
-    # not invalid, merely unusable for a long while: a (long) cooldown and a
-    # rotation serve the user better than returning the error.
-    re.compile(r"credit balance"),
-    re.compile(r"billing"),
+    *_BILLING_MESSAGES,
 )
 _AUTH_MESSAGES: tuple[re.Pattern[str], ...] = (
     re.compile(r"invalid[\s_-]api[\s_-]key"),
     re.compile(r"invalid[\s_-]x-api-key"),
     re.compile(r"incorrect[\s_-]api[\s_-]key"),
     re.compile(r"api key not valid"),  # Google, which sends it as a 400
-)
-
-_BILLING_TYPES = frozenset({"insufficient_quota"})
-_BILLING_MESSAGES: tuple[re.Pattern[str], ...] = (
-    re.compile(r"billing"),
-    re.compile(r"credit balance"),
-    re.compile(r"insufficient[\s_]quota"),
-    re.compile(r"exceeded your current quota"),
 )
 
 
@@ -141,7 +151,8 @@ def classify(status: int | None, error_type: str | None, message: str | None) ->
        is still the more specific statement, and the safer reading: SCOPE
        keeps the credential on disk, where AUTH would evict it and a cooldown
        would only postpone the same refusal.
-    2. Status: 429 and 529 are rate limits, 401 is auth, whatever the body says.
+    2. Status: 429 and 529 are rate limits, 402 (payment required) too, with a
+       billing cooldown; 401 is auth, whatever the body says.
     3. Error type (Anthropic ``error.type``, OpenAI ``type`` or ``code``,
        Google ``status``), rate limit before auth.
     4. Message phrases, case-insensitive, rate limit before auth: a wrong
@@ -154,7 +165,7 @@ def classify(status: int | None, error_type: str | None, message: str | None) ->
 
     if _any_match(_SCOPE_PATTERNS, text):
         return FailureClass.SCOPE
-    if status in _RATE_LIMIT_STATUSES:
+    if status in _RATE_LIMIT_STATUSES or status in _BILLING_STATUSES:
         return FailureClass.RATE_LIMIT
     if status in _AUTH_STATUSES:
         return FailureClass.AUTH
@@ -169,147 +180,15 @@ def classify(status: int | None, error_type: str | None, message: str | None) ->
     return FailureClass.REQUEST
 
 
-def _is_billing(error_types: Iterable[str | None], message: str) -> bool:
+def _is_billing(status: int | None, error_types: Iterable[str | None], message: str) -> bool:
+    """Whether a rate limit is an exhausted balance: by status, type or code, and for
+    Anthropic (whose type is a generic invalid_request_error) by its exact wording,
+    never by a passing mention of "billing" or "quota"."""
+    if status in _BILLING_STATUSES:
+        return True
     if any((t or "").strip().lower() in _BILLING_TYPES for t in error_types):
         return True
     return _any_match(_BILLING_MESSAGES, message.lower())
-
-
-# --- reset headers ------------------------------------------------------------
-
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-# Go's time.Duration.String() and what OpenAI-compatible hosts send:
-# "1s", "6m0s", "250ms", "1h2m3.5s". "ms" must be tried before "m" and "s".
-_DURATION_PART = r"(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h)"
-_DURATION = re.compile(rf"(?:{_DURATION_PART})+")
-_DURATION_PARTS = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # micro sign
-    "μs": 1e-6,  # Greek mu; Go accepts both
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-# Window statuses under which a unified window is *not* what refused us.
-_UNIFIED_NOT_LIMITING = frozenset({"allowed", "allowed_warning"})
-_UNIFIED_PREFIX = "anthropic-ratelimit-unified-"
-_ANTHROPIC_RESET = re.compile(r"anthropic-ratelimit-.+-reset")
-_X_RESET_PREFIX = "x-ratelimit-reset-"
-
-
-def _finite(value: float) -> float | None:
-    # float() turns "1e999" into inf; an infinite retry time would freeze a key.
-    return value if math.isfinite(value) else None
-
-
-def _number(value: str) -> float | None:
-    # A strict grammar rather than float(): float() also takes "nan", "inf",
-    # "1_0" and exponents, none of which a provider means.
-    text = value.strip()
-    if not _NUMBER.fullmatch(text):
-        return None
-    return _finite(float(text))
-
-
-def _duration_seconds(value: str) -> float | None:
-    text = value.strip()
-    bare = _number(text)
-    if bare is not None:
-        return bare
-    if not _DURATION.fullmatch(text):
-        return None
-    total = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PARTS.findall(text))
-    return _finite(total)
-
-
-def _rfc3339(value: str) -> float | None:
-    # fromisoformat (3.11) reads "Z", offsets and any number of fractional
-    # digits; RFC 3339 also allows lower-case "t" and "z".
-    text = value.strip().upper()
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        # No offset: the providers speak UTC.
-        parsed = parsed.replace(tzinfo=UTC)
-    return _finite(parsed.timestamp())
-
-
-def _http_date(value: str) -> float | None:
-    # Imported here: email.utils costs ~20 ms to import, and an HTTP-date
-    # Retry-After is rare; start-up should not pay for it.
-    import email.utils
-
-    try:
-        parsed = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return _finite(parsed.timestamp())
-    except (OverflowError, ValueError, OSError):
-        return None
-
-
-def _unix_or_rfc3339(value: str) -> float | None:
-    # Unified headers carry Unix seconds and the others RFC 3339, but a value
-    # in the other form is unambiguous, so read either rather than drop it.
-    number = _number(value)
-    return number if number is not None else _rfc3339(value)
-
-
-def _reset_time(name: str, value: str, now: float, lowered: Mapping[str, str]) -> float | None:
-    """The absolute time one header names, or None if it names none."""
-    if name == "retry-after":
-        seconds = _number(value)
-        return now + seconds if seconds is not None else _http_date(value)
-    if name == "retry-after-ms":
-        ms = _number(value)
-        return now + ms / 1000.0 if ms is not None else None
-    if name.startswith(_UNIFIED_PREFIX) and name.endswith("reset"):
-        # Subscription traffic reports every window (5h, 7d, overage…) on
-        # every response, each with its own "-status". A 7-day reset on a
-        # window that says "allowed" is not why we were refused, and taking
-        # it as "latest" would park the key for days.
-        status = lowered.get(name[: -len("reset")] + "status", "").strip().lower()
-        if status in _UNIFIED_NOT_LIMITING:
-            return None
-        return _unix_or_rfc3339(value)
-    if _ANTHROPIC_RESET.fullmatch(name):
-        return _unix_or_rfc3339(value)
-    if name.startswith(_X_RESET_PREFIX):
-        seconds = _duration_seconds(value)
-        return now + seconds if seconds is not None else None
-    return None
-
-
-def retry_at(headers: Mapping[str, str], now: float) -> float | None:
-    """When the provider says the credential may be used again, as epoch seconds.
-
-    Reads ``retry-after`` (seconds or HTTP date), ``retry-after-ms``,
-    ``anthropic-ratelimit-*-reset`` (RFC 3339; unified ones Unix seconds) and
-    ``x-ratelimit-reset-*`` (Go durations or bare seconds). Several limits can
-    be exhausted at once and the credential is usable only when all have
-    reset, so the latest wins. Unparseable values are skipped: a malformed
-    header must never turn a rate limit into a crash. A time in the past is
-    clamped to ``now``. None when no header gives a time.
-    """
-    lowered = {str(k).strip().lower(): str(v) for k, v in headers.items()}
-    latest: float | None = None
-    for name, value in lowered.items():
-        when = _reset_time(name, value, now, lowered)
-        if when is not None and (latest is None or when > latest):
-            latest = when
-    if latest is None:
-        return None
-    return max(latest, now)
 
 
 # --- error bodies ---------------------------------------------------------------
@@ -341,6 +220,54 @@ class _Fields(NamedTuple):
     error_type: str | None
     code: str | None
     message: str | None
+    retry_delay: str | None = None  # Google's RetryInfo.retryDelay, e.g. "20s"
+
+
+# Google's RetryInfo detail (google.rpc.RetryInfo, a protobuf Duration as JSON):
+# {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}.
+_RETRY_INFO_TYPE = "google.rpc.RetryInfo"
+
+
+def _retry_delay(details: object) -> str | None:
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if isinstance(detail, Mapping):
+            kind = detail.get("@type")
+            if isinstance(kind, str) and kind.endswith(_RETRY_INFO_TYPE):
+                return _as_str(detail.get("retryDelay"))
+    return None
+
+
+# The wait a message names: OpenAI and Groq "Please try again in 20s." / "in 6m0s." /
+# "in 120ms.", Google "Please retry in 20.532994235s.", and the spelled-out
+# "try again in 30 seconds" of some gateways. "Try again later" names none.
+_MESSAGE_DELAY = re.compile(
+    r"\b(?:try|retry)(?:\s+again)?\s+(?:in|after)\s+"
+    r"(?:(?P<go>(?:\d+(?:\.\d+)?(?:ms|s|m|h))+)(?![a-z])"
+    r"|(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>milliseconds?|seconds?|secs?|minutes?|mins?)\b)"
+)
+_SPELLED_UNIT = {"milli": 1e-3, "sec": 1.0, "min": 60.0}
+
+
+def _message_delay(message: str) -> float | None:
+    match = _MESSAGE_DELAY.search(message.lower())
+    if match is None:
+        return None
+    if match["go"] is not None:
+        return duration_seconds(match["go"])
+    scale = next(v for k, v in _SPELLED_UNIT.items() if match["unit"].startswith(k))
+    return float(match["n"]) * scale
+
+
+def _body_retry_at(fields: _Fields, now: float) -> float | None:
+    """When the error body says to retry, for answers whose headers say nothing."""
+    seconds = duration_seconds(fields.retry_delay) if fields.retry_delay else None
+    if seconds is None and fields.message:
+        seconds = _message_delay(fields.message)
+    if seconds is None or seconds < 0:
+        return None
+    return now + seconds
 
 
 def _fields(document: object) -> _Fields | None:
@@ -357,7 +284,7 @@ def _fields(document: object) -> _Fields | None:
         error_type = _as_str(error.get("type")) or _as_str(error.get("status"))
         code = _as_str(error.get("code"))
         message = _as_str(error.get("message"))
-        return _Fields(error_type, code, message)
+        return _Fields(error_type, code, message, _retry_delay(error.get("details")))
     # Proxies and gateways: {"error": "…"}, {"message": "…"}, {"detail": "…"}.
     message = _as_str(error) or _as_str(document.get("message")) or _as_str(document.get("detail"))
     top_type = _as_str(document.get("type"))
@@ -476,14 +403,19 @@ def parse_failure(
     raw_message = fields.message or ""
     failure_class = classify(status, error_type, raw_message)
     billing = failure_class is FailureClass.RATE_LIMIT and _is_billing(
-        (fields.error_type, fields.code), raw_message
+        status, (fields.error_type, fields.code), raw_message
     )
+    # Headers first: they are the provider's machine-readable statement; the body's
+    # hint is for hosts (Google, gateways) that put the wait only there.
+    when = retry_at(headers, now)
+    if when is None:
+        when = _body_retry_at(fields, now)
     return Failure(
         failure_class=failure_class,
         status=status,
         error_type=error_type,
         message=_truncate(message),
-        retry_at=retry_at(headers, now),
+        retry_at=when,
         billing=billing,
     )
 

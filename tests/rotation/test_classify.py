@@ -200,18 +200,139 @@ def test_retry_at_formats(headers: Mapping[str, str], expected: float) -> None:
     assert result == pytest.approx(expected, abs=1e-6)
 
 
-def test_retry_at_latest_wins() -> None:
+def test_retry_at_latest_exhausted_window_wins() -> None:
+    # Every window spent: the key is usable once the last of them has reset.
+    headers = {
+        "retry-after": "5",
+        "retry-after-ms": "4000",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:10Z",
+        "anthropic-ratelimit-tokens-remaining": "0",
+        "anthropic-ratelimit-tokens-reset": "2026-01-01T00:01:30Z",
+        "anthropic-ratelimit-output-tokens-remaining": "0",
+        "anthropic-ratelimit-output-tokens-reset": "2026-01-01T00:00:20Z",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-remaining-tokens": "0",
+        "x-ratelimit-reset-tokens": "1m",
+        "content-type": "application/json",
+    }
+    assert retry_at(headers, NOW) == NOW + 90
+
+
+def test_retry_after_beats_windows_not_known_to_be_spent() -> None:
+    # retry-after is the provider's own statement; resets of windows whose state it
+    # did not report are only a guess, never a longer wait than it asked for.
     headers = {
         "retry-after": "5",
         "retry-after-ms": "4000",
         "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:10Z",
         "anthropic-ratelimit-tokens-reset": "2026-01-01T00:01:30Z",
-        "anthropic-ratelimit-output-tokens-reset": "2026-01-01T00:00:20Z",
-        "x-ratelimit-reset-requests": "1s",
         "x-ratelimit-reset-tokens": "1m",
-        "content-type": "application/json",
     }
-    assert retry_at(headers, NOW) == NOW + 90
+    assert retry_at(headers, NOW) == NOW + 5
+
+
+# --- retry_at: one window at a time (issue 11, item 10) -----------------------
+
+
+def test_openai_a_spent_requests_window_does_not_take_the_token_windows_reset() -> None:
+    # The headers of OpenAI's rate-limits guide ("Rate limits in headers":
+    # platform.openai.com/docs/guides/rate-limits), with the requests window spent.
+    # The 6-minute token reset belongs to a window with headroom.
+    headers = {
+        "x-ratelimit-limit-requests": "60",
+        "x-ratelimit-limit-tokens": "150000",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-remaining-tokens": "149984",
+        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
+    assert retry_at(headers, NOW) == NOW + 1
+
+
+def test_openai_a_spent_token_window_sets_the_cooldown() -> None:
+    # Groq sends the same names (console.groq.com/docs/rate-limits), durations like 2m59.56s.
+    headers = {
+        "x-ratelimit-limit-requests": "14400",
+        "x-ratelimit-limit-tokens": "18000",
+        "x-ratelimit-remaining-requests": "14370",
+        "x-ratelimit-remaining-tokens": "0",
+        "x-ratelimit-reset-requests": "2m59.56s",
+        "x-ratelimit-reset-tokens": "7.66s",
+    }
+    assert retry_at(headers, NOW) == pytest.approx(NOW + 7.66, abs=1e-6)
+
+
+def test_anthropic_windows_with_headroom_do_not_set_the_cooldown() -> None:
+    # docs.anthropic.com, "Rate limits" → "Response headers": one set per window,
+    # reset as RFC 3339; retry-after on a 429 too.
+    headers = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:12Z",
+        "anthropic-ratelimit-tokens-limit": "80000",
+        "anthropic-ratelimit-tokens-remaining": "72000",
+        "anthropic-ratelimit-tokens-reset": "2026-01-01T00:00:59Z",
+        "anthropic-ratelimit-input-tokens-limit": "40000",
+        "anthropic-ratelimit-input-tokens-remaining": "36000",
+        "anthropic-ratelimit-input-tokens-reset": "2026-01-01T00:00:59Z",
+        "anthropic-ratelimit-output-tokens-limit": "16000",
+        "anthropic-ratelimit-output-tokens-remaining": "16000",
+        "anthropic-ratelimit-output-tokens-reset": "2026-01-01T00:00:59Z",
+    }
+    assert retry_at(headers, NOW) == NOW + 12
+    assert retry_at({**headers, "retry-after": "13"}, NOW) == NOW + 13
+
+
+def test_with_no_spent_window_the_shortest_unknown_reset_counts() -> None:
+    headers = {
+        "x-ratelimit-reset-requests": "20s",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
+    assert retry_at(headers, NOW) == NOW + 20
+
+
+def test_windows_that_all_have_headroom_name_no_time() -> None:
+    # A 429 whose windows all have room (a request bigger than what is left): the
+    # headers do not say when; the body's hint or the backoff decides.
+    headers = {
+        "x-ratelimit-remaining-requests": "59",
+        "x-ratelimit-remaining-tokens": "1200",
+        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
+    assert retry_at(headers, NOW) is None
+
+
+# --- retry_at: the provider's Date (issue 11, item 12) ------------------------
+
+# Provider clocks two hours ahead of ours, and one hour behind.
+AHEAD = "Thu, 01 Jan 2026 02:00:00 GMT"
+BEHIND = "Wed, 31 Dec 2025 23:00:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"date": AHEAD, "anthropic-ratelimit-requests-reset": "2026-01-01T02:00:30Z"}, NOW + 30),
+        ({"Date": BEHIND, "anthropic-ratelimit-requests-reset": "2025-12-31T23:00:30Z"}, NOW + 30),
+        ({"date": AHEAD, "anthropic-ratelimit-unified-reset": str(int(NOW) + 7200 + 60)}, NOW + 60),
+        ({"date": BEHIND, "retry-after": "Wed, 31 Dec 2025 23:02:00 GMT"}, NOW + 120),
+        # Durations do not depend on any clock.
+        ({"date": AHEAD, "x-ratelimit-reset-requests": "20s"}, NOW + 20),
+        ({"date": BEHIND, "retry-after": "30"}, NOW + 30),
+        # A Date that does not parse is no clock at all.
+        (
+            {"date": "yesterday", "anthropic-ratelimit-tokens-reset": "2026-01-01T00:00:42Z"},
+            NOW + 42,
+        ),
+    ],
+)
+def test_absolute_resets_are_read_against_the_providers_date(
+    headers: Mapping[str, str], expected: float
+) -> None:
+    assert retry_at(headers, NOW) == pytest.approx(expected, abs=1e-6)
 
 
 def test_retry_at_garbage_is_ignored_and_the_rest_still_counts() -> None:
@@ -275,9 +396,9 @@ def test_retry_at_unified_windows_that_still_allow_do_not_count() -> None:
         "anthropic-ratelimit-unified-7d_sonnet-reset": "1767830400",
     }
     assert retry_at(headers, NOW) == NOW + 3600
-    # Without status headers every window counts, and the latest wins.
+    # Without status headers no window is known to be spent: the shortest reset.
     no_status = {k: v for k, v in headers.items() if not k.endswith("status")}
-    assert retry_at(no_status, NOW) == 1767830400.0
+    assert retry_at(no_status, NOW) == NOW + 3600
 
 
 def test_retry_at_accepts_any_mapping() -> None:
@@ -343,7 +464,11 @@ def test_parse_anthropic_rate_limit() -> None:
             "error": {"type": "rate_limit_error", "message": "Number of requests exceeded."},
         }
     )
-    headers = {"retry-after": "12", "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:30Z"}
+    headers = {
+        "retry-after": "12",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:30Z",
+    }
     assert parse_failure(429, headers, body, NOW) == Failure(
         failure_class=RL,
         status=429,
@@ -397,11 +522,16 @@ def test_parse_openai_rate_limit_code_beats_bucket_type() -> None:
             }
         }
     )
-    headers = {"x-ratelimit-reset-requests": "20s", "x-ratelimit-reset-tokens": "6m0s"}
+    headers = {
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-remaining-tokens": "29000",
+        "x-ratelimit-reset-requests": "20s",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
     failure = parse_failure(429, headers, body, NOW)
     assert failure.failure_class is RL
     assert failure.error_type == "rate_limit_exceeded"
-    assert failure.retry_at == NOW + 360
+    assert failure.retry_at == NOW + 20  # the spent window's, not the token window's
     assert failure.billing is False
 
 
@@ -410,7 +540,12 @@ def test_parse_openai_rate_limit_code_beats_bucket_type() -> None:
     [
         {"message": "You exceeded your current quota.", "type": "insufficient_quota", "code": None},
         {"message": "You exceeded your current quota.", "type": "x", "code": "insufficient_quota"},
-        {"message": "Please check your plan and billing details.", "type": None, "code": None},
+        # OpenAI's monthly spend cap.
+        {
+            "message": "Billing hard limit has been reached",
+            "type": "invalid_request_error",
+            "code": "billing_hard_limit_reached",
+        },
     ],
 )
 def test_parse_openai_insufficient_quota_is_billing(error: dict[str, object]) -> None:
@@ -578,3 +713,155 @@ def test_backoff_billing_growth_and_cap(n: int, expected: float) -> None:
 def test_backoff_huge_count_is_cheap_and_capped() -> None:
     assert backoff_seconds(10**12) == 600
     assert backoff_seconds(10**12, billing=True) == 86400
+
+
+# --- billing by type or code, retry hints in the body (issue 11, item 11) -----
+
+# OpenAI's ordinary per-minute 429, as its API sends it (quoted in countless bug
+# reports, e.g. openai/openai-python#400): a rate limit whose text links the billing page.
+OPENAI_RPM_MESSAGE = (
+    "Rate limit reached for default-gpt-3.5-turbo in organization org-abc123 on requests "
+    "per min. Limit: 3 / min. Please try again in 20s. Contact us through our help center "
+    "at help.openai.com if you continue to have issues. Please add a payment method to "
+    "your account to increase your rate limit. Visit https://platform.openai.com/account/"
+    "billing to add a payment method."
+)
+
+# Gemini's 429 for a per-minute free-tier quota (ai.google.dev/gemini-api/docs/
+# troubleshooting, google.rpc error model): it opens with OpenAI's billing sentence,
+# and says when to retry in a RetryInfo detail. The OpenAI-compatible endpoint wraps
+# it in a one-element array.
+GEMINI_429 = [
+    {
+        "error": {
+            "code": 429,
+            "message": (
+                "You exceeded your current quota, please check your plan and billing details. "
+                "For more information on this error, head to: https://ai.google.dev/gemini-api/"
+                "docs/rate-limits.\n* Quota exceeded for metric: generativelanguage.googleapis"
+                ".com/generate_content_free_tier_requests, limit: 10, model: gemini-2.5-flash\n"
+                "Please retry in 21.4s."
+            ),
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}],
+                },
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"},
+            ],
+        }
+    }
+]
+
+
+def test_an_ordinary_429_linking_the_billing_page_is_a_rate_limit() -> None:
+    body = {
+        "error": {
+            "message": OPENAI_RPM_MESSAGE,
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
+    failure = parse_failure(429, {}, body, NOW)
+    assert failure.failure_class is RL
+    assert failure.billing is False
+    # No header said when: the message's "try again in 20s" does.
+    assert failure.retry_at == NOW + 20
+
+
+def test_gemini_per_minute_quota_is_not_billing_and_its_retry_info_counts() -> None:
+    failure = parse_failure(429, {}, json.dumps(GEMINI_429), NOW)
+    assert failure.failure_class is RL
+    assert failure.billing is False
+    assert failure.retry_at == NOW + 20  # RetryInfo before the message's 21.4 s
+
+
+def test_a_header_beats_the_bodys_hint() -> None:
+    body = {"error": {"message": OPENAI_RPM_MESSAGE, "code": "rate_limit_exceeded"}}
+    failure = parse_failure(429, {"retry-after": "3"}, body, NOW)
+    assert failure.retry_at == NOW + 3
+
+
+@pytest.mark.parametrize(
+    ("message", "seconds"),
+    [
+        ("Please try again in 20s.", 20),
+        ("Please try again in 6m0s.", 360),
+        ("Please try again in 120ms.", 0.12),
+        ("Please try again in 7m12.768s. Visit https://console.groq.com/docs", 432.768),
+        ("Please retry in 20.532994235s.", 20.532994235),
+        ("Too many requests, try again in 30 seconds", 30),
+        ("Try again after 2 minutes.", 120),
+        ("Please try again later.", None),
+        ("retry in a moment", None),
+    ],
+)
+def test_retry_hints_in_messages(message: str, seconds: float | None) -> None:
+    failure = parse_failure(429, {}, {"error": {"message": message}}, NOW)
+    expected = None if seconds is None else pytest.approx(NOW + seconds, abs=1e-6)
+    assert failure.retry_at == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # Anthropic, API key out of credit (docs.anthropic.com "Errors"; a 400).
+        (
+            400,
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "Your credit balance is too low to access the Anthropic API. "
+                    "Please go to Plans & Billing to upgrade or purchase credits.",
+                },
+            },
+        ),
+        # Anthropic subscription out of extra usage (anthropics/claude-code#45035).
+        (
+            400,
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "You're out of extra usage. Add more at claude.ai/settings/usage "
+                    "and keep going.",
+                },
+            },
+        ),
+        # OpenRouter out of credits: 402 (openrouter.ai/docs/api-reference/errors).
+        (
+            402,
+            {
+                "error": {
+                    "code": 402,
+                    "message": "Insufficient credits. Add more using https://openrouter.ai/credits",
+                }
+            },
+        ),
+    ],
+)
+def test_exhausted_balances_are_billing(status: int, body: Mapping[str, object]) -> None:
+    failure = parse_failure(status, {}, body, NOW)
+    assert failure.failure_class is RL
+    assert failure.billing is True
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        # "billing" in passing is neither a rate limit nor billing.
+        (400, "Invalid image. See https://platform.openai.com/account/billing for limits", REQ),
+        (403, "Enable billing on project 1234 to use this model", REQ),
+        # A rate limit that mentions billing is a plain rate limit.
+        (429, "Please check your plan and billing details.", RL),
+    ],
+)
+def test_the_word_billing_alone_decides_nothing(
+    status: int, message: str, expected: FailureClass
+) -> None:
+    failure = parse_failure(status, {}, {"error": {"message": message}}, NOW)
+    assert failure.failure_class is expected
+    assert failure.billing is False
