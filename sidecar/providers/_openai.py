@@ -31,7 +31,13 @@ from sidecar.providers._types import (
     UsageDelta,
 )
 
-__all__ = ["AzureConfig", "OpenAIParser", "OpenAIProvider", "map_finish_reason"]
+__all__ = [
+    "AzureConfig",
+    "OpenAIParser",
+    "OpenAIProvider",
+    "content_deltas",
+    "map_finish_reason",
+]
 
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 
@@ -73,6 +79,45 @@ def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
         output_tokens=_int(usage.get("completion_tokens")),
         cache_read_tokens=cached,
     )
+
+
+def _thinking_texts(thinking: object) -> list[str]:
+    # Mistral's ThinkChunk holds a list of TextChunks; a plain string is read too.
+    if isinstance(thinking, str):
+        return [thinking] if thinking else []
+    if not isinstance(thinking, list):
+        return []
+    return [
+        part["text"]
+        for part in thinking
+        if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]
+    ]
+
+
+def content_deltas(content: object) -> list[Delta]:
+    """``delta.content``, a string or a list of typed parts, as text and thinking deltas.
+
+    Mistral's reasoning models (Magistral, and Mistral Small/Medium with
+    ``reasoning_effort``) stream ``content`` as parts, in order:
+    ``[{"type": "thinking", "thinking": [{"type": "text", "text": …}]}]`` while they
+    think, ``[{"type": "text", "text": …}]`` for the answer (Mistral's API spec:
+    ContentChunk = TextChunk | ThinkChunk | ReferenceChunk | …; a TextChunk's ``type``
+    may be left out). Other part types (references, images) have no delta kind here.
+    """
+    if isinstance(content, str):
+        return [TextDelta(content)] if content else []
+    if not isinstance(content, list):
+        return []
+    out: list[Delta] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type", "text")
+        if kind == "thinking":
+            out += [ThinkingDelta(text) for text in _thinking_texts(part.get("thinking"))]
+        elif kind == "text" and isinstance(part.get("text"), str) and part["text"]:
+            out.append(TextDelta(part["text"]))
+    return out
 
 
 @attrs.define
@@ -146,10 +191,10 @@ class OpenAIParser:
                 reasoning = delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
                 out.append(ThinkingDelta(reasoning))
-            for field in ("content", "refusal"):
-                value = delta.get(field)
-                if isinstance(value, str) and value:
-                    out.append(TextDelta(value))
+            out += content_deltas(delta.get("content"))
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                out.append(TextDelta(refusal))
             calls = delta.get("tool_calls")
             if isinstance(calls, list):
                 for call in calls:

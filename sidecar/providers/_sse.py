@@ -8,10 +8,12 @@ errors, early ends and secret redaction are written once.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from httpx_sse import EventSource
@@ -25,7 +27,9 @@ from sidecar.providers._errors import (
     transport_failure,
     unsendable_credential,
 )
-from sidecar.providers._types import Delta
+from sidecar.providers._types import Delta, MessageEnd
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ERROR_BODY_LIMIT", "USER_AGENT", "Parser", "read_bounded", "stream_deltas"]
 
@@ -92,6 +96,25 @@ async def _unexpected_content_type(response: httpx.Response) -> UpstreamFailure:
     return UpstreamFailure(failure, mid_stream=False)
 
 
+def _warn_if_empty(delta: Delta, url: str, body: Mapping[str, Any]) -> None:
+    """Log a warning for an answer that ended with no content at all.
+
+    A provider that "stops normally" after sending nothing we could read is more often a
+    wire format we do not understand (a new shape of ``delta.content``) than a model
+    with nothing to say; passing it on silently as a success hides the difference.
+    """
+    if not isinstance(delta, MessageEnd) or delta.message.content:
+        return
+    model = body.get("model")
+    log.warning(
+        "%s answered %s with no text, thinking or tool call (stop reason %s): the answer "
+        "is empty; if the model did answer, its stream format was not understood",
+        urlsplit(url).netloc,
+        model if isinstance(model, str) else "a request",
+        delta.message.stop_reason,
+    )
+
+
 async def stream_deltas(
     client: httpx.AsyncClient,
     url: str,
@@ -128,10 +151,12 @@ async def stream_deltas(
             async with aclosing(EventSource(resp).aiter_sse()) as events:
                 async for sse in events:
                     for delta in parser.feed(sse.event, sse.data):
+                        _warn_if_empty(delta, url, body)
                         yield delta
                     if parser.done:
                         return
             for delta in parser.eof():
+                _warn_if_empty(delta, url, body)
                 yield delta
     except UpstreamFailure as exc:
         clean = redacted(exc.failure, secret)

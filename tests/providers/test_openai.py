@@ -306,6 +306,56 @@ async def test_reasoning_and_tool_calls(make_key: Callable[..., str]) -> None:
     ]
 
 
+async def test_content_as_a_list_of_parts_streams_as_thinking_and_text(
+    make_key: Callable[..., str],
+) -> None:
+    # Mistral's reasoning models (Magistral; Mistral's API spec: ThinkChunk holds a list
+    # of TextChunks, a TextChunk's "type" may be left out; ReferenceChunk has no text).
+    body = (
+        openai_chunk({"role": "assistant", "content": ""})
+        + openai_chunk(
+            {"content": [{"type": "thinking", "thinking": [{"type": "text", "text": "Hm, "}]}]}
+        )
+        + openai_chunk(
+            {
+                "content": [
+                    {"type": "thinking", "thinking": [{"text": "six times seven."}], "closed": True}
+                ]
+            }
+        )
+        + openai_chunk({"content": [{"type": "text", "text": "It is "}]})
+        + openai_chunk({"content": [{"type": "reference", "reference_ids": [1]}, {"text": "42"}]})
+        + openai_chunk({"content": "."})  # and plain strings again, in the same stream
+        + openai_chunk({}, "stop")
+        + DONE
+    )
+    async with streaming(body) as client:
+        deltas = await collect(GROQ, client, oreq(), cred(make_key("gsk_")))
+    assert [d.text for d in deltas if isinstance(d, ThinkingDelta)] == ["Hm, ", "six times seven."]
+    assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["It is ", "42", "."]
+    assert end_of(deltas).message.content == [
+        {"type": "thinking", "thinking": "Hm, six times seven.", "signature": ""},
+        {"type": "text", "text": "It is 42."},
+    ]
+
+
+async def test_an_empty_answer_is_logged_as_a_warning(
+    make_key: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    body = openai_chunk({"role": "assistant", "content": ""}) + openai_chunk({}, "stop") + DONE
+    async with streaming(body) as client:
+        deltas = await collect(OPENAI, client, oreq(), cred(make_key("sk-proj-")))
+    assert end_of(deltas).message.content == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "gpt-4o with no text, thinking or tool call" in warnings[0]
+    assert "stop reason end_turn" in warnings[0]
+
+    caplog.clear()
+    async with streaming(TEXT) as client:
+        await collect(OPENAI, client, oreq(), cred(make_key("sk-proj-")))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 @pytest.mark.parametrize(
     ("finish", "tools", "expected"),
     [
