@@ -35,16 +35,23 @@ Steps:
   HTTP chunks anywhere, even inside a UTF-8 character: None (one chunk per event), a
   size, ``"random"`` (1..64 bytes, with ``seed``), or a list of sizes used in turn.
 - ``Error(type, message, status, headers, code, body, content_type, retry_after,
-  reset_in, stall)``: rendered per endpoint; ``type`` in Anthropic's names
-  (rate_limit_error, overloaded_error, authentication_error, api_error, ...), mapped to
-  OpenAI's type and code on the OpenAI endpoints. Shorthands: ``RateLimited(retry_after,
-  reset_in)``, ``Overloaded()``, ``InvalidKey()``, ``ScopeRefused(status=400)``,
-  ``ProxyErrorPage(status=502)`` (an HTML body).
+  reset_in, stall, windows, clock_skew)``: rendered per endpoint; ``type`` in
+  Anthropic's names (rate_limit_error, overloaded_error, authentication_error,
+  api_error, ...), mapped to OpenAI's type and code on the OpenAI endpoints. Every error
+  has a ``Date``; ``reset_in`` reports a spent requests window and ``windows`` more
+  (``{"tokens": Window(remaining=149984, reset_in=360)}``) in the flavour's rate-limit
+  headers; ``clock_skew`` puts the ``Date`` and absolute resets on a provider clock that
+  is off. Shorthands: ``RateLimited(retry_after, reset_in)``, ``Overloaded()``,
+  ``InvalidKey()``, ``ScopeRefused(status=400)``, ``ProxyErrorPage(status=502)`` (an
+  HTML body), ``GoogleQuotaExceeded(retry_delay=20)`` (Gemini's 429 with RetryInfo).
+- ``Reply(..., content_parts=True)`` on the OpenAI endpoints: ``delta.content`` as a
+  list of typed text and thinking parts, as Mistral's reasoning models send it.
 - ``Drop(stall=0)``: close the connection without any answer.
 
 The same steps as JSON, for tests in other processes: an object with a ``kind`` (reply,
 error, drop, rate_limited, overloaded, invalid_key, scope_refused, proxy_error) and the
-constructor's keyword arguments; content blocks in the Anthropic shape, e.g.
+constructor's keyword arguments (also google_quota_exceeded); content blocks in the
+Anthropic shape, e.g.
 ``{"kind": "reply", "content": [{"type": "text", "text": "Hi"}], "chunk": 2}``.
 
 Control endpoints: ``POST /_fake/script`` ``{"key", "steps", "default"?}`` (or a list
@@ -73,6 +80,7 @@ from sidecar.fake._script import (
     Block,
     Drop,
     Error,
+    GoogleQuotaExceeded,
     InvalidKey,
     Overloaded,
     ProxyErrorPage,
@@ -87,6 +95,7 @@ from sidecar.fake._script import (
     Thinking,
     ToolUse,
     Usage,
+    Window,
     parse_script,
     parse_step,
 )
@@ -99,6 +108,7 @@ __all__ = [
     "Error",
     "Event",
     "FakeProvider",
+    "GoogleQuotaExceeded",
     "InvalidKey",
     "OAuthState",
     "Overloaded",
@@ -117,6 +127,7 @@ __all__ = [
     "TokenPair",
     "ToolUse",
     "Usage",
+    "Window",
     "fingerprint",
     "parse_script",
     "parse_step",

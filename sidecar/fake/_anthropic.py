@@ -92,11 +92,14 @@ class Anthropic(Flavour):
         return [("request-id", f"req_fake{ctx.no:06d}")]
 
     def error(self, err: Error, ctx: Context) -> tuple[int, Headers, bytes]:
-        reset = [
-            ("anthropic-ratelimit-requests-limit", "50"),
-            ("anthropic-ratelimit-requests-remaining", "0"),
-            ("anthropic-ratelimit-requests-reset", rfc3339_in(err.reset_in or 0)),
-        ]
+        reset: Headers = []
+        for name, window in err.all_windows(requests_limit=50).items():
+            prefix = f"anthropic-ratelimit-{name}"
+            reset += [
+                (f"{prefix}-limit", str(window.limit_value)),
+                (f"{prefix}-remaining", str(window.remaining)),
+                (f"{prefix}-reset", rfc3339_in(window.reset_in, err.clock_skew)),
+            ]
         message = err.message if err.message is not None else _MESSAGES.get(err.type, "Error")
         return error_response(err, reset, dumpb(error_body(err.type, message)))
 

@@ -75,6 +75,11 @@ _FINISH = {
     "refusal": "content_filter",
 }
 
+_TEXT = b'{"content":%b}'
+_REASONING = b'{"reasoning_content":%b}'
+_PARTS_TEXT = b'{"content":[{"type":"text","text":%b}]}'
+_PARTS_THINKING = b'{"content":[{"type":"thinking","thinking":[{"type":"text","text":%b}]}]}'
+
 _AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/chat/completions$")
 _DONE = b"data: [DONE]\n\n"
 
@@ -142,11 +147,13 @@ class OpenAI(Flavour):
         return [("x-request-id", f"req_fake{ctx.no:06d}")]
 
     def error(self, err: Error, ctx: Context) -> tuple[int, Headers, bytes]:
-        reset = [
-            ("x-ratelimit-limit-requests", "500"),
-            ("x-ratelimit-remaining-requests", "0"),
-            ("x-ratelimit-reset-requests", go_duration(err.reset_in or 0)),
-        ]
+        reset: Headers = []
+        for name, window in err.all_windows(requests_limit=500).items():
+            reset += [
+                (f"x-ratelimit-limit-{name}", str(window.limit_value)),
+                (f"x-ratelimit-remaining-{name}", str(window.remaining)),
+                (f"x-ratelimit-reset-{name}", go_duration(window.reset_in)),
+            ]
         return error_response(err, reset, dumpb(_error_object(err.type, err.message, err.code)))
 
     def midstream_error(self, err_type: str, message: str) -> bytes:
@@ -180,15 +187,18 @@ class OpenAI(Flavour):
         delta_tail = b',"finish_reason":null}]}\n\n'
         events = [delta_head + b'{"role":"assistant","content":""}' + delta_tail]
         tool_index = 0
+        # Mistral's reasoning models: typed parts in "content" instead of a string, and
+        # thinking among them instead of in "reasoning_content".
+        text_delta, thinking_delta = (
+            (_PARTS_TEXT, _PARTS_THINKING) if reply.content_parts else (_TEXT, _REASONING)
+        )
         for block in content:
             if isinstance(block, Text):
                 for piece in pieces(block.text, reply.chunk):
-                    events.append(delta_head + b'{"content":%b}' % dump_str(piece) + delta_tail)
+                    events.append(delta_head + text_delta % dump_str(piece) + delta_tail)
             elif isinstance(block, Thinking):
                 for piece in pieces(block.text, reply.chunk):
-                    events.append(
-                        delta_head + b'{"reasoning_content":%b}' % dump_str(piece) + delta_tail
-                    )
+                    events.append(delta_head + thinking_delta % dump_str(piece) + delta_tail)
             elif isinstance(block, ToolUse):
                 call = {
                     "index": tool_index,
@@ -223,7 +233,16 @@ class OpenAI(Flavour):
             if isinstance(b, ToolUse)
         ]
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
-        if reasoning:
+        if reply.content_parts:
+            parts: list[dict[str, Any]] = []
+            if reasoning:
+                parts.append(
+                    {"type": "thinking", "thinking": [{"type": "text", "text": reasoning}]}
+                )
+            if text:
+                parts.append({"type": "text", "text": text})
+            message["content"] = parts
+        elif reasoning:
             message["reasoning_content"] = reasoning
         if calls:
             message["tool_calls"] = calls

@@ -3,6 +3,7 @@ turning a scripted reply into concrete blocks, deltas and usage."""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import math
 import re
@@ -182,9 +183,16 @@ def retry_after_value(seconds: float) -> str:
     return str(math.ceil(seconds))
 
 
-def rfc3339_in(seconds: float) -> str:
-    when = datetime.now(UTC) + timedelta(seconds=math.ceil(seconds))
+def rfc3339_in(seconds: float, clock_skew: float = 0.0) -> str:
+    """A time ``seconds`` from now on a clock ``clock_skew`` seconds ahead of ours."""
+    when = datetime.now(UTC) + timedelta(seconds=math.ceil(seconds) + clock_skew)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def http_date(clock_skew: float = 0.0) -> str:
+    """The ``Date`` header (RFC 9110 IMF-fixdate) of a server whose clock is
+    ``clock_skew`` seconds ahead of ours."""
+    return email.utils.formatdate(time.time() + clock_skew, usegmt=True)
 
 
 def go_duration(seconds: float) -> str:
@@ -209,14 +217,14 @@ def now() -> int:
 def error_response(
     err: Error, reset_headers: Headers, json_body: bytes
 ) -> tuple[int, Headers, bytes]:
-    """An error answer in either flavour: the flavour gives its rate-limit reset
-    headers (sent when ``err.reset_in`` is set) and its JSON error body (sent unless
-    ``err.body`` holds raw bytes or text, e.g. a proxy's HTML page)."""
-    headers: Headers = []
+    """An error answer in either flavour: the flavour gives its rate-limit headers (for
+    ``err.all_windows``) and its JSON error body (sent unless ``err.body`` holds raw
+    bytes or text, e.g. a proxy's HTML page). Like every real server's answer it has a
+    ``Date``, on the provider's clock."""
+    headers: Headers = [("date", http_date(err.clock_skew))]
     if err.retry_after is not None:
         headers.append(("retry-after", retry_after_value(err.retry_after)))
-    if err.reset_in is not None:
-        headers += reset_headers
+    headers += reset_headers
     headers += list(err.headers.items())
     if err.body is not None:
         content_type = err.content_type or "text/plain; charset=utf-8"

@@ -9,6 +9,7 @@ all validation lives in the constructors' ``__post_init__``.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,6 +161,10 @@ class Reply:
     delta_usage: Literal["full", "output"] = "full"
     """Anthropic message_delta usage: all four counts, as the current API sends, or
     only ``output_tokens``, as it used to."""
+    content_parts: bool = False
+    """OpenAI endpoints: ``delta.content`` as a list of typed parts, as Mistral's
+    reasoning models send it: ``[{"type": "thinking", "thinking": [{"type": "text",
+    "text": …}]}]`` for thinking, ``[{"type": "text", "text": …}]`` for text."""
 
     def __post_init__(self) -> None:
         content = self.content
@@ -194,6 +199,8 @@ class Reply:
                 _non_negative(name, getattr(self, name), integer=True)
         if self.delta_usage not in ("full", "output"):
             raise ValueError(f"delta_usage must be 'full' or 'output', got {self.delta_usage!r}")
+        if not isinstance(self.content_parts, bool):
+            raise ValueError(f"content_parts must be true or false, got {self.content_parts!r}")
 
     @property
     def blocks(self) -> tuple[Block, ...] | None:
@@ -223,6 +230,42 @@ def _check_split(split: object) -> Split:
     raise ValueError(
         f"split must be None, a positive int, 'random' or a list of positive ints, got {split!r}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One rate-limit window an error reports, in the flavour's headers: Anthropic's
+    ``anthropic-ratelimit-<name>-{limit,remaining,reset}`` (reset in RFC 3339), OpenAI's
+    ``x-ratelimit-{limit,remaining,reset}-<name>`` (reset as a duration like ``6m0s``).
+    Real providers report every window on a 429, the ones with headroom too."""
+
+    remaining: int
+    reset_in: float
+    limit: int | None = None
+    """None: ``remaining`` (at least 1)."""
+
+    def __post_init__(self) -> None:
+        _non_negative("remaining", self.remaining, integer=True)
+        _non_negative("reset_in", self.reset_in)
+        if self.limit is not None:
+            _non_negative("limit", self.limit, integer=True)
+
+    @property
+    def limit_value(self) -> int:
+        return self.limit if self.limit is not None else max(self.remaining, 1)
+
+
+def _window(name: object, value: object) -> Window:
+    if not isinstance(name, str) or not name or not name.replace("-", "").isalnum():
+        raise ValueError(f"a window name must be letters, digits and dashes, got {name!r}")
+    if isinstance(value, Window):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"window {name!r} must be an object, got {value!r}")
+    try:
+        return Window(**value)
+    except TypeError as exc:
+        raise ValueError(f"bad window {name!r} {dict(value)!r}: {exc}") from None
 
 
 # The status the real Anthropic API uses for each error type.
@@ -267,8 +310,23 @@ class Error:
     (a duration such as ``6m0s``)."""
     stall: float = 0.0
     """Seconds to wait before answering."""
+    windows: Mapping[str, Window] = field(default_factory=dict)
+    """More rate-limit windows to report (name → :class:`Window`, or its fields as an
+    object), e.g. ``{"tokens": Window(remaining=149984, reset_in=360)}``; ``reset_in``
+    above is a spent ``requests`` window."""
+    clock_skew: float = 0.0
+    """Seconds the provider's clock is ahead of this machine's (negative: behind). Its
+    ``Date`` header and the absolute reset times (Anthropic's RFC 3339) are on that
+    clock; durations (``retry-after``, OpenAI's resets) need none."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.windows, Mapping):
+            raise ValueError(f"windows must be an object, got {self.windows!r}")
+        windows = {name: _window(name, value) for name, value in self.windows.items()}
+        object.__setattr__(self, "windows", windows)
+        skew = self.clock_skew
+        if not isinstance(skew, int | float) or isinstance(skew, bool) or not math.isfinite(skew):
+            raise ValueError(f"clock_skew must be a number of seconds, got {skew!r}")
         if not isinstance(self.type, str):
             raise ValueError(f"type must be a string, got {self.type!r}")
         if self.status is not None and (
@@ -293,6 +351,15 @@ class Error:
     @property
     def http_status(self) -> int:
         return self.status if self.status is not None else STATUS_BY_TYPE.get(self.type, 500)
+
+    def all_windows(self, requests_limit: int) -> dict[str, Window]:
+        """The windows to report: a spent ``requests`` window for ``reset_in``, then
+        ``windows``."""
+        out: dict[str, Window] = {}
+        if self.reset_in is not None:
+            out["requests"] = Window(0, self.reset_in, requests_limit)
+        out.update(self.windows)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +425,51 @@ def ProxyErrorPage(status: int = 502) -> Error:
     )
 
 
+def GoogleQuotaExceeded(retry_delay: float = 20) -> Error:
+    """Gemini's 429 for a per-minute quota, as its OpenAI-compatible endpoint sends it:
+    a one-element array holding a google.rpc error whose message opens with "You
+    exceeded your current quota, please check your plan and billing details" and whose
+    RetryInfo detail says when to retry. No rate-limit headers at all."""
+    _non_negative("retry_delay", retry_delay)
+    delay = f"{retry_delay:g}s"
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. "
+        "For more information on this error, head to: "
+        "https://ai.google.dev/gemini-api/docs/rate-limits.\n"
+        "* Quota exceeded for metric: generativelanguage.googleapis.com/"
+        "generate_content_free_tier_requests, limit: 10, model: gemini-2.5-flash\n"
+        f"Please retry in {delay}."
+    )
+    document = [
+        {
+            "error": {
+                "code": 429,
+                "message": message,
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                        "violations": [
+                            {
+                                "quotaMetric": "generativelanguage.googleapis.com/"
+                                "generate_content_free_tier_requests",
+                                "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                            }
+                        ],
+                    },
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+                ],
+            }
+        }
+    ]
+    return Error(
+        "rate_limit_error",
+        status=429,
+        body=json.dumps(document, indent=2),
+        content_type="application/json; charset=UTF-8",
+    )
+
+
 KINDS: dict[str, Callable[..., Step]] = {
     "reply": Reply,
     "error": Error,
@@ -367,6 +479,7 @@ KINDS: dict[str, Callable[..., Step]] = {
     "invalid_key": InvalidKey,
     "scope_refused": ScopeRefused,
     "proxy_error": ProxyErrorPage,
+    "google_quota_exceeded": GoogleQuotaExceeded,
 }
 
 
