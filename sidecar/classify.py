@@ -248,6 +248,7 @@ _MESSAGE_DELAY = re.compile(
     r"|(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>milliseconds?|seconds?|secs?|minutes?|mins?)\b)"
 )
 _SPELLED_UNIT = {"milli": 1e-3, "sec": 1.0, "min": 60.0}
+_BODY_HINT_CAP_S = 24 * 60 * 60.0
 
 
 def _message_delay(message: str) -> float | None:
@@ -267,7 +268,9 @@ def _body_retry_at(fields: _Fields, now: float) -> float | None:
         seconds = _message_delay(fields.message)
     if seconds is None or seconds < 0:
         return None
-    return now + seconds
+    # Read out of prose, so less sure than a header: never more than a day (the longest
+    # billing cooldown), whatever number a garbled message holds.
+    return now + min(seconds, _BODY_HINT_CAP_S)
 
 
 def _fields(document: object) -> _Fields | None:

@@ -794,6 +794,7 @@ def test_a_header_beats_the_bodys_hint() -> None:
         ("Please retry in 20.532994235s.", 20.532994235),
         ("Too many requests, try again in 30 seconds", 30),
         ("Try again after 2 minutes.", 120),
+        ("Please try again in 99999h.", 86400),  # a day at most, from prose
         ("Please try again later.", None),
         ("retry in a moment", None),
     ],
