@@ -305,9 +305,10 @@ class Error:
     retry_after: float | None = None
     """Adds ``retry-after`` (whole seconds, rounded up)."""
     reset_in: float | None = None
-    """Adds the flavour's rate-limit reset headers, computed when the response is sent:
-    ``anthropic-ratelimit-requests-reset`` (RFC 3339) or ``x-ratelimit-reset-requests``
-    (a duration such as ``6m0s``)."""
+    """Reports a spent ``requests`` window (remaining 0) in the flavour's rate-limit
+    headers, computed when the response is sent: ``anthropic-ratelimit-requests-*``
+    (reset in RFC 3339) or ``x-ratelimit-*-requests`` (reset as a duration such as
+    ``6m0s``)."""
     stall: float = 0.0
     """Seconds to wait before answering."""
     windows: Mapping[str, Window] = field(default_factory=dict)
