@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import attrs
 
+from sidecar.fingerprints import redact
 from sidecar.resets import duration_seconds, retry_at
 
 __all__ = [
@@ -393,14 +394,26 @@ def parse_failure(
     headers: Mapping[str, str],
     body: bytes | str | Mapping[str, object] | None,
     now: float,
+    *,
+    secrets: Iterable[str] = (),
 ) -> Failure:
     """Read a failed response (or a mid-stream ``error`` event, with ``status=None``).
 
     Never raises on a malformed body: the error path must always produce a
-    decision. Only the provider's response is read, never the request, so no
-    credential can leak into the message.
+    decision. Providers echo the request's key in their messages: ``secrets``
+    (the request's credential) are replaced by fingerprints before anything is
+    cut to its display length, so that no piece of a key survives the cut.
     """
+    secrets = tuple(secrets)
+    if secrets and isinstance(body, bytes | str):
+        body = redact(_decode(body), secrets)
     fields, message = _read_body(status, body)
+    if secrets:  # a parsed event's fields (a Mapping body) were not redacted above
+        message = redact(message, secrets)
+        fields = fields._replace(
+            error_type=fields.error_type and redact(fields.error_type, secrets),
+            code=fields.code and redact(fields.code, secrets),
+        )
     error_type = _pick_type(fields)
     # Classify on the full message: a phrase past the truncation point still counts.
     raw_message = fields.message or ""

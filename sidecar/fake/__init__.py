@@ -34,8 +34,9 @@ Steps:
   HTTP chunk). K counts SSE events on the wire. ``split`` cuts the SSE byte stream into
   HTTP chunks anywhere, even inside a UTF-8 character: None (one chunk per event), a
   size, ``"random"`` (1..64 bytes, with ``seed``), or a list of sizes used in turn.
+  ``echo_key=True``: ``{key}`` in ``error_message`` becomes the request's key.
 - ``Error(type, message, status, headers, code, body, content_type, retry_after,
-  reset_in, stall, windows, clock_skew)``: rendered per endpoint; ``type`` in
+  reset_in, stall, windows, clock_skew, echo_key)``: rendered per endpoint; ``type`` in
   Anthropic's names (rate_limit_error, overloaded_error, authentication_error,
   api_error, ...), mapped to OpenAI's type and code on the OpenAI endpoints. Every error
   has a ``Date``; ``reset_in`` reports a spent requests window and ``windows`` more
@@ -44,6 +45,8 @@ Steps:
   is off. Shorthands: ``RateLimited(retry_after, reset_in)``, ``Overloaded()``,
   ``InvalidKey()``, ``ScopeRefused(status=400)``, ``ProxyErrorPage(status=502)`` (an
   HTML body), ``GoogleQuotaExceeded(retry_delay=20)`` (Gemini's 429 with RetryInfo).
+  ``echo_key=True``: ``{key}`` in the message (or a text body) becomes the request's
+  key, as a provider quoting it back.
 - ``Reply(..., content_parts=True)`` on the OpenAI endpoints: ``delta.content`` as a
   list of typed text and thinking parts, as Mistral's reasoning models send it.
 - ``Drop(stall=0)``: close the connection without any answer.

@@ -165,6 +165,9 @@ class Reply:
     """OpenAI endpoints: ``delta.content`` as a list of typed parts, as Mistral's
     reasoning models send it: ``[{"type": "thinking", "thinking": [{"type": "text",
     "text": …}]}]`` for thinking, ``[{"type": "text", "text": …}]`` for text."""
+    echo_key: bool = False
+    """Replace ``{key}`` in ``error_message`` by the request's key, as a provider that
+    quotes the key back in an error event would."""
 
     def __post_init__(self) -> None:
         content = self.content
@@ -319,6 +322,9 @@ class Error:
     """Seconds the provider's clock is ahead of this machine's (negative: behind). Its
     ``Date`` header and the absolute reset times (Anthropic's RFC 3339) are on that
     clock; durations (``retry-after``, OpenAI's resets) need none."""
+    echo_key: bool = False
+    """Replace ``{key}`` in ``message`` (or a text ``body``) by the request's key, as a
+    provider that quotes the key back ("Incorrect API key provided: sk-…") would."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.windows, Mapping):

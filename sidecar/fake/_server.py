@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,6 +56,17 @@ def _route(path: str) -> Flavour | None:
     if path.endswith("/chat/completions"):
         return OPENAI
     return None
+
+
+def _echo_key(step: Step, key: str) -> Step:
+    """``step`` with ``{key}`` replaced by the request's key where it asks for an echo."""
+    if isinstance(step, Error) and step.echo_key:
+        body = step.body.replace("{key}", key) if isinstance(step.body, str) else step.body
+        message = step.message.replace("{key}", key) if step.message is not None else None
+        return dataclasses.replace(step, message=message, body=body)
+    if isinstance(step, Reply) and step.echo_key:
+        return dataclasses.replace(step, error_message=step.error_message.replace("{key}", key))
+    return step
 
 
 class FakeServer:
@@ -279,7 +291,7 @@ class FakeServer:
                 if isinstance(step, Error):
                     label = f"error:{step.type}"
 
-        chosen: Step = step
+        chosen: Step = _echo_key(step, key) if key is not None else step
 
         async def work(progress: _Progress) -> bool:
             if isinstance(chosen, Error):

@@ -88,7 +88,9 @@ class AnthropicParser:
     for them, and a new event type must not break streaming.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str = "") -> None:
+        # The request's key: an error event that echoes it is redacted before it is cut.
+        self._secrets = (secret,) if secret else ()
         self.builder = MessageBuilder()
         self._usage = Usage()
         self._stop_reason: str | None = None
@@ -140,7 +142,7 @@ class AnthropicParser:
                 self._stop_reason = delta["stop_reason"]
             return self._merge_usage(payload.get("usage"))
         if kind == "error":
-            failure = parse_failure(None, {}, payload, now=time.time())
+            failure = parse_failure(None, {}, payload, now=time.time(), secrets=self._secrets)
             raise UpstreamFailure(failure, mid_stream=True)
         return []  # ping, message_stop, and anything new
 
@@ -225,6 +227,6 @@ class AnthropicProvider:
             self.url,
             headers=build_headers(credential),
             body=build_body(request),
-            parser=AnthropicParser(),
+            parser=AnthropicParser(credential.secret),
             secret=credential.secret,
         )

@@ -69,10 +69,12 @@ def is_transient(failure: Failure) -> bool:
 
 
 def redacted(failure: Failure, secret: str) -> Failure:
-    """``failure`` with ``secret`` replaced by its fingerprint in the message.
+    """``failure`` with ``secret`` (and any piece of it) replaced by its fingerprint.
 
     Providers echo keys back ("Incorrect API key provided: sk-…"); most mask them, but
-    an exception message must never depend on a provider's discretion.
+    an exception message must never depend on a provider's discretion. parse_failure
+    already redacts before it cuts the message; this is the last line for every other
+    failure that carries upstream text.
     """
     message = redact(failure.message, [secret])
     return failure if message == failure.message else attrs.evolve(failure, message=message)

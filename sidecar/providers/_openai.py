@@ -137,7 +137,9 @@ class OpenAIParser:
     the argument fragments that came before it are sent right after it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str = "") -> None:
+        # The request's key: an error event that echoes it is redacted before it is cut.
+        self._secrets = (secret,) if secret else ()
         self.builder = MessageBuilder()
         self._calls: dict[int, _ToolCall] = {}
         self._finish: str | None = None
@@ -161,7 +163,7 @@ class OpenAIParser:
         if not isinstance(chunk, dict):
             raise malformed_stream("a chunk is not a JSON object")
         if chunk.get("error") is not None:
-            failure = parse_failure(None, {}, chunk, now=time.time())
+            failure = parse_failure(None, {}, chunk, now=time.time(), secrets=self._secrets)
             raise UpstreamFailure(failure, mid_stream=True)
         deltas: list[Delta] = []
         choices = chunk.get("choices")
@@ -330,6 +332,6 @@ class OpenAIProvider:
             self.url_for(request.model),
             headers=self.headers_for(credential),
             body=self.body_for(request),
-            parser=OpenAIParser(),
+            parser=OpenAIParser(credential.secret),
             secret=credential.secret,
         )

@@ -20,6 +20,7 @@ from httpx_sse import EventSource
 
 from sidecar import __version__
 from sidecar.classify import parse_failure
+from sidecar.fingerprints import redact
 from sidecar.providers._errors import (
     UpstreamFailure,
     local_failure,
@@ -75,19 +76,23 @@ async def read_bounded(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) 
     return bytes(buffer[:limit])
 
 
-async def _failure_from_response(response: httpx.Response) -> UpstreamFailure:
+async def _failure_from_response(response: httpx.Response, secret: str) -> UpstreamFailure:
     body = await read_bounded(response)
-    failure = parse_failure(response.status_code, response.headers, body, now=time.time())
+    failure = parse_failure(
+        response.status_code, response.headers, body, now=time.time(), secrets=[secret]
+    )
     return UpstreamFailure(failure, mid_stream=False)
 
 
-async def _unexpected_content_type(response: httpx.Response) -> UpstreamFailure:
+async def _unexpected_content_type(response: httpx.Response, secret: str) -> UpstreamFailure:
     """A 2xx that is not an event stream: an error JSON from a proxy, or a host that
     ignored ``stream: true``. Neither can be streamed to the editor."""
     body = await read_bounded(response)
-    failure = parse_failure(response.status_code, response.headers, body, now=time.time())
+    failure = parse_failure(
+        response.status_code, response.headers, body, now=time.time(), secrets=[secret]
+    )
     if failure.error_type is None:
-        content_type = response.headers.get("content-type", "none")[:100]
+        content_type = redact(response.headers.get("content-type", "none"), [secret])[:100]
         failure = local_failure(
             "unexpected_response",
             f"expected an event stream, got content-type {content_type}",
@@ -144,9 +149,9 @@ async def stream_deltas(
     try:
         async with client.stream("POST", url, headers=request_headers, content=content) as resp:
             if not resp.is_success:
-                raise await _failure_from_response(resp)
+                raise await _failure_from_response(resp, secret)
             if "text/event-stream" not in resp.headers.get("content-type", ""):
-                raise await _unexpected_content_type(resp)
+                raise await _unexpected_content_type(resp, secret)
             answered = True
             async with aclosing(EventSource(resp).aiter_sse()) as events:
                 async for sse in events:

@@ -1,0 +1,160 @@
+"""A hostile provider: it echoes keys, points the sidecar at plain HTTP, floods it.
+
+Each test drives the real sidecar from the outside (a raw stdio peer, or the CLI)
+against :mod:`sidecar.fake` scripted with one of its hostile fault modes. What is
+checked is what a user would see: no piece of a key in anything the sidecar writes,
+a clear error, and a process that keeps answering. docs/security.md and
+docs/reliability.md list these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.fake import Error, FakeProvider, Reply, Step, Text
+from sidecar.fingerprints import MIN_RUN
+from tests.reliability.support import error_code, raw_server
+from tests.server.conftest import server_env
+
+# (provider, model, key prefix, base URL suffix) of each wire flavour.
+FLAVOURS = {
+    "anthropic": ("anthropic", "claude-sonnet-4-5", "sk-ant-api03-", ""),
+    "openai": ("openai", "gpt-4o-mini", "sk-proj-", "/v1"),
+}
+
+# A provider's message is shown cut to 500 characters: the key starts just before the
+# cut, so that a cut made before redaction leaves 29 of its characters in the message.
+PAD = "x" * 470
+
+
+def pieces_of(key: str, prefix: str, text: str) -> list[str]:
+    """Every run of MIN_RUN characters of ``key``'s secret part that occurs in ``text``."""
+    body = key[len(prefix) :]
+    runs = (body[i : i + MIN_RUN] for i in range(len(body) - MIN_RUN + 1))
+    return [run for run in runs if run in text]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+def stream_params(provider: str, model: str) -> dict[str, Any]:
+    return {
+        "provider": provider,
+        "model": model,
+        "maxTokens": 32,
+        "messages": [{"role": "user", "content": "hello"}],
+    }
+
+
+def echoing(where: str) -> Step:
+    """A provider quoting the request's key just before the display cut."""
+    message = f"{PAD} {{key}} is not allowed here"
+    if where == "http-error":
+        return Error("invalid_request_error", message, status=400, echo_key=True)
+    # An error event inside a 200 stream, after the first text has gone out.
+    return Reply(
+        [Text("partial answer")],
+        chunk=4,
+        error_after=3,
+        error_type="invalid_request_error",
+        error_message=message,
+        echo_key=True,
+    )
+
+
+# -- item 5: an echoed key is redacted before the message is cut --------------------------
+
+
+@pytest.mark.parametrize("where", ["http-error", "error-event"])
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_an_echoed_key_cut_at_the_display_length_leaves_no_piece_over_stdio(
+    flavour: str,
+    where: str,
+    tmp_path: Path,
+    home: Path,
+    fake: FakeProvider,
+    make_key: Callable[..., str],
+) -> None:
+    provider, model, prefix, suffix = FLAVOURS[flavour]
+    key = make_key(prefix)
+    fake.script(key, [], default=echoing(where))
+    log_file = tmp_path / "sidecar.log"
+    env = {f"{provider.upper()}_BASE_URL": fake.url + suffix}
+    args = ["serve", "--log-file", str(log_file), "--log-level", "DEBUG"]
+    with raw_server(home, env=env, args=args) as server:
+        added = server.request("sidecar/keyAdd", {"provider": provider, "key": key})
+        assert added["result"]["added"], added
+        reply = server.request("sidecar/stream", stream_params(provider, model))
+        assert error_code(reply) == -32004, reply
+        message = reply["error"]["message"]
+        assert PAD[:50] in message  # the provider's words are still shown...
+        assert message.endswith("…")  # ...cut to their display length
+        server.close()
+        written = server.output_text() + log_file.read_text()
+    assert not pieces_of(key, prefix, written), "a piece of the key reached the editor or log"
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("where", ["http-error", "error-event"])
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_an_echoed_key_leaves_no_piece_on_asks_stderr(
+    flavour: str, where: str, home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    provider, model, prefix, suffix = FLAVOURS[flavour]
+    key = make_key(prefix)
+    fake.script(key, [], default=echoing(where))
+    env = {
+        f"{provider.upper()}_API_KEY": key,
+        f"{provider.upper()}_BASE_URL": fake.url + suffix,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "ask", "--provider", provider, "--model", model, "hi"],
+        capture_output=True,
+        text=True,
+        env=server_env(home, env),
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert PAD[:50] in result.stderr
+    assert not pieces_of(key, prefix, result.stdout + result.stderr)
+
+
+def test_the_redacting_log_filter_catches_pieces_of_a_known_key(
+    make_key: Callable[..., str],
+) -> None:
+    """A piece of a pooled key in any log line (here: the start of a key cut off by a
+    proxy's own truncation) becomes a fingerprint, not only the whole key."""
+    import logging
+
+    from sidecar.logs import RedactingFilter
+
+    key = make_key("")  # no vendor prefix: a Mistral-style key, unknown by shape
+    record = logging.LogRecord(
+        "x", logging.WARNING, __file__, 1, "upstream said: %s", (key[:12],), None
+    )
+    RedactingFilter(lambda: [key]).filter(record)
+    assert key[:MIN_RUN] not in record.getMessage()
+    assert key[-4:] in record.getMessage()  # shown by fingerprint
+
+
+def test_status_after_an_echo_holds_no_piece_of_the_key(
+    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    """The provider's last complaint is kept for ``sidecar/status``: redacted there too."""
+    key = make_key()
+    fake.script(key, [], default=Error("rate_limit_error", f"{PAD} {{key}}", echo_key=True))
+    with raw_server(home, env={"ANTHROPIC_BASE_URL": fake.url}) as server:
+        server.request("sidecar/keyAdd", {"provider": "anthropic", "key": key})
+        server.request("sidecar/stream", stream_params("anthropic", "claude-sonnet-4-5"))
+        status = server.request("sidecar/status", {})
+    assert not pieces_of(key, "sk-ant-api03-", json.dumps(status))
