@@ -5,14 +5,25 @@ Imports the flavour modules (and so httpx) only when a provider is actually aske
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Iterator, Mapping
 
 from sidecar import catalog
 from sidecar.providers._errors import ProviderConfigError
 from sidecar.providers._types import Provider
 
-__all__ = ["DEFAULT_AZURE_API_VERSION", "get_provider", "parse_deployment_map"]
+__all__ = [
+    "DEFAULT_AZURE_API_VERSION",
+    "INSECURE_HTTP_ENV",
+    "cleartext_base_urls",
+    "get_provider",
+    "parse_deployment_map",
+]
+
+# The opt-in for sending keys over plain http:// to another machine (a trusted LAN proxy).
+INSECURE_HTTP_ENV = "LLM_SIDECAR_ALLOW_INSECURE_HTTP"
 
 # The newest GA version that streams usage (stream_options.include_usage).
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -36,13 +47,65 @@ def _env(env: Mapping[str, str], name: str) -> str:
     return env.get(name, "").strip()
 
 
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cleartext_problem(url: str, variable: str) -> str | None:
+    """Why ``url`` would send keys in clear text (plain http:// to a host that is not this
+    machine), or None. Only the scheme, host and port are quoted: a URL may carry a
+    proxy's password."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return None  # not a URL httpx could use either: it fails with its own error
+    if parts.scheme.lower() != "http" or _is_loopback(host):
+        return None
+    shown = f"http://{host}" + (f":{port}" if port is not None else "")
+    return (
+        f"{variable} is {shown}: plain http:// to another machine would send the key in "
+        f"clear text; use https://, or set {INSECURE_HTTP_ENV}=1 if that network is trusted"
+    )
+
+
+def _insecure_allowed(env: Mapping[str, str]) -> bool:
+    return _env(env, INSECURE_HTTP_ENV) == "1"
+
+
+def _checked(url: str, variable: str, env: Mapping[str, str]) -> str:
+    problem = cleartext_problem(url, variable)
+    if problem is not None and not _insecure_allowed(env):
+        raise ProviderConfigError(problem)
+    return url
+
+
+def cleartext_base_urls(env: Mapping[str, str]) -> Iterator[tuple[str, bool]]:
+    """Each configured base URL that would send keys in clear text, as (why, allowed),
+    ``allowed`` telling whether the user opted in with ``LLM_SIDECAR_ALLOW_INSECURE_HTTP``.
+    For ``llm-sidecar doctor``."""
+    for variable in dict.fromkeys(f"{i.env_prefix}_BASE_URL" for i in catalog.PROVIDERS.values()):
+        problem = cleartext_problem(_env(env, variable), variable)
+        if problem is not None:
+            yield problem, _insecure_allowed(env)
+
+
 def _base_url(info: catalog.ProviderInfo, env: Mapping[str, str]) -> str:
-    return (_env(env, f"{info.env_prefix}_BASE_URL") or info.base_url).rstrip("/")
+    variable = f"{info.env_prefix}_BASE_URL"
+    base = (_env(env, variable) or info.base_url).rstrip("/")
+    return _checked(base, variable, env)
 
 
 def _azure_base_url(env: Mapping[str, str]) -> str:
     base = _env(env, "AZURE_OPENAI_BASE_URL").rstrip("/")
     if base:
+        _checked(base, "AZURE_OPENAI_BASE_URL", env)
         # Accept the ".../openai" form that Azure's portal shows, too: the deployment
         # path adds "/openai" itself.
         return base.removesuffix("/openai")

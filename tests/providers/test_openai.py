@@ -201,9 +201,9 @@ async def test_compatible_host_uses_max_tokens_and_env_base(make_key: Callable[.
     sent = await _sent(provider, oreq(), cred(make_key("gsk_")))
     assert str(sent.url) == "http://127.0.0.1:1/openai/v1/chat/completions"
     sent = await _sent(
-        get_provider("openai", {"OPENAI_BASE_URL": "http://h/v1"}), oreq(), cred("k" * 20)
+        get_provider("openai", {"OPENAI_BASE_URL": "https://h/v1"}), oreq(), cred("k" * 20)
     )
-    assert str(sent.url) == "http://h/v1/chat/completions"
+    assert str(sent.url) == "https://h/v1/chat/completions"
 
 
 async def test_azure_request(make_key: Callable[..., str]) -> None:

@@ -158,3 +158,72 @@ def test_status_after_an_echo_holds_no_piece_of_the_key(
         server.request("sidecar/stream", stream_params("anthropic", "claude-sonnet-4-5"))
         status = server.request("sidecar/status", {})
     assert not pieces_of(key, "sk-ant-api03-", json.dumps(status))
+
+
+# -- item 6: plain http:// to another machine is refused ------------------------------------
+
+
+def cleartext_env(fake: FakeProvider) -> dict[str, str]:
+    """An OpenAI base URL on plain http:// to a host that is not this machine. The fake
+    stands in as the HTTP proxy on the way there: what reaches it would have crossed the
+    network in clear text (and no packet leaves the machine)."""
+    return {
+        "OPENAI_BASE_URL": "http://llm.example.net/v1",
+        "HTTP_PROXY": fake.url,
+        "http_proxy": fake.url,
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+
+
+def test_a_plain_http_base_url_to_another_host_is_refused_over_stdio(
+    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    key = make_key("sk-proj-")
+    fake.script(key, [], default=Reply([Text("sent in clear text")]))
+    with raw_server(home, env=cleartext_env(fake)) as server:
+        server.request("sidecar/keyAdd", {"provider": "openai", "key": key})
+        reply = server.request("sidecar/stream", stream_params("openai", "gpt-4o-mini"))
+        assert error_code(reply) == -32602, reply
+        message = reply["error"]["message"]
+        assert "OPENAI_BASE_URL" in message and "LLM_SIDECAR_ALLOW_INSECURE_HTTP=1" in message
+        server.probe()  # still serving
+    assert fake.requests == [], "the key went out over plain http"
+
+
+def test_the_insecure_http_opt_in_lets_the_request_go(
+    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    key = make_key("sk-proj-")
+    fake.script(key, [], default=Reply([Text("over a trusted proxy")]))
+    env = {**cleartext_env(fake), "LLM_SIDECAR_ALLOW_INSECURE_HTTP": "1"}
+    with raw_server(home, env=env) as server:
+        server.request("sidecar/keyAdd", {"provider": "openai", "key": key})
+        reply = server.request("sidecar/stream", stream_params("openai", "gpt-4o-mini"))
+    assert reply.get("result", {}).get("text") == "over a trusted proxy", reply
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8080", "http://localhost:11434/v1", "http://[::1]:9/v1", "https://h"],
+)
+def test_loopback_and_https_base_urls_need_no_opt_in(url: str) -> None:
+    from sidecar.providers import get_provider
+
+    assert get_provider("openai", {"OPENAI_BASE_URL": url}).name == "openai"
+
+
+def test_doctor_flags_a_plain_http_base_url(home: Path) -> None:
+    from tests.cli.test_cli import run
+
+    result = run(home, "doctor", env={"ANTHROPIC_BASE_URL": "http://10.1.2.3:8080/"})
+    assert result.returncode == 1
+    assert "problem: ANTHROPIC_BASE_URL is http://10.1.2.3:8080" in result.stdout
+    assert "LLM_SIDECAR_ALLOW_INSECURE_HTTP=1" in result.stdout
+    allowed = run(
+        home,
+        "doctor",
+        env={"ANTHROPIC_BASE_URL": "http://10.1.2.3:8080/", "LLM_SIDECAR_ALLOW_INSECURE_HTTP": "1"},
+    )
+    assert allowed.returncode == 0, allowed.stdout
+    assert "warning: ANTHROPIC_BASE_URL is http://10.1.2.3:8080" in allowed.stdout
