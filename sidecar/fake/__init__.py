@@ -35,6 +35,10 @@ Steps:
   HTTP chunks anywhere, even inside a UTF-8 character: None (one chunk per event), a
   size, ``"random"`` (1..64 bytes, with ``seed``), or a list of sizes used in turn.
   ``echo_key=True``: ``{key}`` in ``error_message`` becomes the request's key.
+  Hostile tails: ``endless_after=K`` (after K events, until the client hangs up: a text
+  delta whose line never ends, or with ``endless="events"`` pings/comments forever);
+  ``gzip=True`` sends the stream gzip-compressed, with an endless tail a decompression
+  bomb (about 1 KiB on the wire per MiB).
 - ``Error(type, message, status, headers, code, body, content_type, retry_after,
   reset_in, stall, windows, clock_skew, echo_key)``: rendered per endpoint; ``type`` in
   Anthropic's names (rate_limit_error, overloaded_error, authentication_error,

@@ -168,6 +168,14 @@ class Reply:
     echo_key: bool = False
     """Replace ``{key}`` in ``error_message`` by the request's key, as a provider that
     quotes the key back in an error event would."""
+    endless_after: int | None = None
+    """After this many events, send ``endless`` until the client hangs up."""
+    endless: Literal["line", "events"] = "line"
+    """``line``: a text delta whose line never ends; ``events``: events every client
+    skips (pings, comments), forever."""
+    gzip: bool = False
+    """Send the stream gzip-compressed (``content-encoding: gzip``); with
+    ``endless_after``, a decompression bomb: about 1 KiB on the wire per MiB."""
 
     def __post_init__(self) -> None:
         content = self.content
@@ -197,9 +205,13 @@ class Reply:
             _non_negative(name, getattr(self, name))
         for name in ("stall_after", "ping_every", "seed"):
             _non_negative(name, getattr(self, name), integer=True)
-        for name in ("error_after", "drop_after"):
+        for name in ("error_after", "drop_after", "endless_after"):
             if getattr(self, name) is not None:
                 _non_negative(name, getattr(self, name), integer=True)
+        if self.endless not in ("line", "events"):
+            raise ValueError(f"endless must be 'line' or 'events', got {self.endless!r}")
+        if not isinstance(self.gzip, bool) or not isinstance(self.echo_key, bool):
+            raise ValueError("gzip and echo_key must be true or false")
         if self.delta_usage not in ("full", "output"):
             raise ValueError(f"delta_usage must be 'full' or 'output', got {self.delta_usage!r}")
         if not isinstance(self.content_parts, bool):
@@ -218,6 +230,8 @@ class Reply:
             and self.stall == 0
             and self.error_after is None
             and self.drop_after is None
+            and self.endless_after is None
+            and not self.gzip
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sidecar.fake._anthropic import Anthropic
 from sidecar.fake._anthropic import error_body as anthropic_error_body
+from sidecar.fake._hostile import Endless, StreamEncoder, endless_unit, line_head
 from sidecar.fake._http import (
     LAST_CHUNK,
     Connection,
@@ -380,6 +381,19 @@ class FakeServer:
         self.state.finish(record, "reply", 200)
         return await self._send_json(conn, request, 200, flavour.base_headers(ctx), body)
 
+    async def _endless(
+        self, writer: asyncio.StreamWriter, encoder: StreamEncoder, flavour: str, mode: Endless
+    ) -> None:
+        """Write the endless tail until the client hangs up (the write then fails, or
+        _guarded cancels this): backpressure keeps the fake's own memory flat."""
+        head = line_head(flavour, mode)
+        if head:
+            writer.write(chunk(encoder.encode(head)))
+        unit = chunk(endless_unit(encoder, flavour, mode))
+        while True:
+            writer.write(unit)
+            await writer.drain()
+
     async def _stream(
         self,
         conn: Connection,
@@ -391,6 +405,9 @@ class FakeServer:
     ) -> bool:
         events = flavour.stream_events(reply, ctx)
         headers = _SSE_HEADERS + flavour.base_headers(ctx)
+        encoder = StreamEncoder(reply.gzip)
+        if encoder.header is not None:
+            headers.append(encoder.header)
         if not ctx.keep_alive:
             headers.append(("connection", "close"))
         head = response_head(200, headers)
@@ -412,6 +429,8 @@ class FakeServer:
             events = [*events[:cut], flavour.midstream_error(reply.error_type, reply.error_message)]
         elif reply.drop_after is not None:
             events = events[: reply.drop_after]
+        elif reply.endless_after is not None:
+            events = events[: reply.endless_after]
         stall_at = min(reply.stall_after, len(events)) if reply.stall else -1
         ends = list(accumulate(len(e) for e in events))
         count = len(events)
@@ -428,7 +447,7 @@ class FakeServer:
                     # put returns) is then the moment it was written.
                     await writer.drain()
                     await asyncio.sleep(interval)
-                writer.write(chunk(piece))
+                writer.write(chunk(encoder.encode(piece)))
                 sent += len(piece)
                 while progress.events < count and ends[progress.events] <= sent:
                     progress.events += 1
@@ -452,6 +471,8 @@ class FakeServer:
             await writer.drain()
             await asyncio.sleep(reply.stall)
         await put(splitter.flush())
+        if reply.endless_after is not None:
+            await self._endless(writer, encoder, flavour.name, reply.endless)
         if dropping:
             await writer.drain()
             state.record_event("dropped", record.no, progress.events)
