@@ -32,6 +32,8 @@ from sidecar.errors import (
 )
 from sidecar.failover import Failover, Refresher
 from sidecar.keypool import KeyPool
+from sidecar.limits import BodyLimits
+from sidecar.limits import from_env as limits_from_env
 from sidecar.providers import (
     Delta,
     Message,
@@ -50,6 +52,7 @@ from sidecar.providers import (
     attempt_timed_out,
     get_provider,
 )
+from sidecar.providers._bounded import ACCEPT_ENCODING, bounded_responses
 from sidecar.timeouts import Timeouts
 from sidecar.timeouts import from_env as timeouts_from_env
 
@@ -155,6 +158,7 @@ class Engine:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: Timeouts | None = None,
         max_cooldown_wait: float = MAX_COOLDOWN_WAIT,
+        limits: BodyLimits | None = None,
     ) -> None:
         """``refresher`` renews an OAuth login after a 401 on it; ``ensure_fresh``
         renews one about to expire before it is used. Both default to
@@ -173,6 +177,8 @@ class Engine:
         self._transport = transport
         # LLM_SIDECAR_CONNECT_TIMEOUT, _READ_TIMEOUT, _TOTAL_TIMEOUT (see sidecar.timeouts).
         self.timeouts = timeout or timeouts_from_env(keypool.env)
+        # LLM_SIDECAR_MAX_EVENT_BYTES, _MAX_RESPONSE_BYTES (see sidecar.limits).
+        self.limits = limits or limits_from_env(keypool.env)
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -183,6 +189,9 @@ class Engine:
                 transport=self._transport,
                 timeout=self.timeouts.httpx(),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                # Bounded memory whatever a provider sends: an endless line, a gzip bomb.
+                headers={"accept-encoding": ACCEPT_ENCODING},
+                event_hooks={"response": [bounded_responses(self.limits)]},
             )
         return self._client
 

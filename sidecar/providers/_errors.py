@@ -15,6 +15,7 @@ __all__ = [
     "local_failure",
     "malformed_stream",
     "redacted",
+    "response_too_large",
     "stream_ended_early",
     "transport_failure",
     "unsendable_credential",
@@ -102,6 +103,20 @@ def malformed_stream(detail: str) -> UpstreamFailure:
     # Not retryable: a host that sends garbage will most likely send it again.
     return UpstreamFailure(
         local_failure("malformed_stream", f"malformed stream: {detail}"), mid_stream=True
+    )
+
+
+def response_too_large(message: str, *, mid_stream: bool, status: int | None) -> UpstreamFailure:
+    """A response past the sidecar's limits (an endless SSE line, a decompression bomb).
+
+    Not retryable: the host would send it again, and each replay costs the limit in
+    CPU. REQUEST class, so no credential is cooled down or rotated away from: what the
+    host sends says nothing about the key.
+    """
+    return UpstreamFailure(
+        local_failure("response_too_large", message, status),
+        mid_stream=mid_stream,
+        retryable=False,
     )
 
 

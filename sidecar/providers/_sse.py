@@ -21,10 +21,13 @@ from httpx_sse import EventSource
 from sidecar import __version__
 from sidecar.classify import parse_failure
 from sidecar.fingerprints import redact
+from sidecar.providers._bounded import BodyError, BodyTooLarge
 from sidecar.providers._errors import (
     UpstreamFailure,
     local_failure,
+    malformed_stream,
     redacted,
+    response_too_large,
     transport_failure,
     unsendable_credential,
 )
@@ -71,8 +74,8 @@ async def read_bounded(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) 
             buffer += chunk
             if len(buffer) >= limit:
                 break
-    except httpx.TransportError:
-        pass
+    except (httpx.TransportError, BodyError):
+        pass  # an error body is read for its message: what came is enough
     return bytes(buffer[:limit])
 
 
@@ -146,13 +149,14 @@ async def stream_deltas(
     # ensure_ascii=False: the user's text goes out as UTF-8, not \u escapes (smaller).
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     answered = False  # the provider said 2xx: a failure from here on is mid-stream
+    status: int | None = None
     try:
         async with client.stream("POST", url, headers=request_headers, content=content) as resp:
             if not resp.is_success:
                 raise await _failure_from_response(resp, secret)
             if "text/event-stream" not in resp.headers.get("content-type", ""):
                 raise await _unexpected_content_type(resp, secret)
-            answered = True
+            answered, status = True, resp.status_code
             async with aclosing(EventSource(resp).aiter_sse()) as events:
                 async for sse in events:
                     for delta in parser.feed(sse.event, sse.data):
@@ -170,3 +174,7 @@ async def stream_deltas(
         raise UpstreamFailure(clean, mid_stream=exc.mid_stream, retryable=exc.retryable) from None
     except httpx.TransportError as exc:
         raise transport_failure(exc, secret, mid_stream=answered) from exc
+    except BodyTooLarge as exc:  # the engine's client bounds every body (see _bounded)
+        raise response_too_large(str(exc), mid_stream=answered, status=status) from None
+    except BodyError as exc:
+        raise malformed_stream(str(exc)) from None

@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -54,7 +55,10 @@ class RawServer:
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         stderr: Path | None = None,
+        memory_limit: int | None = None,
     ) -> None:
+        """``memory_limit``: bytes of address space (RLIMIT_AS) the server may use; past
+        it an allocation fails inside the server, never the machine's memory."""
         self.home = home
         self.stderr_path = stderr or home.parent / f"stderr-{os.getpid()}-{id(self)}.log"
         self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +69,7 @@ class RawServer:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=server_env(home, env),
+            preexec_fn=None if memory_limit is None else _limit_memory(memory_limit),
         )
         self.raw_out = bytearray()  # every byte the server wrote, for secret scans
         self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -252,6 +257,21 @@ class RawServer:
     def __exit__(self, *exc: object) -> None:
         if self.alive():
             self.close()
+
+
+def _limit_memory(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def peak_rss(pid: int) -> int:
+    """The most resident memory process ``pid`` has used so far (VmHWM), in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    assert match is not None, "no VmHWM in /proc/<pid>/status"
+    return int(match.group(1)) * 1024
 
 
 def is_response(message: dict[str, Any], msg_id: Any) -> bool:

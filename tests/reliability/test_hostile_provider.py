@@ -18,9 +18,15 @@ from typing import Any
 
 import pytest
 
-from sidecar.fake import Error, FakeProvider, Reply, Step, Text
+from sidecar.fake import Error, FakeProvider, Reply, Step, Text, fingerprint
 from sidecar.fingerprints import MIN_RUN
-from tests.reliability.support import error_code, raw_server
+from tests.reliability.support import (
+    RawServer,
+    error_code,
+    is_response,
+    peak_rss,
+    raw_server,
+)
 from tests.server.conftest import server_env
 
 # (provider, model, key prefix, base URL suffix) of each wire flavour.
@@ -227,3 +233,81 @@ def test_doctor_flags_a_plain_http_base_url(home: Path) -> None:
     )
     assert allowed.returncode == 0, allowed.stdout
     assert "warning: ANTHROPIC_BASE_URL is http://10.1.2.3:8080" in allowed.stdout
+
+
+# -- item 7: an endless line or a gzip bomb: bounded memory, no replay, still answering ----
+
+MiB = 1024**2
+# The server's address space (RLIMIT_AS): about 250 MiB of mappings at rest, thread
+# stacks included, and room to spare. Without the limits a hostile stream took GBs; under
+# this one an allocation fails inside the server instead of in the machine.
+ADDRESS_SPACE = 1024 * MiB
+# What the server may hold at its peak (VmHWM): about 40 MiB at rest, plus a few copies
+# of one event at the default event limit (16 MiB).
+RSS_CAP = 160 * MiB
+
+# case: (the hostile answer after three real events, extra environment, the limit named)
+HOSTILE: dict[str, tuple[Reply, dict[str, str], str]] = {
+    "endless-line": (
+        Reply([Text("partial")], endless_after=3),
+        {},
+        "LLM_SIDECAR_MAX_EVENT_BYTES",
+    ),
+    "gzip-bomb-one-line": (
+        Reply([Text("partial")], endless_after=3, gzip=True),
+        {},
+        "LLM_SIDECAR_MAX_EVENT_BYTES",
+    ),
+    # Pings forever, each event small: only the response limit ends it (lowered, so the
+    # test parses 8 MiB of pings, not 256).
+    "gzip-bomb-of-events": (
+        Reply([Text("partial")], endless_after=3, endless="events", gzip=True),
+        {"LLM_SIDECAR_MAX_RESPONSE_BYTES": "8M"},
+        "LLM_SIDECAR_MAX_RESPONSE_BYTES",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_hostile_stream_is_cut_with_bounded_memory_and_not_replayed(
+    flavour: str, case: str, home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    provider, model, prefix, suffix = FLAVOURS[flavour]
+    hostile, extra, limit_name = HOSTILE[case]
+    key, spare = make_key(prefix), make_key(prefix)
+    fake.script(key, [], default=hostile)
+    fake.script(spare, [], default=Reply([Text("the spare key answered")]))
+    env = {
+        f"{provider.upper()}_BASE_URL": fake.url + suffix,
+        # Only so that the old behaviour ends (in an error) rather than hangs.
+        "LLM_SIDECAR_TOTAL_TIMEOUT": "60",
+        **extra,
+    }
+    server = RawServer(home, env=env, memory_limit=ADDRESS_SPACE)
+    try:
+        server.initialize()
+        for k in (key, spare):
+            assert server.request("sidecar/keyAdd", {"provider": provider, "key": k})["result"]
+        stream_id = server.next_id("stream")
+        params = stream_params(provider, model)
+        server.send(
+            {"jsonrpc": "2.0", "id": stream_id, "method": "sidecar/stream", "params": params}
+        )
+        # The process keeps answering while it reads the hostile stream.
+        seen = server.probe(timeout=30)
+        replies = [m for m in seen if is_response(m, stream_id)]
+        if not replies:
+            replies = server.collect_until(lambda m: is_response(m, stream_id), 90)[-1:]
+        reply = replies[0]
+        peak = peak_rss(server.proc.pid)
+        server.probe()
+    finally:
+        server.close()
+    assert error_code(reply) == -32004, str(reply)[:300]
+    data = reply["error"]["data"]
+    assert data["type"] == "response_too_large" and data["status"] == 200, data
+    assert limit_name in reply["error"]["message"]
+    # One request: not replayed on the same key, not rotated to the spare one.
+    assert [r.key for r in fake.requests] == [fingerprint(key)]
+    assert peak < RSS_CAP, f"the sidecar's resident memory peaked at {peak / MiB:.0f} MiB"
