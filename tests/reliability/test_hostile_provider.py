@@ -135,6 +135,30 @@ def test_an_echoed_key_leaves_no_piece_on_asks_stderr(
     assert not pieces_of(key, prefix, result.stdout + result.stderr)
 
 
+@pytest.mark.parametrize("prefix", ["sk-ant-api03-", "sk-proj-", "gsk_", "xai-", ""])
+def test_no_cut_anywhere_leaves_a_piece_of_an_echoed_key(
+    prefix: str, make_key: Callable[..., str]
+) -> None:
+    """Wherever the key sits against the 500-character cut, and wherever a proxy cut the
+    text before we saw it, no run of MIN_RUN of its characters survives."""
+    from sidecar.classify import parse_failure
+    from sidecar.fingerprints import fingerprint, redact
+
+    key = make_key(prefix)
+    public = fingerprint(key).partition("…")[0]  # what a fingerprint shows anyway
+    for start in range(500 - len(key) - 5, 505):
+        message = "x" * start + key + " was not accepted"
+        for body in (
+            json.dumps({"error": {"type": "invalid_request_error", "message": message}}),
+            message,  # a gateway's plain text, cut to its first 200 characters
+        ):
+            failure = parse_failure(400, {}, body.encode(), now=0.0, secrets=[key])
+            assert not pieces_of(key, public, failure.message), start
+    for cut in range(len(key) + 1):
+        text = f"head {key[:cut]} | {key[cut:]} tail"
+        assert not pieces_of(key, public, redact(text, [key])), cut
+
+
 def test_the_redacting_log_filter_catches_pieces_of_a_known_key(
     make_key: Callable[..., str],
 ) -> None:
