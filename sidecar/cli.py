@@ -368,6 +368,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from sidecar.catalog import PROVIDERS
+    from sidecar.oauth._config import cleartext_token_urls
     from sidecar.providers._config import INSECURE_HTTP_ENV, cleartext_base_urls
     from sidecar.sources import env_credentials
 
@@ -388,7 +389,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for path in store.set_aside_files():
         bad += 1
         print(f"problem: {path} is a corrupt file set aside; inspect it, then delete it")
-    for why, allowed in cleartext_base_urls(keypool.env):
+    cleartext = [*cleartext_base_urls(keypool.env), *cleartext_token_urls(keypool.env)]
+    for why, allowed in cleartext:
         if allowed:
             print(f"warning: {why.partition('; use')[0]} (allowed by {INSECURE_HTTP_ENV}=1)")
         else:

@@ -8,11 +8,12 @@ hard-wired to the real endpoints.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import attrs
 
 from sidecar.errors import InvalidParams, LoginError
+from sidecar.providers._config import INSECURE_HTTP_ENV, cleartext_problem
 
 __all__ = [
     "ANTHROPIC_CLIENT_ID",
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "OAUTH_PROVIDERS",
     "OAuthConfig",
+    "cleartext_token_urls",
     "oauth_config",
 ]
 
@@ -28,6 +30,9 @@ ANTHROPIC_AUTHORIZE_URL = "https://claude.ai/oauth/authorize"
 ANTHROPIC_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
 ANTHROPIC_MANUAL_REDIRECT_URL = "https://platform.claude.com/oauth/code/callback"
 ANTHROPIC_SCOPES = "org:create_api_key user:profile user:inference"
+# The token endpoint receives authorization codes and refresh tokens: like a base URL, it
+# must not be plain http:// to another machine unless the user opts in.
+TOKEN_URL_ENV = "LLM_SIDECAR_ANTHROPIC_TOKEN_URL"
 
 DEFAULT_CALLBACK_PORT = 53692  # the port public tools use; a free one when it is busy
 DEFAULT_TIMEOUT = 300.0  # seconds a login waits for the user
@@ -70,6 +75,14 @@ def _seconds(provider: str, env: Mapping[str, str], name: str, default: float) -
     return value
 
 
+def cleartext_token_urls(env: Mapping[str, str]) -> Iterator[tuple[str, bool]]:
+    """The token endpoint, when it would receive tokens in clear text, as (why, allowed)
+    like :func:`sidecar.providers._config.cleartext_base_urls`. For ``llm-sidecar doctor``."""
+    problem = cleartext_problem(env.get(TOKEN_URL_ENV, "").strip(), TOKEN_URL_ENV)
+    if problem is not None:
+        yield problem, env.get(INSECURE_HTTP_ENV, "").strip() == "1"
+
+
 def oauth_config(provider: str, env: Mapping[str, str]) -> OAuthConfig:
     """The OAuth settings of ``provider``; InvalidParams when it has no OAuth login.
 
@@ -90,11 +103,14 @@ def oauth_config(provider: str, env: Mapping[str, str]) -> OAuthConfig:
             )
         port = int(raw_port)
     remote = any(env.get(name, "").strip() for name in ("SSH_CONNECTION", "SSH_TTY"))
+    for why, allowed in cleartext_token_urls(env):
+        if not allowed:
+            raise _bad_setting(provider, why.replace("the key", "login tokens"))
     return OAuthConfig(
         provider=provider,
         client_id=ANTHROPIC_CLIENT_ID,
         authorize_url=env.get("LLM_SIDECAR_ANTHROPIC_AUTHORIZE_URL") or ANTHROPIC_AUTHORIZE_URL,
-        token_url=env.get("LLM_SIDECAR_ANTHROPIC_TOKEN_URL") or ANTHROPIC_TOKEN_URL,
+        token_url=env.get(TOKEN_URL_ENV) or ANTHROPIC_TOKEN_URL,
         manual_redirect_url=(
             env.get("LLM_SIDECAR_ANTHROPIC_MANUAL_REDIRECT_URL") or ANTHROPIC_MANUAL_REDIRECT_URL
         ),

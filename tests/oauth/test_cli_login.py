@@ -113,3 +113,32 @@ def test_cli_login_names_the_providers_that_have_one(home: Path, fake: FakeProvi
     out = _run(home, fake, "login", "openai")
     assert out.returncode == 2 and "openai has no OAuth login" in out.stderr
     assert "key add --provider openai" in out.stderr
+
+
+def test_a_plain_http_token_endpoint_on_another_machine_is_refused(
+    home: Path, fake: FakeProvider
+) -> None:
+    # Codes and refresh tokens go to the token endpoint: clear text to another machine
+    # is refused before the browser opens, naming the variable and the opt-in.
+    env = {**_env(home, fake), "LLM_SIDECAR_ANTHROPIC_TOKEN_URL": "http://10.1.2.3:8080/token"}
+    out = subprocess.run(
+        [sys.executable, "-m", "sidecar", "login", "anthropic", "--paste"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        input="",
+    )
+    assert out.returncode != 0
+    assert "LLM_SIDECAR_ANTHROPIC_TOKEN_URL is http://10.1.2.3:8080" in out.stderr
+    assert "LLM_SIDECAR_ALLOW_INSECURE_HTTP=1" in out.stderr
+    assert "http" not in out.stdout  # no authorization URL was offered
+    doctor = subprocess.run(
+        [sys.executable, "-m", "sidecar", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert doctor.returncode == 1
+    assert "problem: LLM_SIDECAR_ANTHROPIC_TOKEN_URL is http://10.1.2.3:8080" in doctor.stdout

@@ -308,3 +308,11 @@ def test_a_network_failure_is_retried_then_named() -> None:
     assert calls == 3 and sleeps == [0.0, 0.0]
     assert err.value.data == {"provider": "anthropic", "reason": "network"}
     assert "could not reach the anthropic token endpoint" in err.value.message
+
+
+def test_a_cleartext_token_endpoint_needs_the_opt_in() -> None:
+    remote = {"LLM_SIDECAR_ANTHROPIC_TOKEN_URL": "http://192.0.2.7/t"}
+    with pytest.raises(LoginError, match="LLM_SIDECAR_ALLOW_INSECURE_HTTP=1"):
+        oauth_config("anthropic", remote)
+    allowed = oauth_config("anthropic", {**remote, "LLM_SIDECAR_ALLOW_INSECURE_HTTP": "1"})
+    assert allowed.token_url == "http://192.0.2.7/t"
