@@ -29,17 +29,38 @@ INSECURE_HTTP_ENV = "LLM_SIDECAR_ALLOW_INSECURE_HTTP"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
 
 
-def parse_deployment_map(value: str) -> dict[str, str]:
+# Both names of the model → deployment map: ours, and pi's (so a pi set-up works as is).
+# Read in this order; an entry of a later one wins over the same model in an earlier one.
+DEPLOYMENT_MAP_VARIABLES = ("AZURE_OPENAI_DEPLOYMENT_NAME_MAP", "AZURE_OPENAI_DEPLOYMENT_MAP")
+
+
+def parse_deployment_map(value: str, variable: str = "the deployment map") -> dict[str, str]:
     """``"gpt-4o=prod-4o, o3=my-o3"`` → ``{"gpt-4o": "prod-4o", "o3": "my-o3"}``.
 
-    Entries are split on commas or semicolons; one without ``=`` or with an empty side
-    is skipped rather than fatal, since it can only name a model we will not be asked for.
+    Entries are split on commas or semicolons; empty ones (a trailing comma) are
+    ignored. An entry without ``=`` or with an empty side is a ProviderConfigError
+    naming ``variable``: skipping it would silently send that model to a deployment
+    of its own name, which is a confusing 404 far from the typo.
     """
     out: dict[str, str] = {}
-    for entry in re.split(r"[,;]", value):
+    for number, entry in enumerate(re.split(r"[,;]", value), 1):
+        if not entry.strip():
+            continue
         model, sep, deployment = entry.partition("=")
-        if sep and model.strip() and deployment.strip():
-            out[model.strip()] = deployment.strip()
+        if not (sep and model.strip() and deployment.strip()):
+            # The entry is not quoted: whatever was pasted there stays out of logs.
+            raise ProviderConfigError(
+                f"{variable} cannot be read: entry {number} is not model=deployment "
+                "(expected e.g. gpt-4o=my-deployment,o3=my-o3)"
+            )
+        out[model.strip()] = deployment.strip()
+    return out
+
+
+def _deployments(env: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for variable in DEPLOYMENT_MAP_VARIABLES:
+        out.update(parse_deployment_map(_env(env, variable), variable))
     return out
 
 
@@ -123,8 +144,9 @@ def get_provider(name: str, env: Mapping[str, str]) -> Provider:
     Base URL: ``<PREFIX>_BASE_URL`` (``ANTHROPIC_BASE_URL``, ``OPENAI_BASE_URL``, …),
     else the catalog's default. Azure: ``AZURE_OPENAI_BASE_URL`` or
     ``AZURE_OPENAI_RESOURCE_NAME``, ``AZURE_OPENAI_API_VERSION`` and
-    ``AZURE_OPENAI_DEPLOYMENT_MAP``. KeyError for an unknown name, ProviderConfigError
-    for an endpoint the environment does not describe.
+    ``AZURE_OPENAI_DEPLOYMENT_MAP`` (or pi's ``AZURE_OPENAI_DEPLOYMENT_NAME_MAP``).
+    KeyError for an unknown name, ProviderConfigError for an endpoint the
+    environment does not describe or a deployment map that cannot be read.
     """
     info = catalog.get_provider(name)
     if info.api == "anthropic":
@@ -137,7 +159,7 @@ def get_provider(name: str, env: Mapping[str, str]) -> Provider:
     if info.api == "azure-openai":
         azure = AzureConfig(
             api_version=_env(env, "AZURE_OPENAI_API_VERSION") or DEFAULT_AZURE_API_VERSION,
-            deployments=parse_deployment_map(_env(env, "AZURE_OPENAI_DEPLOYMENT_MAP")),
+            deployments=_deployments(env),
         )
         return OpenAIProvider(
             name=info.name,

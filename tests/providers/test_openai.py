@@ -210,7 +210,7 @@ async def test_azure_request(make_key: Callable[..., str]) -> None:
     env = {
         "AZURE_OPENAI_RESOURCE_NAME": "acme",
         "AZURE_OPENAI_API_VERSION": "2025-01-01-preview",
-        "AZURE_OPENAI_DEPLOYMENT_MAP": "gpt-4o=prod-4o, o3 = reasoning ;bad",
+        "AZURE_OPENAI_DEPLOYMENT_MAP": "gpt-4o=prod-4o, o3 = reasoning ;",
     }
     azure = get_provider("azure-openai", env)
     key = make_key("az-")
