@@ -65,7 +65,7 @@ def _print_status(status: ProviderStatus) -> None:
             detail += f" until {_when(c.cooldown_until)}"
         elif c.expires_at and c.state in ("expiring", "expired", "ok"):
             detail += f" (expires {_when(c.expires_at)})"
-        if c.message and c.state in ("rejected", "coolingDown", "expired"):
+        if c.message and c.state in ("rejected", "refused", "coolingDown", "expired"):
             detail += f": {c.message}"
         print(f"  {i}. {c.fingerprint:<20} {c.kind:<8} {c.id:<32} {detail}")
     if status.message:
@@ -156,10 +156,13 @@ TOKEN_PREFIXES = {"anthropic": "sk-ant-oat01-"}
 
 def cmd_auth(args: argparse.Namespace) -> int:
     from sidecar.credentials import Credential
+    from sidecar.profiles import profile_id
 
     keypool = _keypool()
     provider = args.provider
     if args.auth_command == "paste-token":
+        # Checked before the token is asked for: a name refused after pasting wastes it.
+        profile = profile_id(provider, args.profile)
         secrets = _read_secrets(f"{provider} token (input hidden): ")
         if len(secrets) != 1:
             return _fail("paste exactly one token")
@@ -171,28 +174,23 @@ def cmd_auth(args: argparse.Namespace) -> int:
             return _fail("that does not look like a token")
         expires = time.time() + args.expires_in_days * 86400 if args.expires_in_days else None
         cred = Credential(
-            id=f"{provider}:{args.profile}",
+            id=profile,
             provider=provider,
             kind="token",
             source="profile",
             secret=token,
             expires_at=expires,
         )
-        with keypool.store.transaction() as data:
-            data.put_profile(cred)
+        keypool.save_profile(cred)
         print(f"saved {cred.fingerprint} as profile {cred.id}")
         return 0
     # auth order
-    with keypool.store.transaction() as data:
-        if args.order_action == "set":
-            known = {c.id for c in data.profiles(provider)} | {c.id for c in data.pool(provider)}
-            unknown = [i for i in args.ids if i not in known]
-            if unknown:
-                return _fail(f"unknown {provider} credential id(s): {', '.join(unknown)}")
-            data.set_order(provider, args.ids)
-        elif args.order_action == "clear":
-            data.clear_order(provider)
-        order = data.order(provider)
+    if args.order_action == "set":
+        order = keypool.set_order(provider, args.ids)
+    else:
+        if args.order_action == "clear":
+            keypool.clear_order(provider)
+        order = keypool.store.read().order(provider)
     print("\n".join(order) if order else f"no explicit order for {provider}")
     return 0
 
@@ -344,13 +342,13 @@ def cmd_logout(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from sidecar import sources
 
-    store = _keypool().store
+    keypool = _keypool()
     if args.source == "pi":
         auth = Path(args.auth).expanduser()
         rotation = Path(args.rotation).expanduser()
-        results = sources.import_pi(store, auth, rotation)
+        results = sources.import_pi(keypool, auth, rotation)
     else:
-        results = sources.import_claude_code(store, Path(args.file).expanduser())
+        results = sources.import_claude_code(keypool, Path(args.file).expanduser())
         print(
             "note: the sidecar refreshes this login when it expires; Claude Code's own copy of "
             "the refresh token then stops working (refresh tokens are single-use). "

@@ -7,17 +7,20 @@ of :mod:`sidecar.rotation`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Literal
 
 import attrs
 
-from sidecar import rotation
+from sidecar import placement, rotation
 from sidecar.catalog import PROVIDERS, get_provider
 from sidecar.classify import Failure
 from sidecar.credentials import Credential
 from sidecar.errors import InvalidParams
+from sidecar.profiles import check_profile_id
 from sidecar.rotation import Action, Choice, ProviderStatus
 from sidecar.sources import env_credentials, kind_of_secret, load_environment
 from sidecar.store import Store, StoreData
@@ -25,6 +28,7 @@ from sidecar.store import Store, StoreData
 __all__ = ["KeyPool"]
 
 Clock = Callable[[], float]
+Saved = Literal["added", "updated", "unchanged"]
 MAX_KEY_LENGTH = 4096  # real keys and tokens are a few hundred characters at most
 USAGE_SAVE_INTERVAL = 5.0  # seconds between writes of plain usage counts
 
@@ -175,7 +179,35 @@ class KeyPool:
         with self.store.transaction() as data:
             rotation.reset(data.provider_state(provider))
 
-    # -- managing the pool -------------------------------------------------------
+    # -- writing credentials -------------------------------------------------------
+    #
+    # Every write of a credential (key add, key add --login, a login, a pasted token,
+    # an import) goes through _writing and _fresh_start: the new credential goes after
+    # the one in use (see sidecar.placement), and whatever the provider said about an
+    # earlier copy of it (rejected, cooling down, refused) is forgotten, since the user
+    # has just given it again.
+
+    @contextlib.contextmanager
+    def _writing(self, provider: str) -> Iterator[StoreData]:
+        with self.store.transaction() as data:
+            before = self.pool(provider, data)
+            yield data
+            st = data.provider_state(provider)
+            where = placement.keep_in_use(
+                before, self.credentials(provider, data), self.pool(provider, data), st
+            )
+            if where.order is not None:
+                data.set_order(provider, where.order)
+            if where.current != st.get("current"):
+                st["current"] = where.current
+
+    @staticmethod
+    def _fresh_start(data: StoreData, cred: Credential) -> None:
+        st = data.provider_state(cred.provider)
+        for section in rotation.PER_CREDENTIAL_VERDICTS:
+            section_doc = st.get(section)
+            if isinstance(section_doc, dict):
+                section_doc.pop(cred.state_key, None)
 
     def add_key(self, provider: str, secret: str) -> tuple[Credential, bool]:
         """Add a key (or static token) to the pool: (the pooled credential, whether it is new)."""
@@ -192,8 +224,15 @@ class KeyPool:
             source="pool",
             secret=secret,
         )
-        with self.store.transaction() as data:
-            return data.add_to_pool(cred)
+        return self.add_to_pool(cred)
+
+    def add_to_pool(self, cred: Credential) -> tuple[Credential, bool]:
+        """Add ``cred`` to its provider's pool: (the pooled credential, whether it is new)."""
+        get_provider(cred.provider)
+        with self._writing(cred.provider) as data:
+            pooled, new = data.add_to_pool(cred)
+            self._fresh_start(data, pooled)
+            return pooled, new
 
     def add_login(self, provider: str) -> tuple[Credential, bool]:
         """Add the provider's current login or token profile to the pool.
@@ -203,7 +242,7 @@ class KeyPool:
         stays usable; the profile is removed so the login is not in rotation twice.
         """
         get_provider(provider)
-        with self.store.transaction() as data:
+        with self._writing(provider) as data:
             logins = [c for c in data.profiles(provider) if c.kind in ("oauth", "token")]
             if not logins:
                 raise InvalidParams(
@@ -213,7 +252,54 @@ class KeyPool:
             login = max(logins, key=lambda c: c.expires_at or 0.0)
             pooled, new = data.add_to_pool(attrs.evolve(login, label=login.label or login.id))
             data.remove_profile(login.id)
+            self._fresh_start(data, pooled)
             return pooled, new
+
+    def save_profile(self, cred: Credential) -> Saved:
+        """Store ``cred`` as its profile, replacing the one of that name.
+
+        Refused (InvalidParams) when its name is not a valid profile name, or when the
+        same token is already saved as another profile: two names for one token would
+        rotate it twice and, for a login, spend one refresh token from two places.
+        """
+        get_provider(cred.provider)
+        check_profile_id(cred.provider, cred.id)
+        with self._writing(cred.provider) as data:
+            for other in data.profiles(cred.provider):
+                if other.id != cred.id and (
+                    other.secret == cred.secret
+                    or (cred.refresh is not None and other.refresh == cred.refresh)
+                ):
+                    raise InvalidParams(
+                        "profile", f"that token is already saved as profile {other.id}"
+                    )
+            old = data.get_profile(cred.id)
+            data.put_profile(cred)
+            self._fresh_start(data, cred)
+        return "added" if old is None else ("unchanged" if old == cred else "updated")
+
+    def save_login(self, cred: Credential) -> None:
+        """Store a new login as its profile (see :meth:`save_profile`)."""
+        self.save_profile(cred)
+
+    def set_order(self, provider: str, ids: list[str]) -> list[str]:
+        """Make ``ids`` the explicit order; every id ``status`` shows is accepted."""
+        get_provider(provider)
+        with self.store.transaction() as data:
+            known = {c.id for c in self.credentials(provider, data)}
+            unknown = [i for i in ids if i not in known]
+            if unknown:
+                # Ids are not secrets (a fingerprint at most), so naming them is safe.
+                raise InvalidParams(
+                    "ids", f"unknown {provider} credential id(s): {', '.join(unknown)}"
+                )
+            data.set_order(provider, ids)
+            return data.order(provider)
+
+    def clear_order(self, provider: str) -> None:
+        get_provider(provider)
+        with self.store.transaction() as data:
+            data.clear_order(provider)
 
     def remove(self, provider: str, *, fingerprint: str | None, index: int | None) -> Credential:
         """Remove a stored credential by fingerprint, id or 1-based pool index."""
@@ -248,19 +334,6 @@ class KeyPool:
 
     # -- logins --------------------------------------------------------------------
 
-    def save_login(self, cred: Credential) -> None:
-        """Store a new login as its profile, replacing the one of that name.
-
-        An OAuth login's rotation state is keyed by its id, so a rejection or
-        cooldown of the login it replaces would stick to it: both are cleared.
-        """
-        get_provider(cred.provider)
-        with self.store.transaction() as data:
-            data.put_profile(cred)
-            st = data.provider_state(cred.provider)
-            for section in ("cooldowns", "rejected"):
-                st.get(section, {}).pop(cred.state_key, None)
-
     def logout(self, provider: str, profile_id: str) -> Credential | None:
         """Remove the login (OAuth or token) profile ``profile_id``; None when there is none.
 
@@ -280,7 +353,7 @@ class KeyPool:
 def _forget(data: StoreData, cred: Credential) -> None:
     """Drop the rotation state of a credential that left the store."""
     st = data.provider_state(cred.provider)
-    for section in ("cooldowns", "rejected", "usage"):
+    for section in (*rotation.PER_CREDENTIAL_VERDICTS, "usage"):
         st.get(section, {}).pop(cred.state_key, None)
     if st.get("current") == cred.state_key:
         st["current"] = None

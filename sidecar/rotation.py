@@ -12,6 +12,7 @@ The state of one provider::
      "cooldowns": {state_key: {"until": epoch, "reason": "rateLimit", "failures": n,
                                "billing": bool, "message": str}},
      "rejected": {state_key: {"reason": "auth", "message": str, "at": epoch}},
+     "refused": {state_key: {"message": str, "at": epoch}},   # refused for its scope
      "usage": {state_key: {"requests": n, "failures": n, "lastUsed": epoch}}}
 
 A credential is known by its :attr:`Credential.state_key`, never its secret.
@@ -32,6 +33,8 @@ from sidecar.errors import AllRateLimited, CredentialRejected, NoCredentials
 
 __all__ = [
     "EXPIRING_WITHIN",
+    "PER_CREDENTIAL_VERDICTS",
+    "SCOPE_ADVICE",
     "Action",
     "CredentialStatus",
     "ProviderStatus",
@@ -49,7 +52,15 @@ __all__ = [
 
 EXPIRING_WITHIN = 24 * 3600.0  # a credential expiring sooner than this is "expiring"
 
-State = Literal["ok", "expiring", "expired", "coolingDown", "rejected"]
+State = Literal["ok", "expiring", "expired", "coolingDown", "rejected", "refused"]
+
+# The sections of the state that hold what the provider said about one credential.
+# Saving that credential again (a new login, a re-import, a re-pasted key) clears them.
+PER_CREDENTIAL_VERDICTS = ("cooldowns", "rejected", "refused")
+
+SCOPE_ADVICE = (
+    "a subscription login may only be usable in its vendor's own app: use an API key instead"
+)
 
 
 class Action(enum.Enum):
@@ -81,11 +92,12 @@ def order_credentials(
 
     Deduplicated by secret: the first place a secret appears wins.
     """
-    by_id = {c.id: c for c in (*pool, *profiles)}
+    # Environment ids (env:VAR) may be in the explicit order too: status shows them,
+    # so `auth order set` takes them.
+    by_id = {c.id: c for c in (*pool, *profiles, *env)}
     ordered = [by_id[i] for i in order if i in by_id]
     seen_ids = {c.id for c in ordered}
-    ordered += [c for c in (*pool, *profiles) if c.id not in seen_ids]
-    ordered += env
+    ordered += [c for c in (*pool, *profiles, *env) if c.id not in seen_ids]
     seen: set[str] = set()
     result = []
     for cred in ordered:
@@ -183,8 +195,7 @@ def choose(
         )
     if skipped:
         raise CredentialRejected(
-            f"every {provider} credential was refused for this use; a subscription login "
-            "may only be usable in its vendor's own app: use an API key instead",
+            f"every {provider} credential was refused for this use; {SCOPE_ADVICE}",
             {"provider": provider, "keys": len(pool)},
         )
     raise NoCredentials(
@@ -229,6 +240,9 @@ def record_failure(
             reject(pool, st, cred, failure.message, now)
             return Action.RETRY
         case FailureClass.SCOPE:
+            # Kept, and tried again by the next request; recorded so that status says
+            # why it did not answer even when another key did.
+            _section(st, "refused")[cred.state_key] = {"message": failure.message, "at": now}
             return Action.SKIP
         case _:
             return Action.RETURN
@@ -264,16 +278,17 @@ def record_success(st: dict[str, Any], cred: Credential, now: float) -> None:
     """``cred`` answered: it is current, cooled no more, and "(rotated)" clears."""
     record_usage(st, cred, now)
     _section(st, "cooldowns").pop(cred.state_key, None)
+    _section(st, "refused").pop(cred.state_key, None)
     st["current"] = cred.state_key
     st["rotated"] = False
 
 
 def reset(st: dict[str, Any]) -> None:
-    """Back to the first credential; cooldowns and rejections cleared."""
+    """Back to the first credential; cooldowns, rejections and refusals cleared."""
     st["current"] = None
     st["rotated"] = False
-    st["cooldowns"] = {}
-    st["rejected"] = {}
+    for section in PER_CREDENTIAL_VERDICTS:
+        st[section] = {}
 
 
 # -- status --------------------------------------------------------------------
@@ -306,12 +321,17 @@ class ProviderStatus:
 
 def credential_state(cred: Credential, st: dict[str, Any], now: float) -> CredentialStatus:
     rejected = _section(st, "rejected").get(cred.state_key)
+    refused = _section(st, "refused").get(cred.state_key)
     until = _cooldown_until(st, cred)
     state: State
     message = None
     if isinstance(rejected, dict):
         state = "rejected"
         message = str(rejected.get("message") or "rejected by the provider")
+    elif isinstance(refused, dict):
+        state = "refused"
+        said = str(refused.get("message") or "").strip().rstrip(".")
+        message = f"refused for this use ({said}); {SCOPE_ADVICE}" if said else SCOPE_ADVICE
     elif _is_expired(cred, now):
         state, message = "expired", "expired: replace it or log in again"
     elif until > now:
@@ -391,8 +411,15 @@ def provider_status(
         kind = StatusKind.WARNING
         text += " (rotated)"
         message = f"rotated to key {index + 1} of {size}"
-    elif any(s.state in ("expired", "expiring") for s in pool_states):
+    elif any(s.state in ("expired", "expiring", "refused") for s in pool_states):
         kind = StatusKind.WARNING
+    refused = [s for s in pool_states if s.state == "refused"]
+    if refused:
+        # The status bar's tooltip shows this message: a key refused for its scope
+        # is worth a word even while another key answers.
+        which = ", ".join(s.fingerprint for s in refused)
+        note = f"{which} refused for this use; {SCOPE_ADVICE}"
+        message = f"{message}; {note}" if message else note
     return ProviderStatus(provider, kind, text, index + 1, size, rotated, statuses, message)
 
 
@@ -401,6 +428,8 @@ def _single_text(only: CredentialStatus, now: float) -> tuple[StatusKind, str]:
         return StatusKind.WARNING, f"🔑 rate limited until {_clock_text(only.cooldown_until)}"
     if only.state == "expired":
         return StatusKind.ERROR, "🔑 expired"
+    if only.state == "refused":
+        return StatusKind.ERROR, "🔑 refused"
     if only.state == "expiring" and only.expires_at:
         hours = max(0, int((only.expires_at - now) // 3600))
         return StatusKind.WARNING, f"🔑 expires in {hours}h"

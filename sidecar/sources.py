@@ -11,8 +11,9 @@ Environment keys, per provider, in this priority (first wins, deduplicated):
 An optional ``.env`` file in the sidecar's home supplies variables to a
 sidecar started without the user's shell; the process environment wins.
 
-Imports copy pi's and Claude Code's stored credentials into our store. Their
-files are only ever read.
+Imports copy pi's and Claude Code's stored credentials into our store, through
+the key pool's one write path (so a re-import clears what the provider said about
+the old copy, and never moves the credential in use). Their files are only ever read.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sidecar import paths
 from sidecar.catalog import get_provider
 from sidecar.credentials import Credential, Kind
-from sidecar.store import Store
+from sidecar.errors import InvalidParams
+
+if TYPE_CHECKING:  # the key pool imports this module
+    from sidecar.keypool import KeyPool
 
 __all__ = [
     "EnvKeys",
@@ -123,7 +127,7 @@ def _env_cred(provider: str, var: str, secret: str) -> Credential:
 class ImportResult:
     id: str
     fingerprint: str
-    outcome: str  # "added" | "updated" | "unchanged"
+    outcome: str  # "added" | "updated" | "unchanged" | "skipped (…why…)"
 
 
 def _read_foreign(path: Path) -> Any:
@@ -135,15 +139,15 @@ def _read_foreign(path: Path) -> Any:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
 
 
-def _save_profile(store: Store, cred: Credential) -> ImportResult:
-    with store.transaction() as data:
-        old = data.get_profile(cred.id)
-        data.put_profile(cred)
-    outcome = "added" if old is None else ("unchanged" if old == cred else "updated")
+def _save_profile(keypool: KeyPool, cred: Credential) -> ImportResult:
+    try:
+        outcome: str = keypool.save_profile(cred)
+    except InvalidParams as exc:  # e.g. the same token is saved under another name
+        outcome = f"skipped ({exc.message.removeprefix('invalid params: profile: ')})"
     return ImportResult(cred.id, cred.fingerprint, outcome)
 
 
-def import_pi(store: Store, auth_path: Path, rotation_path: Path | None) -> list[ImportResult]:
+def import_pi(keypool: KeyPool, auth_path: Path, rotation_path: Path | None) -> list[ImportResult]:
     """pi's ``auth.json`` into profiles ``<provider>:pi``; ``key-rotation.json`` into the pool."""
     results = []
     auth = _read_foreign(auth_path)
@@ -166,32 +170,31 @@ def import_pi(store: Store, auth_path: Path, rotation_path: Path | None) -> list
         else:
             continue
         cred = Credential.from_record(f"{provider}:pi", "profile", record)
-        results.append(_save_profile(store, cred))
+        results.append(_save_profile(keypool, cred))
 
     if rotation_path is not None and rotation_path.exists():
         rotation = _read_foreign(rotation_path)
         keys = rotation.get("keys") if isinstance(rotation, dict) else None
         if not isinstance(keys, list):
             raise ValueError(f'{rotation_path}: expected {{"keys": [...]}}')
-        with store.transaction() as data:
-            for key in keys:
-                if isinstance(key, str) and key.strip():
-                    key = key.strip()
-                    cred = Credential(
-                        id="",
-                        provider="anthropic",
-                        kind=kind_of_secret("anthropic", key),
-                        source="pool",
-                        secret=key,
-                        label="imported from pi key rotation",
-                    )
-                    pooled, new = data.add_to_pool(cred)
-                    outcome = "added" if new else "unchanged"
-                    results.append(ImportResult(pooled.id, pooled.fingerprint, outcome))
+        for key in keys:
+            if isinstance(key, str) and key.strip():
+                key = key.strip()
+                cred = Credential(
+                    id="",
+                    provider="anthropic",
+                    kind=kind_of_secret("anthropic", key),
+                    source="pool",
+                    secret=key,
+                    label="imported from pi key rotation",
+                )
+                pooled, new = keypool.add_to_pool(cred)
+                outcome = "added" if new else "unchanged"
+                results.append(ImportResult(pooled.id, pooled.fingerprint, outcome))
     return results
 
 
-def import_claude_code(store: Store, path: Path) -> list[ImportResult]:
+def import_claude_code(keypool: KeyPool, path: Path) -> list[ImportResult]:
     """Claude Code's ``.credentials.json`` (``claudeAiOauth``) into ``anthropic:claude-code``."""
     doc = _read_foreign(path)
     oauth = doc.get("claudeAiOauth") if isinstance(doc, dict) else None
@@ -209,4 +212,4 @@ def import_claude_code(store: Store, path: Path) -> list[ImportResult]:
             "label": "imported from Claude Code",
         },
     )
-    return [_save_profile(store, cred)]
+    return [_save_profile(keypool, cred)]

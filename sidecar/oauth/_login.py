@@ -40,6 +40,7 @@ from sidecar.oauth._callback import CallbackServer, Outcome
 from sidecar.oauth._config import OAuthConfig, oauth_config
 from sidecar.oauth._pkce import PKCE, authorize_url, new_pkce, parse_pasted
 from sidecar.oauth._tokens import TokenClient
+from sidecar.profiles import profile_id
 
 if TYPE_CHECKING:
     import httpx
@@ -50,18 +51,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "paste"]
 EventKind = Literal["succeeded", "failed", "cancelled"]
-_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REMEMBERED = 32  # ended logins whose outcome a late loginComplete is told
-
-
-def profile_id(provider: str, profile: str | None) -> str:
-    name = "default" if profile is None else profile
-    if not _PROFILE.match(name):
-        raise InvalidParams(
-            "profile",
-            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-        )
-    return f"{provider}:{name}"
 
 
 @attrs.define(eq=False)

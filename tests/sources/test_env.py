@@ -65,9 +65,12 @@ def test_blank_values_are_ignored() -> None:
 
 
 def test_stored_credentials_come_before_the_environment(home: Path) -> None:
+    # Stored first, then the variable set: had the environment key been in use when
+    # they were added, they would go after it (adding never moves the key in use).
+    stored = KeyPool(Store(home), environ={})
+    stored.add_key("anthropic", "sk-ant-api03-storedxxxxxxxxxx")
+    stored.add_key("anthropic", "sk-ant-api03-envxxxxxxxxxxxxx")  # the same key, also stored
     keypool = KeyPool(Store(home), environ={"ANTHROPIC_API_KEY": "sk-ant-api03-envxxxxxxxxxxxxx"})
-    keypool.add_key("anthropic", "sk-ant-api03-storedxxxxxxxxxx")
-    keypool.add_key("anthropic", "sk-ant-api03-envxxxxxxxxxxxxx")  # the same key, also stored
     creds = keypool.credentials("anthropic")
     assert [c.source for c in creds] == ["pool", "pool"]
 

@@ -43,7 +43,7 @@ def test_pi_auth_and_key_rotation(
     rotation.write_text(json.dumps({"keys": pooled}))
     before = auth.read_bytes(), rotation.read_bytes()
 
-    results = import_pi(keypool.store, auth, rotation)
+    results = import_pi(keypool, auth, rotation)
 
     assert [(r.id, r.outcome) for r in results[:2]] == [
         ("anthropic:pi", "added"),
@@ -57,7 +57,7 @@ def test_pi_auth_and_key_rotation(
     assert keypool.status("anthropic").text == "🔑 1/3"
     assert (auth.read_bytes(), rotation.read_bytes()) == before  # read-only
 
-    again = import_pi(keypool.store, auth, rotation)
+    again = import_pi(keypool, auth, rotation)
     assert {r.outcome for r in again} == {"unchanged"}
 
 
@@ -80,7 +80,7 @@ def test_claude_code_credentials(
         )
     )
     before = path.read_bytes()
-    [result] = import_claude_code(keypool.store, path)
+    [result] = import_claude_code(keypool, path)
     assert (result.id, result.outcome) == ("anthropic:claude-code", "added")
     [cred] = keypool.credentials("anthropic")
     assert (cred.kind, cred.secret, cred.refresh) == ("oauth", access, refresh)
@@ -97,9 +97,9 @@ def test_bad_claude_code_file_is_a_clear_error(
     path = tmp_path / ".credentials.json"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
-        import_claude_code(keypool.store, path)
+        import_claude_code(keypool, path)
 
 
 def test_missing_file_names_its_path(tmp_path: Path, keypool: KeyPool) -> None:
     with pytest.raises(FileNotFoundError, match=r"auth\.json"):
-        import_pi(keypool.store, tmp_path / "auth.json", None)
+        import_pi(keypool, tmp_path / "auth.json", None)
