@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from sidecar.classify import FailureClass
+from sidecar.attempts import Tally
 from sidecar.credentials import Credential
 from sidecar.errors import (
     AllRateLimited,
@@ -59,8 +59,8 @@ class Failover:
         self.refreshed: set[str] = set()  # logins refreshed once already after a 401
         self.retry_now: Credential | None = None  # a just-refreshed login, retried at once
         self.login_error: LoginError | None = None  # why a login could not be refreshed
-        self.evicted = False  # this request saw a credential rejected as invalid
-        self.last_reason = ""  # the provider's last complaint, for restart deltas and errors
+        self.tally = Tally(provider)  # what each credential tried ran into: the final error
+        self.last_reason = ""  # the provider's last complaint, for restart deltas
         self.attempts = 0
         self.network_failures = 0
         self.max_attempts = 2 * len(keypool.pool(provider)) + NETWORK_RETRIES + 2
@@ -82,6 +82,7 @@ class Failover:
                     self.pinned = fresh
                 return fresh
             self.login_error = fresh
+            self.tally.login_failed(cred, fresh)
             self.on_status(self.provider)
             if self.pinned is not None:
                 raise fresh
@@ -95,24 +96,13 @@ class Failover:
             except AllRateLimited as exc:
                 wait = exc.retry_at - self.keypool.clock()
                 if time.monotonic() + wait > self.deadline:
-                    raise
+                    raise self.tally.give_up(exc) from None
                 await asyncio.sleep(max(wait, 0.0) + 0.01)
                 continue
             except (CredentialRejected, NoCredentials) as exc:
-                if self.login_error is not None:
-                    raise self.login_error from None  # the login's own error says what to do
-                if isinstance(exc, NoCredentials) and self.evicted:
-                    # This request used up the pool: say why, not "add a key".
-                    raise CredentialRejected(
-                        f"every {self.provider} credential was rejected; "
-                        f"{self.provider} said: {self.last_reason}",
-                        {"provider": self.provider, "keys": 0},
-                    ) from None
-                if isinstance(exc, CredentialRejected) and self.skip and self.last_reason:
-                    # Every credential refused for its scope: quote the provider's words.
-                    message = f"{exc.message}. {self.provider} said: {self.last_reason}"
-                    raise CredentialRejected(message, exc.data) from None
-                raise
+                # The pool now says what is left; the user needs what happened: the
+                # last attempt's error, counting the credentials this request tried.
+                raise self.tally.give_up(exc) from None
             if choice.rotated:
                 self.on_status(self.provider)  # a rotation inside acquire shows at once
             return choice.credential
@@ -151,6 +141,7 @@ class Failover:
             if self.network_failures > NETWORK_RETRIES:
                 raise upstream_error(self.provider, exc) from None
             return
+        self.tally.failed(cred, exc.failure)
         action = self.keypool.report_failure(cred, exc.failure)
         if action is Action.REFRESH:
             renewed = await self._refresh(cred, exc)
@@ -161,11 +152,10 @@ class Failover:
                     self.retry_now = renewed
                 return
             self.login_error = renewed
+            self.tally.login_failed(cred, renewed)
             if not is_permanent(renewed):
                 self.skip.add(cred.state_key)
             action = Action.RETRY  # rotate on to the next credential
-        if exc.failure.failure_class is FailureClass.AUTH and action is Action.RETRY:
-            self.evicted = True
         self.on_status(self.provider)
         if self.pinned is not None and self.login_error is not None:
             raise self.login_error from None
