@@ -6,7 +6,11 @@ answers at once with the URL to open; it then ends exactly once, by
 - the loopback callback (mode ``auto``), or a pasted ``code#state`` /
   redirect URL / ``code=…&state=…`` (either mode): the code is exchanged for
   tokens and saved as the profile ``<provider>:<profile>``;
-- ``cancel``; or the timeout (five minutes unless ``LLM_SIDECAR_OAUTH_TIMEOUT``).
+- ``cancel``; or the timeout (five minutes unless ``LLM_SIDECAR_OAUTH_TIMEOUT``);
+- or a new login for the same provider and profile, which supersedes it: the old
+  one ends (reason ``superseded``) and its callback port is closed before the new
+  one listens, so the new one gets the usual port and the two never race to
+  write one profile.
 
 The outcome is reported to ``on_event`` (the server turns it into status
 notifications) and to whoever awaits :meth:`LoginManager.wait` (the CLI).
@@ -118,10 +122,12 @@ class LoginManager:
         config = oauth_config(provider, self.keypool.env)
         if mode not in (None, "auto", "paste"):
             raise InvalidParams("mode", 'must be "auto" or "paste"')
+        pid = profile_id(provider, profile)
+        await self._supersede(provider, pid)
         login = Login(
             id=f"l-{secrets.token_hex(6)}",
             provider=provider,
-            profile_id=profile_id(provider, profile),
+            profile_id=pid,
             mode="paste" if mode == "paste" else "auto",
             config=config,
             pkce=new_pkce(),
@@ -139,6 +145,20 @@ class LoginManager:
         login.timer = asyncio.get_running_loop().call_later(config.timeout, self._time_out, login)
         log.info("login %s to %s started (%s)", login.id, provider, login.mode)
         return login
+
+    async def _supersede(self, provider: str, pid: str) -> None:
+        """End the pending logins of this profile, and free their callback ports."""
+        for old in [x for x in self._logins.values() if x.profile_id == pid]:
+            err = _error(
+                old,
+                f"this login was superseded by a new login to {provider} (profile {pid}): "
+                "finish that one instead",
+                "superseded",
+            )
+            message = f"login to {provider} superseded by a new login for profile {pid}"
+            self._end(old, "cancelled", message, error=err)
+            if old.callback is not None:
+                await old.callback.close()
 
     async def _listen(self, login: Login) -> None:
         """Open the loopback callback, or fall back to paste (see the module's rules)."""
