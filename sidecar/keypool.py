@@ -232,7 +232,12 @@ class KeyPool:
         with self._writing(cred.provider) as data:
             pooled, new = data.add_to_pool(cred)
             self._fresh_start(data, pooled)
-            return pooled, new
+        # The same secret may be shown under another id that comes first (an environment
+        # key in use): answer with the credential as status shows it.
+        shown = next(
+            (c for c in self.credentials(cred.provider) if c.secret == pooled.secret), None
+        )
+        return shown or pooled, new
 
     def add_login(self, provider: str) -> tuple[Credential, bool]:
         """Add the provider's current login or token profile to the pool.
