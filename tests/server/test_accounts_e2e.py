@@ -156,6 +156,11 @@ async def test_adding_a_key_keeps_the_credential_in_use_and_its_number(
         after = await editor.request("sidecar/stream", ask())
         assert after["credential"]["id"] == "env:ANTHROPIC_API_KEY"
 
+        # The key in use stored as well: shown once, under the id it is in use by.
+        same = await editor.request("sidecar/keyAdd", {"provider": "anthropic", "key": in_use})
+        assert same["credential"]["id"] == "env:ANTHROPIC_API_KEY"
+        assert same["status"]["text"] == "🔑 1/2"
+
         # A login pasted later goes after both.
         token = make_key("sk-ant-oat01-")
         fake.script(token, [], default=ANSWER)
