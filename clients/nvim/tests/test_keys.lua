@@ -55,10 +55,10 @@ H.test(":LlmKeyAdd reads the key with inputsecret and adds it: 🔑 1/3", functi
       H.not_contains(vim.fn.histget(hist, i), KEY3, hist .. " history")
     end
   end
-  -- pool entries come before environment keys (DESIGN.md, rotation order)
+  -- adding a key never moves the one in use: the new key goes after it (issue 11, item 15)
   local view = open_status()
-  H.contains(view, "▶ 1. " .. FP3 .. "  api_key  pool  ok", "status view")
-  H.contains(view, "3. " .. FP2 .. "  api_key  env  ok", "status view")
+  H.contains(view, "▶ 1. " .. FP1 .. "  api_key  env  ok", "status view")
+  H.contains(view, "3. " .. FP3 .. "  api_key  pool  ok", "status view")
 end)
 
 H.test("adding the same key again says so and changes nothing", function()
