@@ -83,7 +83,11 @@ describe("sidecar over stdio", () => {
     const list = await sc.api.keyList("anthropic");
     assert.equal(list.provider, "anthropic");
     assert.equal(list.credentials.length, 3);
-    assert.equal(list.credentials[0].source, "pool");
+    // The key added while an env key was in use goes after it: the one in use stays first.
+    assert.deepEqual(
+      list.credentials.map((c) => c.source),
+      ["env", "env", "pool"],
+    );
     assertNoSecrets(list);
   });
 
