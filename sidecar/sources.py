@@ -30,6 +30,7 @@ from sidecar import paths
 from sidecar.catalog import get_provider
 from sidecar.credentials import Credential, Kind
 from sidecar.errors import InvalidParams
+from sidecar.store.envfile import read_env_file
 
 if TYPE_CHECKING:  # the key pool imports this module
     from sidecar.keypool import KeyPool
@@ -67,10 +68,15 @@ def parse_env_file(text: str) -> dict[str, str]:
 
 
 def load_environment(home: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """The process environment over the home's ``.env`` file."""
-    try:
-        text = (home / paths.ENV_FILE).read_text()
-    except (OSError, UnicodeDecodeError):
+    """The process environment over the home's ``.env`` file.
+
+    The home is made private (or refused) first: a ``.env`` in a directory others can
+    write to could point the keys at any host. A ``.env`` that cannot be read safely
+    (not a regular file, too large, not text) is skipped; ``status`` says why.
+    """
+    paths.secure_home(home)
+    text = read_env_file(home).text
+    if text is None:
         return dict(environ)
     return {**parse_env_file(text), **environ}
 
