@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.fake import FakeProvider, Reply, Text
 from tests.conftest import leaked
 from tests.reliability.support import RawServer
 from tests.server.conftest import server_env
@@ -374,3 +375,27 @@ def test_over_stdio_a_linked_lock_is_a_clear_error_and_a_reported_problem(
     finally:
         server.close()
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_prices_file_that_is_a_fifo_does_not_stall_a_stream(
+    tmp_path: Path, make_key: Callable[..., str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    make_fifo(home / "prices.json")
+    key = make_key()
+    with FakeProvider() as fake:
+        fake.script(key, [], default=Reply([Text("hi")]))
+        server = RawServer(home, env={"ANTHROPIC_BASE_URL": fake.url})
+        try:
+            server.initialize()
+            server.request("sidecar/keyAdd", {"provider": "anthropic", "key": key})
+            stream = {
+                "provider": "anthropic",
+                "model": "claude-sonnet-4-5",
+                "maxTokens": 16,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            assert server.request("sidecar/stream", stream)["result"]["text"] == "hi"
+        finally:
+            server.close()
