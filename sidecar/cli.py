@@ -382,7 +382,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             except OSError as exc:
                 print(f"could not fix: {exc}")
         bad += 1
-        print(f"problem: {finding.text}" + (" (run with --fix)" if finding.repair else ""))
+        print(f"problem: {finding.text}")  # each names its fix
     try:
         keypool = KeyPool(store)
         cleartext = [*cleartext_base_urls(keypool.env), *cleartext_token_urls(keypool.env)]

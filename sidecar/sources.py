@@ -19,6 +19,7 @@ the old copy, and never moves the credential in use). Their files are only ever 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +46,8 @@ __all__ = [
     "load_environment",
     "parse_env_file",
 ]
+
+log = logging.getLogger(__name__)
 
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -75,10 +78,12 @@ def load_environment(home: Path, environ: Mapping[str, str]) -> dict[str, str]:
     (not a regular file, too large, not text) is skipped; ``status`` says why.
     """
     paths.secure_home(home)
-    text = read_env_file(home).text
-    if text is None:
+    env_file = read_env_file(home)
+    if env_file.problem:
+        log.warning("%s", env_file.problem)
+    if env_file.text is None:
         return dict(environ)
-    return {**parse_env_file(text), **environ}
+    return {**parse_env_file(env_file.text), **environ}
 
 
 def kind_of_secret(provider: str, secret: str) -> Kind:

@@ -71,10 +71,8 @@ class Store:
         try:
             with self._locked():
                 return self._load("set_aside")[0]
-        except StoreError as exc:
-            data = self._load("report")[0]
-            data.problems.append(f"corrupt files not set aside: {exc.message}")
-            return data
+        except StoreError:  # the reason is a finding of its own (lock_problem, the home)
+            return self._load("report")[0]
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreData]:
@@ -116,7 +114,10 @@ class Store:
                 if corrupt == "raise":
                     raise
                 if corrupt == "report":
-                    data.problems.append(f"{exc.path}: {exc.problem}")
+                    data.problems.append(
+                        f"{exc.path}: {exc.problem}; not set aside while the store cannot"
+                        " be locked; nothing is written over it"
+                    )
                     continue
                 try:
                     moved = set_aside(path)

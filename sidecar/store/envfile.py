@@ -7,7 +7,6 @@ for ``status``, ``sidecar/status`` and ``doctor`` to report.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import attrs
@@ -16,8 +15,6 @@ from sidecar import paths
 from sidecar.store.safefile import read_capped
 
 __all__ = ["EnvFile", "read_env_file"]
-
-log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -33,15 +30,10 @@ def read_env_file(home: Path) -> EnvFile:
     except OSError as exc:
         # NotRegularFile and TooLarge word themselves; others (EACCES) need the path.
         reason = str(exc) if exc.strerror is None else f"cannot read {path}: {exc.strerror}"
-        return _refused(f"{reason}: not read; make it a regular file of KEY=value lines")
+        return EnvFile(None, f"{reason}: not read; make it a regular file of KEY=value lines")
     if raw is None:
         return EnvFile(None)
     try:
         return EnvFile(raw.decode())
     except UnicodeDecodeError:
-        return _refused(f"{path} is not UTF-8 text: not read; fix or remove it")
-
-
-def _refused(problem: str) -> EnvFile:
-    log.warning("%s", problem)
-    return EnvFile(None, problem)
+        return EnvFile(None, f"{path} is not UTF-8 text: not read; fix or remove it")
