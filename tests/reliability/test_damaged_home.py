@@ -28,10 +28,13 @@ import pytest
 
 from sidecar.fake import FakeProvider, Reply, Text
 from tests.conftest import leaked
-from tests.reliability.support import RawServer
+from tests.reliability.support import RawServer, peak_rss
 from tests.server.conftest import server_env
 
-MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of address space for one CLI run
+MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of address space for one CLI run or server
+# What a server may hold at its peak (VmHWM): about 40 MiB at rest, plus one file at the
+# 16 MiB read cap and its parse, with room to spare. Reading /dev/zero blows past it.
+RSS_CAP = 160 * 1024 * 1024
 COMMAND_TIMEOUT = 30  # seconds: only to turn a hang into a failure
 
 
@@ -333,6 +336,7 @@ STDIO_CASES: dict[str, Callable[[Path], None]] = {
     "fifo": lambda home: make_fifo(home / "credentials.json"),
     "dev-zero": lambda home: link_to_dev_zero(home / "state.json"),
     "env-fifo": lambda home: make_fifo(home / ".env"),
+    "huge-pool": lambda home: huge_sparse_file(home / "pool.json"),
 }
 
 
@@ -343,7 +347,7 @@ def test_over_stdio_the_server_reports_and_keeps_serving(
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     STDIO_CASES[case](home)
-    server = RawServer(home)
+    server = RawServer(home, memory_limit=MEMORY_LIMIT)
     try:
         server.initialize()
         status = server.request("sidecar/status", {})
@@ -354,6 +358,7 @@ def test_over_stdio_the_server_reports_and_keeps_serving(
         again = server.request("sidecar/status", {})["result"]
         assert again["providers"][0]["size"] == 1
         assert again["problems"]
+        assert peak_rss(server.proc.pid) < RSS_CAP
     finally:
         server.close()
     assert not leaked(server.raw_out.decode(errors="replace"))
@@ -365,7 +370,7 @@ def test_over_stdio_a_linked_lock_is_a_clear_error_and_a_reported_problem(
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     (home / ".lock").symlink_to(tmp_path / "elsewhere")
-    server = RawServer(home)
+    server = RawServer(home, memory_limit=MEMORY_LIMIT)
     try:
         server.initialize()
         added = server.request("sidecar/keyAdd", {"provider": "anthropic", "key": make_key()})
@@ -386,7 +391,7 @@ def test_a_prices_file_that_is_a_fifo_does_not_stall_a_stream(
     key = make_key()
     with FakeProvider() as fake:
         fake.script(key, [], default=Reply([Text("hi")]))
-        server = RawServer(home, env={"ANTHROPIC_BASE_URL": fake.url})
+        server = RawServer(home, env={"ANTHROPIC_BASE_URL": fake.url}, memory_limit=MEMORY_LIMIT)
         try:
             server.initialize()
             server.request("sidecar/keyAdd", {"provider": "anthropic", "key": key})
