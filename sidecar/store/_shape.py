@@ -11,6 +11,7 @@ reported when read, and carried through unchanged when the file is written.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "shape_problem"]
@@ -20,6 +21,14 @@ __all__ = ["MAX_DEPTH", "shape_problem"]
 MAX_DEPTH = 64
 
 _NUMBER = (int, float)
+
+# A name read from a damaged file goes into messages only when it looks like a provider:
+# whatever else it is (a key pasted as a name, say) must not reach status or a log.
+_SHOWN_NAME = re.compile(r"[a-z][a-z0-9_-]{0,23}")
+
+
+def _name(key: str) -> str:
+    return key if _SHOWN_NAME.fullmatch(key) else "…"
 
 
 def shape_problem(name: str, doc: dict[str, Any]) -> str | None:
@@ -68,7 +77,7 @@ def _credentials(doc: dict[str, Any]) -> str | None:
         return problem
     for provider, ids in order.items():
         if not isinstance(ids, list):
-            return f'"order.{provider}" is {_kind(ids)}, expected an array'
+            return f'"order.{_name(provider)}" is {_kind(ids)}, expected an array'
     return None
 
 
@@ -78,7 +87,7 @@ def _pool(doc: dict[str, Any]) -> str | None:
         return problem
     for provider, entries in pools.items():
         if not isinstance(entries, list):
-            return f'"pools.{provider}" is {_kind(entries)}, expected an array'
+            return f'"pools.{_name(provider)}" is {_kind(entries)}, expected an array'
     return None
 
 
@@ -95,7 +104,7 @@ def _state(doc: dict[str, Any]) -> str | None:
     if problem:
         return problem
     for provider, st in providers.items():
-        where = f"providers.{provider}"
+        where = f"providers.{_name(provider)}"
         if not isinstance(st, dict):
             return f'"{where}" is {_kind(st)}, expected an object'
         for section, numbers in _SECTIONS.items():

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.fake import FakeProvider, Reply, Text
-from tests.conftest import leaked
+from tests.conftest import TEST_SECRETS, leaked
 from tests.reliability.support import RawServer, peak_rss
 from tests.server.conftest import server_env
 
@@ -97,6 +97,7 @@ def wrong_shapes(key: str) -> dict[str, tuple[str, object]]:
                 "order": {"anthropic": "anthropic:work"},
             },
         ),
+        "a-key-as-a-provider-name": ("pool.json", {"version": 1, "pools": {key.lower(): {}}}),
         "a-state-section-is-a-list": (
             "state.json",
             {"version": 1, "providers": {"anthropic": {"cooldowns": []}}},
@@ -109,6 +110,7 @@ def wrong_shapes(key: str) -> dict[str, tuple[str, object]]:
     [
         "pools-is-a-list",
         "one-pool-is-an-object",
+        "a-key-as-a-provider-name",
         "profiles-is-a-list",
         "order-is-a-string",
         "a-state-section-is-a-list",
@@ -119,6 +121,7 @@ def test_a_document_of_the_wrong_shape_is_kept_reported_and_never_overwritten(
 ) -> None:
     home = tmp_path / "home"
     key = make_key()
+    TEST_SECRETS.add(key.lower())  # a name read from the file is never echoed if key-like
     name, doc = wrong_shapes(key)[case]
     home.mkdir(mode=0o700)
     content = json.dumps(doc).encode()
