@@ -86,16 +86,11 @@ def check_exit_code(statuses: Sequence[ProviderStatus]) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from sidecar import protocol
+    from sidecar.store.health import problem_texts
 
     keypool = _keypool()
     statuses = keypool.status_all([args.provider] if args.provider else None)
-    problems = keypool.store.read().problems + [
-        f"{p}: corrupt file set aside" for p in keypool.store.set_aside_files()
-    ]
-    problems += [
-        f"{path} is readable by others (mode {mode:o}): run `llm-sidecar doctor --fix`"
-        for path, mode, _ in keypool.store.permission_problems()
-    ]
+    problems = problem_texts(keypool.store)
     if args.json:
         result = protocol.StatusResult([protocol.provider_state(s) for s in statuses], problems)
         print(json.dumps(protocol.to_wire(result), indent=2, ensure_ascii=False))
@@ -366,42 +361,50 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from sidecar.catalog import PROVIDERS
+    from sidecar.errors import SidecarError
+    from sidecar.keypool import KeyPool
     from sidecar.oauth._config import cleartext_token_urls
     from sidecar.providers._config import INSECURE_HTTP_ENV, cleartext_base_urls
     from sidecar.sources import env_credentials
+    from sidecar.store import Store
+    from sidecar.store.health import findings
 
-    keypool = _keypool()
-    store = keypool.store
+    # Each check stands alone: doctor is what the user runs when something is broken,
+    # so one broken thing must not hide the others, nor crash it.
+    store = Store.default()
     bad = 0
-    print(f"home: {store.home}" + ("" if store.home.is_dir() else " (not created yet)"))
-    for path, mode, wanted in store.permission_problems():
-        if args.fix:
-            path.chmod(wanted)
-            print(f"fixed: {path} was mode {mode:o}, now {wanted:o}")
-        else:
-            bad += 1
-            print(f"problem: {path} is mode {mode:o}, should be {wanted:o} (run with --fix)")
-    for problem in store.read().problems:
+    print(f"home: {store.home}" + ("" if store.home.exists() else " (not created yet)"))
+    for finding in findings(store):
+        if args.fix and finding.repair is not None:
+            try:
+                print(f"fixed: {finding.repair()}")
+                continue
+            except OSError as exc:
+                print(f"could not fix: {exc}")
         bad += 1
-        print(f"problem: {problem}")
-    for path in store.set_aside_files():
+        print(f"problem: {finding.text}")  # each names its fix
+    try:
+        keypool = KeyPool(store)
+        cleartext = [*cleartext_base_urls(keypool.env), *cleartext_token_urls(keypool.env)]
+        for why, allowed in cleartext:
+            if allowed:
+                print(f"warning: {why.partition('; use')[0]} (allowed by {INSECURE_HTTP_ENV}=1)")
+            else:
+                bad += 1
+                print(f"problem: {why}")
+        for name in PROVIDERS:
+            for cred in env_credentials(name, keypool.env).credentials:
+                print(f"environment: {cred.id[4:]} = {cred.fingerprint} ({name})")
+        for status in keypool.status_all():
+            for c in status.credentials:
+                if c.state in ("expired", "rejected", "expiring"):
+                    bad += c.state != "expiring"
+                    print(
+                        f"{c.state}: {status.provider} {c.fingerprint} ({c.id}) {c.message or ''}"
+                    )
+    except SidecarError as exc:
         bad += 1
-        print(f"problem: {path} is a corrupt file set aside; inspect it, then delete it")
-    cleartext = [*cleartext_base_urls(keypool.env), *cleartext_token_urls(keypool.env)]
-    for why, allowed in cleartext:
-        if allowed:
-            print(f"warning: {why.partition('; use')[0]} (allowed by {INSECURE_HTTP_ENV}=1)")
-        else:
-            bad += 1
-            print(f"problem: {why}")
-    for name in PROVIDERS:
-        for cred in env_credentials(name, keypool.env).credentials:
-            print(f"environment: {cred.id[4:]} = {cred.fingerprint} ({name})")
-    for status in keypool.status_all():
-        for c in status.credentials:
-            if c.state in ("expired", "rejected", "expiring"):
-                bad += c.state != "expiring"
-                print(f"{c.state}: {status.provider} {c.fingerprint} ({c.id}) {c.message or ''}")
+        print(f"problem: {exc.message}")
     print("all good" if not bad else f"{bad} problem(s)")
     return 1 if bad else 0
 

@@ -156,10 +156,14 @@ def _user_prices(home: Path | None) -> dict[str, Price]:
     cached = _cache.get(path)
     if cached is not None and cached[0] == stamp:
         return cached[1]
+    from sidecar.store.safefile import read_capped  # the store loads with the key pool
+
     prices: dict[str, Price] = {}
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        # The one safe reader of the home's files: a FIFO or a link to /dev/zero
+        # here would otherwise hang or exhaust every stream's cost line.
+        document = json.loads((read_capped(path) or b"").decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
         # A broken override must not break streaming: the built-in prices still apply.
         _log.warning("%s is not readable JSON (%s); using built-in prices", path, exc)
         document = {}

@@ -254,10 +254,10 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
         params = protocol.parse_params(protocol.StatusParams, raw)
         names = [_provider(params.provider)] if params.provider else None
+        from sidecar.store.health import problem_texts
+
         statuses = server.keypool.status_all(names)
-        problems = server.keypool.store.read().problems + [
-            f"{p}: corrupt file set aside" for p in server.keypool.store.set_aside_files()
-        ]
+        problems = problem_texts(server.keypool.store)
         result = protocol.StatusResult([protocol.provider_state(s) for s in statuses], problems)
         return protocol.to_wire(result)
 

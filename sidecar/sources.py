@@ -19,6 +19,7 @@ the old copy, and never moves the credential in use). Their files are only ever 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from sidecar import paths
 from sidecar.catalog import get_provider
 from sidecar.credentials import Credential, Kind
 from sidecar.errors import InvalidParams
+from sidecar.store.envfile import read_env_file
 
 if TYPE_CHECKING:  # the key pool imports this module
     from sidecar.keypool import KeyPool
@@ -44,6 +46,8 @@ __all__ = [
     "load_environment",
     "parse_env_file",
 ]
+
+log = logging.getLogger(__name__)
 
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -67,12 +71,19 @@ def parse_env_file(text: str) -> dict[str, str]:
 
 
 def load_environment(home: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """The process environment over the home's ``.env`` file."""
-    try:
-        text = (home / paths.ENV_FILE).read_text()
-    except (OSError, UnicodeDecodeError):
+    """The process environment over the home's ``.env`` file.
+
+    The home is made private (or refused) first: a ``.env`` in a directory others can
+    write to could point the keys at any host. A ``.env`` that cannot be read safely
+    (not a regular file, too large, not text) is skipped; ``status`` says why.
+    """
+    paths.secure_home(home)
+    env_file = read_env_file(home)
+    if env_file.problem:
+        log.warning("%s", env_file.problem)
+    if env_file.text is None:
         return dict(environ)
-    return {**parse_env_file(text), **environ}
+    return {**parse_env_file(env_file.text), **environ}
 
 
 def kind_of_secret(provider: str, secret: str) -> Kind:

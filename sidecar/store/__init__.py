@@ -5,8 +5,12 @@ and change only inside :meth:`Store.transaction`, which holds one
 cross-process lock, re-reads the files inside it, and atomically writes back
 the ones that changed. Reads outside a transaction need no lock.
 
-A corrupt file is set aside as ``<name>.corrupt-<time>`` (never overwritten),
-reported in ``problems``, and treated as empty; the other files keep working.
+Anything at a file's path the store cannot use (not JSON, the wrong shape, too
+large, a FIFO, a device, a link to one) is set aside as ``<name>.corrupt-<time>``
+before anything is written, byte for byte (a link as a link), reported in
+``problems``, and treated as empty; the other files keep working. A file that
+cannot be read at all (permission denied) is not moved: it is reported, and any
+change to it is refused, so it is never replaced by an empty one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from filelock import FileLock, Timeout
 
@@ -29,17 +34,23 @@ from sidecar.store._jsonfile import (
     set_aside,
     write_json_atomic,
 )
+from sidecar.store.safefile import kind_of
 
 __all__ = ["Store", "StoreData"]
 
 _FILES = (paths.CREDENTIALS_FILE, paths.POOL_FILE, paths.STATE_FILE)
 LOCK_TIMEOUT = 15.0  # seconds; every hold is a few milliseconds of file I/O
 
+# What _load does with a corrupt file: raise (a lock-free read, to retry under the
+# lock), set it aside (under the lock), or only report it (when the lock is unusable).
+Corrupt = Literal["raise", "set_aside", "report"]
+
 
 class Store:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._lock: FileLock | None = None
+        self._home_checked = False
 
     @classmethod
     def default(cls) -> Store:
@@ -49,59 +60,95 @@ class Store:
 
     def read(self) -> StoreData:
         """A snapshot of the three documents, without taking the lock."""
+        self.check_home()
         try:
-            return self._load()
+            return self._load("raise")[0]
         except CorruptFile:
-            # Setting the file aside changes the directory: do it under the lock,
-            # where _load re-checks it.
+            pass
+        # Setting the file aside changes the directory: do it under the lock, where
+        # _load re-checks it. Should the lock be unusable, still answer (status must
+        # work to say what is wrong), moving nothing.
+        try:
             with self._locked():
-                return self._load(set_aside_corrupt=True)
+                return self._load("set_aside")[0]
+        except StoreError:  # the reason is a finding of its own (lock_problem, the home)
+            return self._load("report")[0]
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreData]:
         """Lock, re-read, let the caller change the data, write what changed."""
         with self._locked():
-            data = self._load(set_aside_corrupt=True)
+            data, unreadable = self._load("set_aside")
             before = data.fingerprints()
             yield data
             after = data.fingerprints()
             docs = (data.credentials, data.pool_doc, data.state)
-            if before != after:
+            changed = [
+                i for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new
+            ]
+            for i in changed:
+                # Its content is unknown, so what we hold is not it: writing would
+                # replace it. Checked before the first write: all or nothing.
+                if _FILES[i] in unreadable:
+                    raise StoreError(f"{unreadable[_FILES[i]]}; nothing was saved")
+            if changed:
                 # A writer killed mid-write left its temporary file: nobody else can be
                 # writing now (we hold the lock), so any one here is stale.
                 remove_stale_temp_files(self.home, _FILES)
-            for name, old, new, doc in zip(_FILES, before, after, docs, strict=True):
-                if old != new:
-                    try:
-                        write_json_atomic(self.home / name, doc)
-                    except OSError as exc:
-                        raise StoreError(
-                            f"cannot write {self.home / name}: {exc.strerror}"
-                        ) from exc
+            for i in changed:
+                path = self.home / _FILES[i]
+                try:
+                    write_json_atomic(path, docs[i])
+                except OSError as exc:
+                    raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
 
-    def _load(self, set_aside_corrupt: bool = False) -> StoreData:
+    def _load(self, corrupt: Corrupt) -> tuple[StoreData, dict[str, str]]:
+        """The documents, and the files that could not be read at all (name → why)."""
         data = StoreData()
+        unreadable: dict[str, str] = {}
         for name, attr in zip(_FILES, ("credentials", "pool_doc", "state"), strict=True):
             path = self.home / name
             try:
                 doc = read_json(path)
             except CorruptFile as exc:
-                if not set_aside_corrupt:
+                if corrupt == "raise":
                     raise
-                moved = set_aside(path)
-                data.problems.append(f"{exc.path}: {exc.problem}; set aside as {moved.name}")
+                if corrupt == "report":
+                    data.problems.append(
+                        f"{exc.path}: {exc.problem}; not set aside while the store cannot"
+                        " be locked; nothing is written over it"
+                    )
+                    continue
+                try:
+                    moved = set_aside(path)
+                except OSError as err:
+                    # Left where it is, it must not be overwritten: stop here.
+                    raise StoreError(
+                        f"{path}: {exc.problem}, and it cannot be set aside: {err.strerror}"
+                    ) from err
+                data.problems.append(
+                    f"{exc.path}: {exc.problem}; set aside as {moved.name}: inspect it,"
+                    " then delete it"
+                )
                 continue
             except OSError as exc:
-                raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+                why = f"cannot read {path}: {exc.strerror}; fix its owner or mode"
+                unreadable[name] = why
+                data.problems.append(why)
+                continue
             if doc is not None:
                 setattr(data, attr, doc)
-        return data
+        return data, unreadable
 
     # -- locking ----------------------------------------------------------------
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.ensure_home()
+        self.check_home()
+        problem = self.lock_problem()
+        if problem:
+            raise StoreError(problem)
         if self._lock is None:
             # fcntl-based: a lock held by a process that died is released by the kernel.
             self._lock = FileLock(self.home / paths.LOCK_FILE, timeout=LOCK_TIMEOUT, mode=0o600)
@@ -112,6 +159,33 @@ class Store:
             raise StoreError(
                 f"the store at {self.home} stayed locked for {LOCK_TIMEOUT:.0f} s"
             ) from exc
+
+    def check_home(self) -> None:
+        """On first use, make an existing home private, or refuse someone else's."""
+        if not self._home_checked:
+            paths.secure_home(self.home)
+            self._home_checked = True
+
+    def lock_problem(self) -> str | None:
+        """What is wrong with ``.lock``, naming the fix; None when it can be used.
+
+        Opening a link would lock (and truncate) its target, and a FIFO or a directory
+        can never be locked: every write would wait on it and fail.
+        """
+        path = self.home / paths.LOCK_FILE
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"cannot check {path}: {exc.strerror}"
+        if stat.S_ISREG(mode):
+            return None
+        what = "a symbolic link" if stat.S_ISLNK(mode) else kind_of(mode)
+        return (
+            f"{path} is {what}, not the store's lock file, so nothing can be saved:"
+            " remove it (`llm-sidecar doctor --fix` does)"
+        )
 
     def ensure_home(self) -> None:
         """Create the home directory 0700 if it does not exist."""
@@ -137,9 +211,10 @@ class Store:
 
     def set_aside_files(self) -> list[Path]:
         """Corrupt files set aside earlier, for status and doctor to report."""
-        if not self.home.is_dir():
+        try:
+            return sorted(p for p in self.home.iterdir() if ".corrupt-" in p.name)
+        except OSError:  # no home yet, or one we cannot list: reported elsewhere
             return []
-        return sorted(p for p in self.home.iterdir() if ".corrupt-" in p.name)
 
     def permission_problems(self) -> list[tuple[Path, int, int]]:
         """(path, actual mode, wanted mode) for the home and files others can reach.
@@ -148,12 +223,17 @@ class Store:
         reads secrets from. ``path.chmod(wanted)`` (which follows the link) fixes either.
         Dangling links and links to directories are left alone.
         """
-        found = []
-        if self.home.is_dir():
-            mode = stat.S_IMODE(self.home.stat().st_mode)
+        found: list[tuple[Path, int, int]] = []
+        try:
+            home_mode = self.home.stat().st_mode
+            entries = sorted(self.home.iterdir()) if stat.S_ISDIR(home_mode) else []
+        except OSError:
+            return found
+        if stat.S_ISDIR(home_mode):
+            mode = stat.S_IMODE(home_mode)
             if mode & 0o077:
                 found.append((self.home, mode, 0o700))
-            for path in sorted(self.home.iterdir()):
+            for path in entries:
                 try:
                     st = path.stat()  # follows a symlink to its target
                 except OSError:

@@ -114,8 +114,10 @@ class StoreData:
         for entry in self._pool_list(provider):
             try:
                 id = entry["id"]
+                if not isinstance(id, str):
+                    raise TypeError(f"an entry's id is {type(id).__name__}, not a string")
                 found.append(Credential.from_record(id, "pool", {**entry, "provider": provider}))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self.problems.append(f"pool.json: skipped a {provider} entry: {exc}")
         return found
 

@@ -14,10 +14,14 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from sidecar.store._shape import shape_problem
+from sidecar.store.safefile import NotRegularFile, TooLarge, read_capped
 
 __all__ = [
     "CorruptFile",
@@ -31,7 +35,11 @@ log = logging.getLogger(__name__)
 
 
 class CorruptFile(Exception):
-    """The file exists but is not a JSON object."""
+    """Something is at the path that the store cannot use as its document.
+
+    Not JSON, JSON of the wrong shape, too large, or not a regular file at all: each
+    is set aside as it is, never read as empty and then overwritten.
+    """
 
     def __init__(self, path: Path, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
@@ -40,17 +48,32 @@ class CorruptFile(Exception):
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``; None when the file does not exist."""
+    """The JSON object in ``path``; None when the file does not exist.
+
+    Raises :class:`CorruptFile` for anything the store cannot use, and ``OSError``
+    when the file cannot be read at all (permission denied): that one is not
+    corrupt, and is not moved.
+    """
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        raw = read_capped(path)
+    except NotRegularFile as exc:
+        raise CorruptFile(path, f"{exc.kind}, not a regular file; not read") from None
+    except TooLarge as exc:
+        raise CorruptFile(path, f"larger than {exc.limit // (1024 * 1024)} MiB; not read") from None
+    if raw is None:
         return None
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # Every way parsing can fail: JSONDecodeError and UnicodeDecodeError are
+        # ValueErrors, so is an integer of more digits than Python converts, and
+        # nesting deeper than the parser's stack raises RecursionError.
         raise CorruptFile(path, f"not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(doc, dict):
         raise CorruptFile(path, f"expected a JSON object, found {type(doc).__name__}")
+    problem = shape_problem(path.name, doc)
+    if problem:
+        raise CorruptFile(path, problem)
     return doc
 
 
@@ -78,10 +101,13 @@ def set_aside(path: Path) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    os.replace(path, target)
+    os.replace(path, target)  # a link is moved as a link: its target stays untouched
     # Whoever wrote the corrupt file chose its mode; what we keep of it stays private.
+    # Only a file of our own: a link's target is not ours to change (and Linux cannot
+    # chmod a link itself), nor is a device's.
     with contextlib.suppress(OSError):
-        os.chmod(target, 0o600, follow_symlinks=False)
+        if stat.S_ISREG(os.lstat(target).st_mode):
+            os.chmod(target, 0o600)
     _fsync_dir(path.parent)
     log.warning("set aside corrupt file %s as %s", path, target)
     return target

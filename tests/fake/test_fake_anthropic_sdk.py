@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -311,11 +310,9 @@ async def test_async_client_in_an_async_test(fake: FakeProvider) -> None:
 
 def test_keep_alive_connection_is_reused(fake: FakeProvider) -> None:
     c = client(fake)
-    started = time.monotonic()
     for _ in range(20):
         stream_text_with(c)
         c.messages.create(model="claude-test", max_tokens=64, messages=MESSAGES)
-    assert time.monotonic() - started < 10
     assert len(fake.requests) == 40
     assert all(r.status == 200 for r in fake.requests)
     assert {r.connection for r in fake.requests} == {0}  # one connection, kept alive

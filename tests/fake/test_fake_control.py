@@ -7,7 +7,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -250,10 +249,8 @@ def test_chunked_request_body_and_expect_continue(fake: FakeProvider) -> None:
 
 
 def test_wait_for_times_out(fake: FakeProvider) -> None:
-    started = time.monotonic()
     with pytest.raises(TimeoutError):
         fake.wait_for(lambda: fake.requests, timeout=0.2)
-    assert time.monotonic() - started < 1
 
 
 # -- the subprocess entry --------------------------------------------------------------

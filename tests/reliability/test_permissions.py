@@ -168,17 +168,43 @@ def test_a_symlinked_pool_file_is_judged_by_its_target(
     assert mode(outside) == 0o600
 
 
-def test_a_symlinked_home_is_judged_by_its_target(
+def test_a_home_others_can_enter_is_made_private_on_first_use(
     tmp_path: Path, make_key: Callable[..., str]
 ) -> None:
+    """Its .env is read as configuration: never used as it is (issue 11, item 21)."""
     real = tmp_path / "real-home"
-    real.mkdir(mode=0o755)
+    real.mkdir()
     real.chmod(0o755)
-    home = tmp_path / "home-link"
+    (real / ".env").write_text(f"OPENAI_API_KEY={make_key('sk-proj-')}\n")
+    (real / ".env").chmod(0o600)
+    home = tmp_path / "home-link"  # judged by its target, like any link in the home
     home.symlink_to(real)
-    pooled_home(home, make_key)
-    assert_reported_then_fixed(home, home, 0o700)
-    assert mode(real) == 0o700
+
+    assert cli(home, "status").returncode == 0  # a read is a first use too
+    assert stat.S_IMODE(real.stat().st_mode) == 0o700
+
+
+def test_a_home_owned_by_someone_else_is_refused(
+    tmp_path: Path, make_key: Callable[..., str]
+) -> None:
+    if os.geteuid() == 0:
+        home = tmp_path / "theirs"
+        home.mkdir()
+        home.chmod(0o755)
+        os.chown(home, 65534, 65534)
+    else:
+        home = Path("/")  # owned by root: only ever read here, and refused before that
+    before = sorted(p.name for p in home.iterdir())
+    mode_before = stat.S_IMODE(home.stat().st_mode)
+
+    for args in (("status",), ("key", "add", "-p", "anthropic")):
+        result = cli(home, *args, stdin=make_key())
+        assert result.returncode == 1
+        assert "belongs to uid" in result.stderr and "refusing" in result.stderr, result.stderr
+    doctor = cli(home, "doctor")
+    assert doctor.returncode == 1 and "belongs to uid" in doctor.stdout
+    assert sorted(p.name for p in home.iterdir()) == before
+    assert stat.S_IMODE(home.stat().st_mode) == mode_before
 
 
 def test_a_readable_env_file_and_dangling_links_are_handled(

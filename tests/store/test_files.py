@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.errors import StoreError
 from sidecar.keypool import KeyPool
 from sidecar.store import Store
 
@@ -94,3 +95,31 @@ def test_reading_never_creates_the_home(tmp_path: Path) -> None:
     keypool = KeyPool(Store(tmp_path / "absent"), environ={})
     assert keypool.status_all() == []
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_file_that_cannot_be_read_is_reported_and_never_replaced(
+    home: Path, make_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permission denied is not corruption: nothing is moved, and no write replaces it.
+
+    (Root reads a file of mode 000, so the error is injected where the file is read.)
+    """
+    from sidecar.store import _jsonfile
+
+    keypool = KeyPool(Store(home), environ={})
+    keypool.add_key("anthropic", make_key())
+    content = (home / "pool.json").read_bytes()
+    real = _jsonfile.read_capped
+
+    def denied(path: Path) -> bytes | None:
+        if path.name == "pool.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(_jsonfile, "read_capped", denied)
+    assert any("cannot read" in p and "pool.json" in p for p in keypool.store.read().problems)
+    with pytest.raises(StoreError, match="nothing was saved"):
+        keypool.add_key("anthropic", make_key())
+    keypool.reset("anthropic")  # the other files still take writes
+    assert (home / "pool.json").read_bytes() == content
+    assert keypool.store.set_aside_files() == []
