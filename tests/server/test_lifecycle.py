@@ -209,3 +209,9 @@ def test_a_cancel_request_with_the_id_it_cancels_never_answers_twice_under_it(
     seen = answers(stalled, [9, None])
     assert [error_code(m) for m in seen[9]] == [-32800], seen
     assert [error_code(m) for m in seen[None]] == [-32600], seen
+
+
+def test_any_notification_sent_with_an_id_is_served_and_answered(fresh: RawServer) -> None:
+    initialize(fresh)
+    reply = fresh.request("$/setTrace", {"value": "off"}, msg_id=11)
+    assert reply["id"] == 11 and reply["result"] is None, reply
