@@ -46,8 +46,7 @@ def _fail(message: str, code: int = 1) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from sidecar.server import serve
 
-    serve(log_level=args.log_level, log_file=args.log_file)
-    return 0
+    return serve(log_level=args.log_level, log_file=args.log_file)
 
 
 # -- status --------------------------------------------------------------------
@@ -554,8 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Editors run the bare command: serve without building the parser.
         from sidecar.server import serve
 
-        serve()
-        return 0
+        return serve()
     if argv[0].startswith("--log"):
         argv = ["serve", *argv]
     args = build_parser().parse_args(argv)

@@ -7,23 +7,36 @@ structure is logged and never answered. Here:
 - :class:`SidecarProtocol` takes the parsed JSON as it is, checks the envelope
   (``jsonrpc: "2.0"``, a string method, an int or string id) and structures only
   the top-level message, so a client always gets an error with its own id:
-  -32600 for a bad envelope, -32602 for LSP params of the wrong shape.
+  -32600 for a bad envelope, -32602 for params of the wrong shape or holding
+  text that cannot be encoded (:mod:`sidecar.wiretext`). It applies the LSP
+  lifecycle (:mod:`sidecar.lifecycle`), gives LSP params that are all optional
+  their default when a client leaves them out (Vim sends ``initialized`` without
+  params), serves notifications sent with an id (``$/cancelRequest``) and
+  answers them, reads the client's
+  answers to our requests without typing them, numbers our requests with
+  integers (Vim cannot answer string ids), and sends ``"id": null`` when a
+  message's id cannot be known.
 - :func:`raw_params_converter` keeps the params of our custom methods as plain
   dicts (pygls would make namedtuples); the server validates them itself.
-- :class:`BoundedStdin` caps header lines and bodies: a body over the limit is
-  answered -32600 at once and its bytes are discarded as they arrive.
+- :class:`sidecar.framing.FramedStdin` reads LSP framing leniently and caps bodies.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Any, BinaryIO
+from typing import Any
 
 import attrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, default_converter
+from pygls.protocol.json_rpc import RPCRequest
 from pygls.protocol.language_server import LanguageServerProtocol
+
+from sidecar.framing import MAX_MESSAGE_BYTES, OVERSIZE, UNREADABLE, FramedStdin
+from sidecar.lifecycle import Lifecycle
+from sidecar.wiretext import unencodable_field
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -34,9 +47,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # no editor sends a request anywhere near this
-MAX_HEADER_LINE = 64 * 1024
-_OVERSIZE = "sidecar.oversize"  # marks the stand-in body of a message over the limit
+BoundedStdin = FramedStdin  # its former name (the bench prototypes use it)
+INTERNAL_ERROR = "internal error (a bug: please report it; the sidecar's log has the details)"
 
 
 def raw_params_converter() -> Any:
@@ -60,8 +72,8 @@ def _envelope_problem(message: Any) -> str | None:
     """Why ``message`` is not a JSON-RPC 2.0 message we can act on, or None."""
     if not isinstance(message, dict):
         return "not a JSON-RPC 2.0 message"
-    if _OVERSIZE in message:
-        return f"message of {message[_OVERSIZE]} bytes is over the {MAX_MESSAGE_BYTES} limit"
+    if OVERSIZE in message:
+        return f"message of {message[OVERSIZE]} bytes is over the {MAX_MESSAGE_BYTES} limit"
     if message.get("jsonrpc") != "2.0":
         return 'jsonrpc must be "2.0"'
     if "id" in message and not _valid_id(message["id"]):
@@ -74,72 +86,141 @@ def _envelope_problem(message: Any) -> str | None:
     return None
 
 
+def _params_all_optional(message_type: Any) -> bool:
+    """Whether the LSP message type's params can be built from ``{}``."""
+    if message_type is None or not attrs.has(message_type):
+        return False
+    field = attrs.fields_dict(message_type).get("params")
+    params_type = field.type if field is not None else None
+    return (
+        isinstance(params_type, type)
+        and attrs.has(params_type)
+        and all(f.default is not attrs.NOTHING for f in attrs.fields(params_type))
+    )
+
+
+def _response_error(raw: Any) -> types.ResponseError:
+    """A client's error object, whatever its shape: it only has to end a wait."""
+    raw = raw if isinstance(raw, dict) else {}
+    code = raw.get("code")
+    message = raw.get("message")
+    return types.ResponseError(
+        code=code if isinstance(code, int) and not isinstance(code, bool) else -32603,
+        message=message if isinstance(message, str) else "error",
+    )
+
+
 class SidecarProtocol(LanguageServerProtocol):
+    def __init__(self, server: Any, converter: Any) -> None:
+        super().__init__(server, converter)
+        self.lifecycle = Lifecycle()
+        self._request_ids = itertools.count(1)
+
     def structure_message(self, data: Any) -> Any:
         # Called by json.loads for every object, nested ones too: keep them as
         # they are; handle_message structures the top-level message only.
         return data
 
     def handle_message(self, message: Any) -> None:
+        if isinstance(message, dict) and UNREADABLE in message:  # from FramedStdin
+            self._reply_error(None, -32700, f"parse error: {message[UNREADABLE]}")
+            return
         problem = _envelope_problem(message)
         msg_id = message.get("id") if isinstance(message, dict) else None
         if problem is not None:
             self._reply_error(msg_id if _valid_id(msg_id) else None, -32600, problem)
             return
-        is_request = "method" in message and "id" in message
+        if "method" not in message:
+            self._handle_client_answer(message)
+            return
+        method, is_request = message["method"], "id" in message
+        refusal = self.lifecycle.refuse(method, is_request)
+        if refusal is not None:
+            if is_request:
+                self._reply_error(msg_id, *refusal)
+            else:
+                log.info("dropped %s: %s", method, refusal[1])
+            return
+        params = message.get("params")
+        if (field := unencodable_field(params)) is not None:
+            text = f"invalid params: {field}: text that cannot be encoded (a lone surrogate)"
+            if is_request:
+                self._reply_error(msg_id, -32602, text, {"field": field})
+            else:
+                log.warning("ignored %s: %s", method, text)
+            return
+        if params is None and _params_all_optional(self.get_message_type(method)):
+            message = {**message, "params": {}}  # left out, as JSON-RPC allows: the default
         try:
             typed = super().structure_message(message)
         except JsonRpcException as exc:
             if is_request:
                 code = -32602 if isinstance(exc, JsonRpcInvalidParams) else -32600
-                self._reply_error(msg_id, code, f"invalid {message['method']} message")
-            else:  # a notification or a response we cannot read: nobody to answer
-                log.warning(
-                    "ignored an unreadable %s",
-                    "notification" if "method" in message else "response",
-                )
+                self._reply_error(msg_id, code, f"invalid {method} message")
+            else:  # a notification we cannot read: nobody to answer
+                log.warning("ignored an unreadable %s notification", method)
             return
+        self.lifecycle.accepted(method)
+        if is_request and not isinstance(typed, RPCRequest):
+            self._answer_notification_sent_as_request(msg_id, method, typed)
         super().handle_message(typed)
 
-    def _reply_error(self, msg_id: Any, code: int, message: str) -> None:
-        error = types.ResponseError(
-            code=code, message=f"invalid request: {message}" if code == -32600 else message
-        )
-        self._send_response(msg_id, error=error)
+    def _answer_notification_sent_as_request(self, msg_id: Any, method: str, typed: Any) -> None:
+        """An LSP notification sent with an id (``$/cancelRequest`` from some clients).
 
+        Structuring it as the notification it is drops the id, so pygls would
+        serve it and never answer: the client would wait for good. It is served
+        as the notification, and answered with a null result first (``exit``
+        ends the process).
+        """
+        cancelled = getattr(typed.params, "id", None) if method == types.CANCEL_REQUEST else None
+        if cancelled is not None and cancelled == msg_id:
+            # The cancelled request gets its -32800 under that id: a second answer
+            # with it would be taken for that request's.
+            self._reply_error(None, -32600, "a $/cancelRequest with the id it cancels")
+        else:
+            self._send_response(msg_id, result=None)
 
-class BoundedStdin:
-    """Standard input for pygls's reader, with a cap on what one message may hold.
+    def _handle_client_answer(self, message: dict[str, Any]) -> None:
+        """The client's answer to one of our requests, as sent: a ``null`` result or
+        an error of any shape ends the wait like a typed result does."""
+        msg_id = message["id"]
+        self._result_types.pop(msg_id, None)
+        if "error" in message:
+            self._handle_response(msg_id, None, _response_error(message["error"]))
+        else:
+            self._handle_response(msg_id, message.get("result"))
 
-    pygls reads a body with ``stdin.read(content_length)``: a huge declared
-    length would allocate it all at once and kill the process. A body over the
-    limit is replaced by a small marker object that :class:`SidecarProtocol`
-    answers with -32600, and its real bytes are skipped before the next read.
-    """
+    def send_request(
+        self,
+        method: str,
+        params: Any | None = None,
+        callback: Any = None,
+        msg_id: Any = None,
+    ) -> Any:
+        # pygls numbers requests with UUID strings; Vim answers integer ids only.
+        if msg_id is None:
+            msg_id = next(self._request_ids)
+        return super().send_request(method, params, callback, msg_id)
 
-    def __init__(self, raw: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> None:
-        self._raw = raw
-        self._limit = limit
-        self._skip = 0  # bytes of an oversized body still to discard
+    def _send_response(
+        self, msg_id: Any, result: Any | None = None, error: types.ResponseError | None = None
+    ) -> None:
+        if error is not None and error.code == types.ErrorCodes.InternalError:
+            # pygls puts the exception's text (paths, values) in the message: it
+            # went to the log; the client only learns that it is a bug.
+            error = types.ResponseError(code=error.code, message=INTERNAL_ERROR)
+        if msg_id is None and error is not None:
+            # lsprotocol leaves None out, but an error about a message whose id
+            # cannot be known must say "id": null (JSON-RPC 2.0 section 5).
+            body: dict[str, Any] = {"code": error.code, "message": error.message}
+            if error.data is not None:
+                body["data"] = error.data
+            self._send_data({"jsonrpc": "2.0", "id": None, "error": body})
+            return
+        super()._send_response(msg_id, result, error)
 
-    def _discard(self) -> None:
-        while self._skip > 0:
-            chunk = self._raw.read(min(self._skip, 1 << 20))
-            if not chunk:
-                self._skip = 0
-                return
-            self._skip -= len(chunk)
-
-    def readline(self) -> bytes:
-        self._discard()
-        return self._raw.readline(MAX_HEADER_LINE)
-
-    def read(self, n: int) -> bytes:
-        self._discard()
-        if n > self._limit:
-            self._skip = n
-            return b'{"%s": %d}' % (_OVERSIZE.encode(), n)
-        return self._raw.read(n)
-
-    def close(self) -> None:
-        self._raw.close()
+    def _reply_error(self, msg_id: Any, code: int, message: str, data: Any = None) -> None:
+        prefixed = code != -32600 or message.startswith("invalid request")
+        text = message if prefixed else f"invalid request: {message}"
+        self._send_response(msg_id, error=types.ResponseError(code=code, message=text, data=data))

@@ -28,7 +28,9 @@ from pygls.lsp.server import LanguageServer
 from sidecar import __version__
 from sidecar.catalog import PROVIDERS
 from sidecar.errors import InvalidParams, SidecarError
-from sidecar.rpcio import BoundedStdin, SidecarProtocol, raw_params_converter
+from sidecar.framing import FramedStdin
+from sidecar.lifecycle import watch_process
+from sidecar.rpcio import SidecarProtocol, raw_params_converter
 
 # The key pool, the store, the status feed and the wire types load after the
 # initialize reply (on `initialized` or the first request): editors spawn us
@@ -63,6 +65,25 @@ class SidecarServer(LanguageServer):
         self._logins: LoginManager | None = None
         self._feed_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # fire-and-forget work, kept referenced
+
+    @property
+    def sidecar_protocol(self) -> SidecarProtocol:
+        assert isinstance(self.protocol, SidecarProtocol)
+        return self.protocol
+
+    def editor_gone(self) -> None:
+        """The editor that started us died: end now, as ``exit`` without ``shutdown``.
+
+        ``os._exit``: pygls's reader thread may be blocked reading a stdin that
+        another process still holds open, and a normal exit would wait for it.
+        """
+        try:
+            if self._keypool is not None:
+                self._keypool.save_usage()
+        except Exception:  # the store may be unwritable: exiting matters more
+            log.exception("could not save usage before exiting")
+        logging.shutdown()
+        os._exit(self.sidecar_protocol.lifecycle.exit_code)
 
     def send_status(self, status: ProviderStatus) -> None:
         from sidecar import protocol
@@ -157,16 +178,20 @@ class SidecarServer(LanguageServer):
         # Not send_request_async: its future is cancelled with the awaiting task, and the
         # client's late answer then raises InvalidStateError inside pygls (pygls #621).
         # The shield keeps pygls's own future alive whatever happens to this task.
+        # Any answer ends the wait at once: a result, null (clients that do not
+        # implement it) or an error; the URL is in the answer to sidecar/login anyway.
         future = self.protocol.send_request(types.WINDOW_SHOW_DOCUMENT, params)
         try:
             result = await asyncio.wait_for(
                 asyncio.shield(asyncio.wrap_future(future)), SHOW_DOCUMENT_TIMEOUT
             )
-        except Exception as exc:  # a client that cannot open it: the URL is in the answer
-            log.info("window/showDocument failed: %s", type(exc).__name__)
+        except Exception as exc:
+            log.info("showDocument answered: %s, the page was not opened", type(exc).__name__)
             return
-        if not getattr(result, "success", True):
-            log.info("the client could not open the login page")
+        if isinstance(result, dict) and result.get("success") is True:
+            log.info("showDocument answered: the page was opened")
+        else:
+            log.info("showDocument answered: the page was not opened")
 
     def send_deltas(self, deltas: list[dict[str, Any]]) -> None:
         """Send a batch of ``sidecar/streamDelta`` notifications in one write.
@@ -242,6 +267,11 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
             await server._logins.aclose()
         if server._engine is not None:
             await server._engine.aclose()
+
+    @ls.feature(types.INITIALIZE)
+    def initialize(server: SidecarServer, params: types.InitializeParams) -> None:
+        if params.process_id is not None:
+            server.spawn(watch_process(params.process_id, server.editor_gone))
 
     @ls.feature(types.INITIALIZED)
     async def initialized(server: SidecarServer, _: Any) -> None:
@@ -383,11 +413,14 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     return ls
 
 
-def serve(log_level: str = "WARNING", log_file: Path | None = None) -> None:
-    """Run the server on stdin/stdout until the client exits."""
+def serve(log_level: str = "WARNING", log_file: Path | None = None) -> int:
+    """Run the server on stdin/stdout until the client exits; the exit code."""
     from sidecar.logs import setup_logging
 
     ls = create_server()
     setup_logging(log_level, log_file, lambda: ls.keypool.known_secrets())
     log.info("llm-sidecar %s serving on stdio (pid %d)", __version__, os.getpid())
-    ls.start_io(stdin=BoundedStdin(sys.stdin.buffer))  # type: ignore[arg-type]  # duck-typed
+    ls.start_io(stdin=FramedStdin(sys.stdin.buffer))  # type: ignore[arg-type]  # duck-typed
+    # pygls swallows the SystemExit of `exit` and its code: LSP wants 1 without shutdown.
+    lifecycle = ls.sidecar_protocol.lifecycle
+    return lifecycle.exit_code if lifecycle.exited else 0
