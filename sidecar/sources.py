@@ -142,11 +142,19 @@ class ImportResult:
 
 
 def _read_foreign(path: Path) -> Any:
+    # Another tool's file: read through the store's safe reader, so a FIFO or a link to
+    # /dev/zero at that path is refused instead of hanging the import.
+    from sidecar.store.safefile import NotRegularFile, TooLarge, read_capped
+
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = read_capped(path)
+    except (NotRegularFile, TooLarge) as exc:
+        raise ValueError(f"{exc}: nothing imported") from None
+    if data is None:
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
 
 

@@ -192,3 +192,19 @@ def test_import_commands(home: Path, tmp_path: Path, make_key: Callable[..., str
 @pytest.mark.parametrize("args", [["key"], ["status", "--provider", "nope"], ["bogus"]])
 def test_usage_errors_exit_2(home: Path, args: list[str]) -> None:
     assert run(home, *args).returncode == 2
+
+
+@pytest.mark.parametrize("what", ["fifo", "dev-zero"])
+def test_importing_from_a_fifo_or_a_device_is_refused_not_hung(
+    home: Path, tmp_path: Path, what: str
+) -> None:
+    # Another tool's file is read like the home's own: only a regular file, capped.
+    creds = tmp_path / ".credentials.json"
+    if what == "fifo":
+        os.mkfifo(creds)
+    else:
+        creds.symlink_to("/dev/zero")
+    result = run(home, "import", "claude-code", "--file", str(creds))
+    assert result.returncode == 1
+    assert "not a regular file" in result.stderr and "nothing imported" in result.stderr
+    assert "not a regular file" in run(home, "import", "pi", "--auth", str(creds)).stderr
