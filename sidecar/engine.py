@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import httpx
 
-from sidecar import pricing
+from sidecar import pricing, stdio
 from sidecar.credentials import Credential
 from sidecar.errors import (
     InvalidParams,
@@ -277,6 +277,9 @@ class Engine:
                             message = delta.message
                         else:
                             sink.add(delta_to_wire(delta))
+                            # A client that does not read pauses its streams here (no
+                            # more is read from the provider); the total timeout runs on.
+                            await stdio.output_ready()
         except TimeoutError:
             raise attempt_timed_out(self.timeouts.total, mid_stream=sink.sent_any) from None
         if message is None:  # the provider contract says this cannot happen

@@ -8,6 +8,7 @@ the suite.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -97,3 +98,58 @@ def test_a_cancel_storm_answers_every_request_and_leaves_queued_ones_off_the_net
         )
         assert len(fake.requests) == MAX_CONNECTIONS
         server.probe()
+
+
+class StopsReading(RawServer):
+    """A raw client whose reading can be stopped (after at most one more chunk)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.reading = threading.Event()
+        self.reading.set()
+        super().__init__(*args, **kwargs)
+
+    def _read_chunk(self, fd: int) -> bytes:
+        self.reading.wait()
+        return super()._read_chunk(fd)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc")
+def test_a_client_that_stops_reading_does_not_freeze_the_sidecar(
+    home: Path, fake: FakeProvider, make_key: Any
+) -> None:
+    """The client stops reading stdout while a long answer streams in.
+
+    The sidecar's writes must not block its event loop: its timeouts keep running (the
+    total timeout cuts the attempt, and the fake sees the connection closed while the
+    client is still not reading), its buffer stays bounded (a measured cap on its peak
+    RSS, far below the answer's size), and once the client reads again it gets the
+    error for the cut stream and a status answer."""
+    key = make_key()
+    answer = "x" * (32 * 1024 * 1024)  # a 32 MB answer, streamed as fast as loopback goes
+    fake.script(key, [], default=Reply([Text(answer)], chunk=1 << 16, split=1 << 16))
+    env = {"ANTHROPIC_BASE_URL": fake.url, "LLM_SIDECAR_TOTAL_TIMEOUT": "6"}
+    with StopsReading(home, env=env) as server:
+        server.initialize()
+        assert server.request("sidecar/keyAdd", {"provider": "anthropic", "key": key})["result"]
+        server.reading.clear()
+        server.send(stream("long"))
+
+        # While nobody reads: the attempt is cut at the total timeout, upstream closed.
+        fake.wait_for(lambda: any(e.name == "connection_closed" for e in fake.events), 30)
+        peak = peak_rss_mb(server.proc.pid)
+        [closed] = fake.events
+        assert closed.events_written > 0  # the answer was streaming when the client stopped
+
+        server.reading.set()
+        [reply] = [m for m in responses(server, {"long"}) if m["id"] == "long"]
+        assert error_code(reply) == -32004 and reply["error"]["data"]["type"] == "total_timeout"
+        server.probe()
+    assert peak < 100, f"the sidecar peaked at {peak:.0f} MB for a client that did not read"
