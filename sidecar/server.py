@@ -425,7 +425,10 @@ def serve(log_level: str = "WARNING", log_file: Path | None = None) -> int:
     meter = stdio.InputMeter(sys.stdin.buffer)
     outbox = stdio.Outbox(sys.stdout.buffer)
     stdio.install(meter, outbox)
-    ls.start_io(stdin=FramedStdin(meter), stdout=outbox)  # type: ignore[arg-type]  # duck-typed
+    try:
+        ls.start_io(stdin=FramedStdin(meter), stdout=outbox)  # type: ignore[arg-type]  # duck-typed
+    finally:
+        outbox.close()  # the client hung up without `exit`: still send what is left
     # pygls swallows the SystemExit of `exit` and its code: LSP wants 1 without shutdown.
     lifecycle = ls.sidecar_protocol.lifecycle
     return lifecycle.exit_code if lifecycle.exited else 0

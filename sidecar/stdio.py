@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 OUTBOX_LIMIT = 4 * 1024 * 1024  # unread bytes before streams pause
+CLOSE_WAIT = 5.0  # seconds the last output may take to go out at exit
 
 _input: InputMeter | None = None
 _output: Outbox | None = None
@@ -73,9 +74,18 @@ class Outbox:
         pass  # the thread writes as soon as it can
 
     def close(self) -> None:
+        """Write what is left, then close: the last answer (to shutdown) must go out.
+
+        Called on exit; a client that does not read gets CLOSE_WAIT seconds, not
+        forever, so the process still ends.
+        """
         with self._lock:
             self._closed = True
             self._lock.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(CLOSE_WAIT)
+        with contextlib.suppress(OSError):
+            self._out.close()
 
     @property
     def pending(self) -> int:
