@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import httpx
 
-from sidecar import pricing
+from sidecar import pricing, stdio
 from sidecar.credentials import Credential
 from sidecar.errors import (
     InvalidParams,
@@ -53,6 +53,7 @@ from sidecar.providers import (
     get_provider,
 )
 from sidecar.providers._bounded import ACCEPT_ENCODING, bounded_responses
+from sidecar.providers._gate import ConnectionGate
 from sidecar.timeouts import Timeouts
 from sidecar.timeouts import from_env as timeouts_from_env
 
@@ -63,6 +64,8 @@ WireDelta = dict[str, Any]
 # When every key is cooling down but one is free again within this many seconds,
 # wait for it rather than show the user a rate limit.
 MAX_COOLDOWN_WAIT = 10.0
+
+MAX_CONNECTIONS = 200  # concurrent requests to providers; more wait for a free one
 
 
 def delta_to_wire(delta: Delta) -> WireDelta:
@@ -183,12 +186,15 @@ class Engine:
 
     @property
     def client(self) -> httpx.AsyncClient:
-        # One client for every stream: connections to a provider are reused.
+        # One client for every stream: connections to a provider are reused. Requests
+        # queue in the gate, never in httpx's pool (see sidecar.providers._gate).
         if self._client is None:
+            inner = self._transport or httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=50)
+            )
             self._client = httpx.AsyncClient(
-                transport=self._transport,
+                transport=ConnectionGate(inner, MAX_CONNECTIONS),
                 timeout=self.timeouts.httpx(),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                 # Bounded memory whatever a provider sends: an endless line, a gzip bomb.
                 headers={"accept-encoding": ACCEPT_ENCODING},
                 event_hooks={"response": [bounded_responses(self.limits)]},
@@ -271,6 +277,9 @@ class Engine:
                             message = delta.message
                         else:
                             sink.add(delta_to_wire(delta))
+                            # A client that does not read pauses its streams here (no
+                            # more is read from the provider); the total timeout runs on.
+                            await stdio.output_ready()
         except TimeoutError:
             raise attempt_timed_out(self.timeouts.total, mid_stream=sink.sent_any) from None
         if message is None:  # the provider contract says this cannot happen

@@ -115,6 +115,24 @@ class SidecarProtocol(LanguageServerProtocol):
         super().__init__(server, converter)
         self.lifecycle = Lifecycle()
         self._request_ids = itertools.count(1)
+        self._cancelling: set[Any] = set()  # ids of requests the client cancelled in flight
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        future = self._request_futures.get(msg_id)
+        if future is not None and not future.done():
+            self._cancelling.add(msg_id)
+        super()._handle_cancel_notification(msg_id)
+
+    def _send_handler_result(self, future: Any, *, msg_id: Any) -> None:
+        # A cancelled request answers -32800 however its handler ended: cleanup that
+        # fails on the way out (a connection torn down mid-read) is not the answer.
+        if msg_id in self._cancelling:
+            self._cancelling.discard(msg_id)
+            if not future.cancelled():
+                self._request_futures.pop(msg_id, None)
+                self._reply_error(msg_id, -32800, f'Request with id "{msg_id}" is canceled')
+                return
+        super()._send_handler_result(future, msg_id=msg_id)
 
     def structure_message(self, data: Any) -> Any:
         # Called by json.loads for every object, nested ones too: keep them as

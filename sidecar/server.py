@@ -415,12 +415,20 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
 def serve(log_level: str = "WARNING", log_file: Path | None = None) -> int:
     """Run the server on stdin/stdout until the client exits; the exit code."""
+    from sidecar import stdio
     from sidecar.logs import setup_logging
 
     ls = create_server()
     setup_logging(log_level, log_file, lambda: ls.keypool.known_secrets())
     log.info("llm-sidecar %s serving on stdio (pid %d)", __version__, os.getpid())
-    ls.start_io(stdin=FramedStdin(sys.stdin.buffer))  # type: ignore[arg-type]  # duck-typed
+    # Neither pipe may block the event loop: see sidecar.stdio.
+    meter = stdio.InputMeter(sys.stdin.buffer)
+    outbox = stdio.Outbox(sys.stdout.buffer)
+    stdio.install(meter, outbox)
+    try:
+        ls.start_io(stdin=FramedStdin(meter), stdout=outbox)  # type: ignore[arg-type]  # duck-typed
+    finally:
+        outbox.close()  # the client hung up without `exit`: still send what is left
     # pygls swallows the SystemExit of `exit` and its code: LSP wants 1 without shutdown.
     lifecycle = ls.sidecar_protocol.lifecycle
     return lifecycle.exit_code if lifecycle.exited else 0

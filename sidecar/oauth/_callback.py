@@ -7,6 +7,12 @@ rebinding). A callback whose ``state`` is not this login's is turned away and th
 login keeps waiting; the first one with the right state is the only one used: the
 listening socket closes as soon as it arrives. The browser gets a short page
 saying what happened. Standard library only.
+
+Anything on this machine can connect, so connections are bounded: at most
+:data:`MAX_CONNECTIONS` at once (a new one pushes out the oldest that has not sent
+its request yet, so a flood of idle sockets can neither exhaust the process's file
+handles nor lock the real browser out), and one that sends nothing is closed after
+:data:`READ_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ __all__ = ["CallbackServer", "Outcome"]
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 8192
-READ_TIMEOUT = 10.0  # seconds a client gets to send its request
+# A browser sends its request as soon as it connects; a few seconds cover a slow one.
+READ_TIMEOUT = 5.0
+# A browser opens a few connections at most (the callback, a favicon, a preconnect).
+MAX_CONNECTIONS = 16
 
 # (succeeded, what to tell the user)
 Outcome = tuple[bool, str]
@@ -56,6 +65,9 @@ class CallbackServer:
         self._on_denied = on_denied
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        # Connections still waiting for their request, oldest first: the ones to drop
+        # when a flood of idle sockets reaches MAX_CONNECTIONS.
+        self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._finishing: asyncio.Task[None] | None = None
         self.port = 0
 
@@ -87,12 +99,28 @@ class CallbackServer:
 
     # -- one connection, one request --
 
+    def _make_room(self) -> None:
+        """Keep fewer than MAX_CONNECTIONS open before taking one more.
+
+        The oldest connection that has not sent its request is dropped: aborted at
+        once, so its file handle is freed on this loop turn, whatever its handler
+        is doing. A connection being answered is never dropped.
+        """
+        while len(self._handlers) >= MAX_CONNECTIONS and self._waiting:
+            oldest, writer = next(iter(self._waiting.items()))
+            del self._waiting[oldest]
+            self._handlers.discard(oldest)
+            writer.transport.abort()
+            oldest.cancel()
+
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        self._make_room()
         self._handlers.add(task)
+        self._waiting[task] = writer
         try:
             status, title, message = await self._answer(reader, task)
             body = page(title, message)
@@ -112,6 +140,7 @@ class CallbackServer:
             pass  # close() ends idle connections; ending normally avoids a logged traceback
         finally:
             self._handlers.discard(task)
+            self._waiting.pop(task, None)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
                 await writer.wait_closed()
@@ -123,6 +152,8 @@ class CallbackServer:
             raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
         except asyncio.LimitOverrunError:
             return 400, "Bad request", "The request was too large."
+        finally:
+            self._waiting.pop(task, None)  # a request came (or never will): not evictable
         if len(raw) > MAX_HEAD:
             return 400, "Bad request", "The request was too large."
         lines = raw.decode("latin-1").split("\r\n")

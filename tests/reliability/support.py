@@ -90,7 +90,7 @@ class RawServer:
         buffer = b""
         while True:
             try:
-                chunk = os.read(fd, 1 << 20)
+                chunk = self._read_chunk(fd)
             except OSError:
                 chunk = b""
             if not chunk:
@@ -116,6 +116,9 @@ class RawServer:
                     self.inbox.put(json.loads(body))
                 except ValueError:
                     self.inbox.put({"_unparsable": body[:200].decode(errors="replace")})
+
+    def _read_chunk(self, fd: int) -> bytes:
+        return os.read(fd, 1 << 20)
 
     def _write_loop(self) -> None:
         assert self.proc.stdin is not None

@@ -1,0 +1,212 @@
+"""The sidecar's two pipes to the editor, kept off the event loop's critical path.
+
+- :class:`Outbox` is standard output: ``write`` only appends to a buffer and a thread
+  does the blocking writes, so a client that stops reading can never freeze the event
+  loop (timeouts, other streams and the status feed keep running). Streams wait on
+  :meth:`Outbox.ready` while more than :data:`OUTBOX_LIMIT` bytes are unread, so the
+  buffer stays bounded: a stream to a client that does not read is paused (its total
+  timeout still runs), not buffered without end.
+- :class:`InputMeter` is standard input under pygls's reader. It knows when every
+  message received so far has been handled (the reader is about to wait for more),
+  which :func:`when_input_caught_up` offers to work that should not run while a burst
+  of messages (a cancel storm) is only half read.
+
+Both are installed by :func:`sidecar.server.serve`; in-process servers (tests) have
+neither, and the functions below then do the plain thing at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import BinaryIO
+
+__all__ = [
+    "OUTBOX_LIMIT",
+    "InputMeter",
+    "Outbox",
+    "output_ready",
+    "when_input_caught_up",
+]
+
+OUTBOX_LIMIT = 4 * 1024 * 1024  # unread bytes before streams pause
+CLOSE_WAIT = 5.0  # seconds the last output may take to go out at exit
+
+_input: InputMeter | None = None
+_output: Outbox | None = None
+
+
+class Outbox:
+    """Standard output for pygls: a buffer drained by a thread, never a blocking write."""
+
+    def __init__(self, out: BinaryIO, limit: int = OUTBOX_LIMIT) -> None:
+        self._out = out
+        self._limit = limit
+        self._lock = threading.Condition()
+        self._chunks: deque[bytes] = deque()
+        self._pending = 0  # bytes handed to write() and not yet written
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drained: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._drain, name="stdout", daemon=True)
+        self._thread.start()
+
+    # pygls's StdoutWriter calls write() then flush() on the loop thread.
+    def write(self, data: bytes) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._drained = asyncio.Event()
+            self._drained.set()
+        with self._lock:
+            self._chunks.append(bytes(data))
+            self._pending += len(data)
+            if self._pending > self._limit:
+                assert self._drained is not None
+                self._drained.clear()
+            self._lock.notify()
+
+    def flush(self) -> None:
+        pass  # the thread writes as soon as it can
+
+    def close(self) -> None:
+        """Write what is left, then close: the last answer (to shutdown) must go out.
+
+        Called on exit; a client that does not read gets CLOSE_WAIT seconds, not
+        forever, so the process still ends.
+        """
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(CLOSE_WAIT)
+        with contextlib.suppress(OSError):
+            self._out.close()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def ready(self) -> None:
+        """Return once the client has read enough of what was sent (at once if it has)."""
+        if self._drained is not None and not self._drained.is_set():
+            await self._drained.wait()
+
+    def _drain(self) -> None:
+        fd = self._out.fileno()
+        while True:
+            with self._lock:
+                while not self._chunks and not self._closed:
+                    self._lock.wait()
+                if not self._chunks:
+                    return
+                data = b"".join(self._chunks)
+                self._chunks.clear()
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError:  # the client is gone: nothing more will be read
+                return
+            with self._lock:
+                self._pending -= len(data)
+                below = self._pending <= self._limit // 2
+            if below and self._loop is not None and self._drained is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self._drained.set)
+                except RuntimeError:  # the loop has ended
+                    return
+
+
+class InputMeter:
+    """Standard input with its own buffer, so it knows when all of it has been read.
+
+    pygls reads one message at a time and handles it before asking for the next; so
+    when a read finds nothing buffered and nothing in the pipe, every message that
+    had arrived has been handled. The callbacks queued by :meth:`when_caught_up` run
+    then, on the event loop.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._fd = raw.fileno()
+        self._buffer = bytearray()
+        self._eof = False
+        self._waiting = False  # the reader thread is waiting for the client
+        self._queued: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def when_caught_up(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (on the loop) once every message received so far is handled."""
+        self._loop = asyncio.get_running_loop()
+        if self._waiting or self._eof:
+            callback()
+        else:
+            self._queued.append(callback)
+
+    def _caught_up(self) -> None:
+        queued, self._queued = self._queued, []
+        for callback in queued:
+            callback()
+
+    def _fill(self) -> None:
+        readable, _, _ = select.select([self._fd], [], [], 0)
+        if not readable:
+            self._waiting = True
+            if self._loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has ended
+                    self._loop.call_soon_threadsafe(self._caught_up)
+        try:
+            chunk = os.read(self._fd, 1 << 16)
+        finally:
+            self._waiting = False
+        if chunk:
+            self._buffer += chunk
+        else:
+            self._eof = True
+
+    def readline(self, limit: int = -1) -> bytes:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 and (limit < 0 or end < limit):
+                return self._take(end + 1)
+            if limit >= 0 and len(self._buffer) >= limit:
+                return self._take(limit)
+            if self._eof:
+                return self._take(len(self._buffer))
+            self._fill()
+
+    def read(self, n: int) -> bytes:
+        while len(self._buffer) < n and not self._eof:
+            self._fill()
+        return self._take(min(n, len(self._buffer)))
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def install(meter: InputMeter | None, outbox: Outbox | None) -> None:
+    global _input, _output
+    _input, _output = meter, outbox
+
+
+def when_input_caught_up(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once every message the client sent so far has been handled."""
+    if _input is None:
+        callback()
+    else:
+        _input.when_caught_up(callback)
+
+
+async def output_ready() -> None:
+    """Wait while the client is behind in reading what the sidecar sent it."""
+    if _output is not None:
+        await _output.ready()
