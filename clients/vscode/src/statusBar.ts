@@ -17,6 +17,7 @@ export class StatusBar implements vscode.Disposable {
   private readonly statuses = new Map<string, StatusNotification>();
   private tooltipTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly subscriptions: vscode.Disposable[] = [];
+  private message: vscode.Disposable | undefined;
 
   constructor(private readonly sidecar: Sidecar) {
     this.item = vscode.window.createStatusBarItem("llmSidecar.status", vscode.StatusBarAlignment.Right, 100);
@@ -27,7 +28,10 @@ export class StatusBar implements vscode.Disposable {
     this.subscriptions.push(
       sidecar.onDidChangeStatus((s) => {
         const said = rotationMessage(this.statuses.get(s.provider), s);
-        if (said) this.subscriptions.push(vscode.window.setStatusBarMessage(said, ROTATION_MESSAGE_MS));
+        if (said) {
+          this.message?.dispose(); // one message at a time, the newest
+          this.message = vscode.window.setStatusBarMessage(said, ROTATION_MESSAGE_MS);
+        }
         this.statuses.set(s.provider, s);
         this.render();
         this.scheduleTooltip();
@@ -95,6 +99,7 @@ export class StatusBar implements vscode.Disposable {
   dispose(): void {
     if (this.tooltipTimer) clearTimeout(this.tooltipTimer);
     for (const s of this.subscriptions) s.dispose();
+    this.message?.dispose();
     this.item.dispose();
   }
 }
