@@ -20,21 +20,24 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   active = sidecar;
   const statusBar = new StatusBar(sidecar);
   const applier = new Applier();
+  let chat: ChatView | undefined;
   const modelChanged = () => {
     statusBar.render();
     void statusBar.refresh();
+    chat?.refresh();
   };
   const pickModel = () => commands.pickModel(sidecar, modelChanged);
-  const chat = new ChatView(sidecar, applier, pickModel);
+  chat = new ChatView(sidecar, applier, pickModel);
+  const view = chat;
   const command = (id: string, fn: () => unknown) => vscode.commands.registerCommand(`llmSidecar.${id}`, fn);
   context.subscriptions.push(
     output,
     statusBar,
     applier,
-    chat,
-    vscode.window.registerWebviewViewProvider(CHAT_VIEW, chat, { webviewOptions: { retainContextWhenHidden: true } }),
-    command("ask", () => ask(chat)),
-    command("openChat", () => chat.open()),
+    view,
+    vscode.window.registerWebviewViewProvider(CHAT_VIEW, view, { webviewOptions: { retainContextWhenHidden: true } }),
+    command("ask", () => ask(view)),
+    command("openChat", () => view.open()),
     command("pickModel", pickModel),
     command("login", () => commands.login(sidecar)),
     command("logout", () => commands.logout(sidecar)),
@@ -47,7 +50,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (["command", "pythonPath", "env"].some((k) => e.affectsConfiguration(`${SECTION}.${k}`))) {
         void sidecar.start();
-      } else if (e.affectsConfiguration(`${SECTION}.provider`)) {
+      } else if (["provider", "model"].some((k) => e.affectsConfiguration(`${SECTION}.${k}`))) {
         modelChanged();
       }
     }),

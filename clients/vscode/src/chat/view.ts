@@ -95,7 +95,6 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
         break;
       case "pickModel":
         await this.pickModel();
-        this.render();
         break;
       case "code":
         await this.code(m.action, m.turn, m.block);
@@ -200,6 +199,11 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
     }
     if (this.lastEditor) return vscode.window.showTextDocument(this.lastEditor.document, this.lastEditor.viewColumn);
     return undefined;
+  }
+
+  /** Show the current model and context again (the model was chosen elsewhere). */
+  refresh(): void {
+    this.render();
   }
 
   private schedule(): void {
