@@ -42,7 +42,8 @@ button.link { background: none; color: var(--vscode-textLink-foreground); paddin
 .replaced .answer { text-decoration: line-through; }
 .replaced .code-actions { display: none; }
 .code-block { margin: 6px 0; border: 1px solid var(--vscode-panel-border); }
-.code-actions { display: flex; gap: 4px; padding: 2px; background: var(--vscode-editor-background); }
+.code-actions { display: flex; flex-wrap: wrap; gap: 4px; padding: 2px; background: var(--vscode-editor-background); }
+.code-actions button { font-size: 0.85em; white-space: nowrap; }
 .code-block pre { margin: 0; padding: 6px; overflow-x: auto; background: var(--vscode-textCodeBlock-background); }
 code { font-family: var(--vscode-editor-font-family); }
 #composer { border-top: 1px solid var(--vscode-panel-border); padding: 6px 8px; }
