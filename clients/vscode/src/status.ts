@@ -206,6 +206,6 @@ export function rotationMessage(
 ): string | undefined {
   if (!next.rotated) return undefined;
   if (previous?.rotated && previous.index === next.index) return undefined;
-  const why = next.message ? `: ${next.message}` : "";
-  return `$(sync) ${next.provider}: rotated to key ${next.index}/${next.size}${why}`;
+  // The sidecar's own words when it gave some (they say why), else the bare fact.
+  return `$(sync) ${next.provider}: ${next.message || `rotated to key ${next.index}/${next.size}`}`;
 }

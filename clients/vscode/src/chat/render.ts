@@ -48,9 +48,11 @@ export function renderTurn(turn: Turn): string {
   out.push(`<div class="question">`);
   if (chip) out.push(`<span class="chip sent" title="attached">${escapeHtml(chip)}</span>`);
   out.push(`<div class="prompt">${escapeHtml(turn.prompt)}</div></div>`);
+  // Open while the new answer streams, so the user sees what is being replaced.
+  const open = turn.state === "streaming" ? " open" : "";
   for (const r of turn.replaced) {
     out.push(
-      `<details class="replaced"><summary>Partial answer replaced: ${escapeHtml(r.reason)}</summary>` +
+      `<details class="replaced"${open}><summary>Partial answer replaced: ${escapeHtml(r.reason)}</summary>` +
         `<div class="answer">${renderMarkdown(r.text, -1)}</div></details>`,
     );
   }

@@ -61,7 +61,9 @@ describe("conversation", () => {
     c.restart(turn, "rate limited");
     assert.equal(turn.text, "");
     assert.deepEqual(turn.replaced, [{ text: "Half an ans", reason: "rate limited" }]);
-    assert.match(renderTurn(turn), /Partial answer replaced: rate limited/);
+    assert.match(renderTurn(turn), /<details class="replaced" open><summary>Partial answer replaced: rate limited/);
+    turn.state = "done";
+    assert.match(renderTurn(turn), /<details class="replaced"><summary>/);
   });
 
   it("says which key answered and what it cost", () => {
@@ -115,6 +117,10 @@ describe("errors and rotation", () => {
     const base = { provider: "anthropic", kind: "Normal" as const, text: "🔑 1/2", index: 1, size: 2, rotated: false };
     const rotated = { ...base, kind: "Warning" as const, text: "🔑 2/2 (rotated)", index: 2, rotated: true };
     assert.equal(rotationMessage(base, rotated), "$(sync) anthropic: rotated to key 2/2");
+    assert.equal(
+      rotationMessage(base, { ...rotated, message: "rate limited; rotated to key 2 of 2" }),
+      "$(sync) anthropic: rate limited; rotated to key 2 of 2",
+    );
     assert.equal(rotationMessage(rotated, rotated), undefined);
     assert.equal(rotationMessage(rotated, base), undefined);
   });
