@@ -394,6 +394,16 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
             info = protocol.credential_info(credential_state(removed, {}, server.keypool.clock()))
         return protocol.to_wire(protocol.LogoutResult(protocol.provider_state(status), info))
 
+    @_rpc(ls, "sidecar/models")
+    async def models(server: SidecarServer, raw: Any) -> Any:
+        from sidecar import protocol
+        from sidecar.models import list_models
+
+        params = protocol.parse_params(protocol.StatusParams, raw)
+        names = [_provider(params.provider)] if params.provider else list(PROVIDERS)
+        result = await list_models(server.engine, names, on_status=server.feed.publish)
+        return protocol.to_wire(result)
+
     @_rpc(ls, "sidecar/stream")
     async def stream(server: SidecarServer, raw: Any) -> Any:
         from sidecar import protocol

@@ -4,7 +4,10 @@ It speaks the real wire formats on 127.0.0.1: the Anthropic Messages API
 (``POST /v1/messages``) and OpenAI-compatible chat completions
 (``POST /v1/chat/completions``, ``/chat/completions``, Azure's
 ``/openai/deployments/<name>/chat/completions``), streamed as chunked SSE or whole as
-JSON, with the providers' error bodies and rate-limit headers. Standard library only.
+JSON, with the providers' error bodies and rate-limit headers; and ``GET /v1/models``
+(or ``/models``) in each flavour's list format, answered with the key's next step (an
+Error step is the error, anything else the list; see :mod:`sidecar.fake._models`).
+Standard library only.
 
 Scripting, per credential (the API key or bearer token a request carries)::
 

@@ -24,6 +24,7 @@ from sidecar.fake._http import (
     chunked_body,
     response_head,
 )
+from sidecar.fake._models import MODEL_PATHS, is_anthropic, model_list
 from sidecar.fake._oauth import AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH, OAuthState
 from sidecar.fake._openai import OpenAI
 from sidecar.fake._render import Context, Flavour, Headers, dumpb
@@ -152,6 +153,8 @@ class FakeServer:
             return await self._control(conn, request)
         if path in (AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH):
             return await self._oauth(conn, request)
+        if request.method == "GET" and path in MODEL_PATHS:
+            return await self._models(conn, request)
         flavour = _route(path)
         if flavour is None or request.method != "POST":
             record = self.state.record_request(
@@ -304,6 +307,45 @@ class FakeServer:
             return await self._whole(conn, request, record, flavour, ctx, chosen)
 
         return await self._guarded(conn, record, work) and request.keep_alive
+
+    async def _models(self, conn: Connection, request: Request) -> bool:
+        """The model list, answered with the key's next scripted step like a message:
+        an Error step is the error, a Drop drops, anything else is the list."""
+        anthropic = is_anthropic(request.headers)
+        flavour: Flavour = ANTHROPIC if anthropic else OPENAI
+        key = flavour.credential(request.headers)
+        record = self.state.record_request(
+            method=request.method,
+            path=request.path,
+            flavour=flavour.name,
+            model=None,
+            key=key,
+            headers=request.headers,
+            body=None,
+            stream=False,
+            connection=conn.number,
+        )
+        ctx = Context(
+            no=record.no,
+            model="unknown-model",
+            body={},
+            key_fingerprint=fingerprint(key) if key is not None else None,
+            keep_alive=request.keep_alive,
+        )
+        step: Step | None
+        if key is None:
+            step = flavour.missing_key()
+        else:
+            step = self.state.next_step(key)
+            step = flavour.unknown_key(fingerprint(key)) if step is None else step
+        if isinstance(step, Error):
+            label = f"error:{step.type}"
+            return await self._error(conn, request, record, flavour, ctx, step, label)
+        if isinstance(step, Drop):
+            return await self._drop(record, step.stall)
+        self.state.finish(record, "models", 200)
+        body = model_list(anthropic)
+        return await self._send_json(conn, request, 200, flavour.base_headers(ctx), body)
 
     async def _guarded(
         self,

@@ -16,6 +16,7 @@ import type {
   LoginParams,
   LoginResult,
   LogoutParams,
+  ModelsResult,
   StatusNotification,
   StatusResult,
   StreamDelta,
@@ -102,6 +103,11 @@ export class SidecarApi {
 
   logout(params: LogoutParams): Promise<unknown> {
     return this.request(Method.logout, params);
+  }
+
+  /** The models of `provider`, or of every provider; see docs/protocol.md. */
+  models(provider?: string): Promise<ModelsResult> {
+    return this.request(Method.models, provider ? { provider } : {});
   }
 
   /**

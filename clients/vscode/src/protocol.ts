@@ -16,6 +16,7 @@ export const Method = {
   keyRemove: "sidecar/keyRemove",
   keyReset: "sidecar/keyReset",
   stream: "sidecar/stream",
+  models: "sidecar/models",
 } as const;
 
 export const Notification = {
@@ -201,6 +202,19 @@ export type StreamDelta =
   | { streamId: string; kind: "toolUseStop"; id: string }
   | { streamId: string; kind: "usage"; usage: Usage }
   | { streamId: string; kind: "restart"; attempt?: number; reason?: string };
+
+export interface ModelInfo {
+  provider: string;
+  id: string;
+  /** `provider`: from the provider's own list; `known`: from the sidecar's price table and catalog. */
+  source: "provider" | "known";
+}
+
+export interface ModelsResult {
+  models: ModelInfo[];
+  /** Why a provider's own list could not be had (its known models are listed instead). */
+  errors: { provider: string; message: string }[];
+}
 
 /** What the editor tells the sidecar about itself in `initializationOptions`. */
 export interface InitializationOptions {

@@ -175,3 +175,37 @@ export function describeError(err: unknown, method?: string): string {
       return message;
   }
 }
+
+/** A user action offered with an error: a command to run, or the log. */
+export type ErrorAction = "Add Key" | "Log In" | "Show Status" | "Open Log";
+
+/** What the user can do about a failed request, most useful first. */
+export function errorActions(err: unknown): ErrorAction[] {
+  switch ((err as ErrorLike | undefined)?.code) {
+    case ErrorCode.noCredentials:
+      return ["Add Key", "Log In", "Open Log"];
+    case ErrorCode.allRejected:
+    case ErrorCode.loginFailed:
+      return ["Add Key", "Log In", "Show Status"];
+    case ErrorCode.allRateLimited:
+      return ["Show Status", "Add Key"];
+    case ErrorCode.upstream:
+      return ["Show Status", "Open Log"];
+    default:
+      return ["Open Log"];
+  }
+}
+
+/**
+ * The short status-bar message for a rotation: `previous` was not rotated (or on
+ * another key) and `next` is. Undefined when nothing rotated.
+ */
+export function rotationMessage(
+  previous: StatusNotification | undefined,
+  next: StatusNotification,
+): string | undefined {
+  if (!next.rotated) return undefined;
+  if (previous?.rotated && previous.index === next.index) return undefined;
+  // The sidecar's own words when it gave some (they say why), else the bare fact.
+  return `$(sync) ${next.provider}: ${next.message || `rotated to key ${next.index}/${next.size}`}`;
+}

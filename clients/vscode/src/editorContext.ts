@@ -1,0 +1,38 @@
+/**
+ * Reads the context to attach from an editor: its selection, else the part of
+ * the file on screen. The one place that turns VS Code ranges into an Attachment.
+ */
+import * as vscode from "vscode";
+import { MAX_CONTEXT_LINES, type Attachment } from "./context";
+
+export function captureAttachment(editor: vscode.TextEditor | undefined): Attachment | undefined {
+  if (!editor || editor.document.uri.scheme === "output") return undefined;
+  const doc = editor.document;
+  const selection = editor.selection;
+  let range: vscode.Range;
+  let fromSelection = false;
+  if (!selection.isEmpty) {
+    range = selection;
+    fromSelection = true;
+  } else {
+    const visible = editor.visibleRanges;
+    if (visible.length === 0) return undefined;
+    range = new vscode.Range(visible[0].start, visible[visible.length - 1].end);
+  }
+  let endLine = range.end.line;
+  // A selection ending at column 0 does not include that line.
+  if (fromSelection && range.end.character === 0 && endLine > range.start.line) endLine--;
+  endLine = Math.min(endLine, range.start.line + MAX_CONTEXT_LINES - 1, doc.lineCount - 1);
+  const full = new vscode.Range(range.start.line, 0, endLine, doc.lineAt(endLine).text.length);
+  const text = fromSelection ? doc.getText(range.intersection(full) ?? full) : doc.getText(full);
+  if (!text.trim()) return undefined;
+  return {
+    path: vscode.workspace.asRelativePath(doc.uri, false),
+    uri: doc.uri.toString(),
+    languageId: doc.languageId,
+    startLine: range.start.line,
+    endLine,
+    text,
+    fromSelection,
+  };
+}
