@@ -71,13 +71,16 @@ local function follow(chat)
 end
 
 --- Close the chat's windows (the conversation stays).
-function M.close()
-  local chat = M.current
+---@param chat? llm_sidecar.Chat  default: the current one
+function M.close(chat)
+  chat = chat or M.current
   if not chat or not chat.wins then
     return
   end
   for _, win in ipairs(chat.wins) do
-    if api.nvim_win_is_valid(win) then
+    -- A window of the chat that shows another buffer by now is the user's: leave it.
+    local buf = api.nvim_win_is_valid(win) and api.nvim_win_get_buf(win)
+    if buf == chat.transcript or buf == chat.input then
       if #api.nvim_list_wins() == 1 then
         vim.cmd("enew") -- the last window: keep it, show an empty buffer
       else
@@ -163,7 +166,7 @@ local function map_keys(chat)
       end
     end
     map({ "n", "i" }, k.stop, M.stop, "stop the answer")
-    map("n", k.close, M.close, "close the chat")
+    map("n", k.close, function() M.close(chat) end, "close the chat")
   end
   vim.keymap.set("n", k.send or "<C-s>", function() M.send() end, { buffer = chat.input, desc = "llm-sidecar: send" })
   vim.keymap.set("i", "<C-s>", function() M.send() end, { buffer = chat.input, desc = "llm-sidecar: send" })
@@ -211,7 +214,7 @@ local function open_windows(chat)
     api.nvim_create_autocmd("WinClosed", {
       pattern = tostring(win),
       once = true,
-      callback = function() vim.schedule(M.close) end,
+      callback = function() vim.schedule(function() M.close(chat) end) end,
     })
   end
   refresh_bar(chat)
