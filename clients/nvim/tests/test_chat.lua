@@ -127,6 +127,10 @@ H.test(":[range]LlmChat attaches the lines (a header line); the apply key replac
   H.wait_note("replaced lines 2-5 of src/add.lua", from)
   H.eq(api.nvim_buf_get_lines(src, 0, -1, false),
     { "-- keep", "local function add(a, b)", "  return a + b", "end", "-- keep too" }, "the source after apply")
+  -- The transcript, for the README (NVIM_SCREEN_CAPTURE=file).
+  if os.getenv("NVIM_SCREEN_CAPTURE") then
+    vim.fn.writefile(api.nvim_buf_get_lines(chat().transcript, 0, -1, false), os.getenv("NVIM_SCREEN_CAPTURE"))
+  end
   api.nvim_buf_call(src, function() vim.cmd("undo") end)
   H.eq(api.nvim_buf_get_lines(src, 0, -1, false), before, "one undo restores the source")
 end)
@@ -170,11 +174,6 @@ H.test("chat_layout = 'float' opens the transcript and the input as floats", fun
   say("Hi")
   wait_answer()
   H.contains(H.buf_text(c.transcript), "## You\nHi\n", "transcript")
-  -- A captured screen for the README.
-  local out = os.getenv("NVIM_SCREEN_CAPTURE")
-  if out then
-    vim.fn.writefile(api.nvim_buf_get_lines(c.transcript, 0, -1, false), out)
-  end
   api.nvim_feedkeys("q", "xt", false)
   H.wait(2000, function() return #vim.fn.win_findbuf(c.transcript) == 0 end, "closed")
 end)

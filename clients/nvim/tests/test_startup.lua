@@ -123,6 +123,7 @@ H.test("the help file has tags for every command and option and opens with :help
   local tags = table.concat(vim.fn.readfile(rtp .. "/doc/tags"), "\n")
   for _, tag in ipairs({ "llm_sidecar", "llm_sidecar.setup()", "llm_sidecar.statusline()", "llm_sidecar-options",
     ":LlmLogin", ":LlmLogout", ":LlmKeyAdd", ":LlmKeyRemove", ":LlmKeyReset", ":LlmStatus", ":LlmAsk", ":LlmCancel",
+    ":LlmChat", ":LlmApply", ":LlmModel", "llm_sidecar-chat", "llm_sidecar-apply", "llm_sidecar-mappings",
     "llm_sidecar-health" }) do
     H.truthy(tags:find("\n" .. vim.pesc(tag) .. "\t") or tags:find("^" .. vim.pesc(tag) .. "\t"), "tag " .. tag)
   end
