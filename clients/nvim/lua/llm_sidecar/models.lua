@@ -37,6 +37,11 @@ function M.pick(provider)
       })
     end
     local items = M.items(result, provider)
+    -- The sidecar fell back to the models it knows: say why the list may be short.
+    for _, e in ipairs(type(result) == "table" and result.errors or {}) do
+      rpc.notify(("the %s model list could not be fetched (%s): showing the models the sidecar knows."):format(
+        e.provider or provider, e.message or "?"), vim.log.levels.WARN)
+    end
     if #items == 0 then
       return rpc.notify(("the sidecar knows no %s models: set `model` in setup()."):format(provider), vim.log.levels.WARN)
     end
