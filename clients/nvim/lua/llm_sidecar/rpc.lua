@@ -49,14 +49,15 @@ local function one_line(msg)
   return (tostring(msg):gsub("%s*\n%s*", " "))
 end
 
---- Every message of the plugin goes through here: vim.notify (so nvim-notify, noice,
---- fidget… show it), scheduled so that it never lands in the middle of a prompt.
+--- Every message of the plugin goes through here (llm_sidecar.notify: vim.notify, and
+--- no hit-enter prompt with the built-in one), scheduled so that it never lands in
+--- the middle of a prompt.
 ---@param msg string
 ---@param level? integer
 function M.say(msg, level)
   msg = one_line(msg)
   vim.schedule(function()
-    vim.notify(msg, level or vim.log.levels.INFO, { title = "llm-sidecar" })
+    require("llm_sidecar.notify").show(msg, level or vim.log.levels.INFO)
   end)
 end
 
