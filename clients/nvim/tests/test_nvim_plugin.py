@@ -141,16 +141,25 @@ needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not i
 class Screen:
     """A Neovim in its own tmux server (socket in tmp_path): keys in, screen text out."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str], argv: list[str], size: tuple[int, int]) -> None:
+    def __init__(
+        self, tmp_path: Path, env: dict[str, str], argv: list[str], size: tuple[int, int]
+    ) -> None:
         self.socket = str(tmp_path / "tmux.sock")
         self.env = env
         cmd = " ".join(shlex.quote(a) for a in argv)
-        self.tmux("new-session", "-d", "-c", str(tmp_path), "-x", str(size[0]), "-y", str(size[1]), cmd)
+        self.tmux(
+            "new-session", "-d", "-c", str(tmp_path), "-x", str(size[0]), "-y", str(size[1]), cmd
+        )
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(
-            ["tmux", "-S", self.socket, *args], env=self.env, cwd=REPO, capture_output=True,
-            text=True, timeout=30, check=True,
+            ["tmux", "-S", self.socket, *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
 
     def text(self) -> str:
@@ -171,13 +180,27 @@ class Screen:
             time.sleep(0.1)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-S", self.socket, "kill-server"], env=self.env, capture_output=True, timeout=30)
+        subprocess.run(
+            ["tmux", "-S", self.socket, "kill-server"],
+            env=self.env,
+            capture_output=True,
+            timeout=30,
+        )
 
 
 def _plugin_argv(nvim: str, opts: str, *files: str) -> list[str]:
     return [
-        nvim, "--clean", "-u", "NONE", "--cmd", f"set rtp^={HERE.parent}", "--cmd", "runtime plugin/llm_sidecar.lua",
-        "--cmd", f"lua vim.g.llm_sidecar = {opts}", *files,
+        nvim,
+        "--clean",
+        "-u",
+        "NONE",
+        "--cmd",
+        f"set rtp^={HERE.parent}",
+        "--cmd",
+        "runtime plugin/llm_sidecar.lua",
+        "--cmd",
+        f"lua vim.g.llm_sidecar = {opts}",
+        *files,
     ]
 
 
@@ -185,7 +208,9 @@ def _plugin_argv(nvim: str, opts: str, *files: str) -> list[str]:
 def test_screen_long_error_without_press_enter(nvim: str, fake: str, tmp_path: Path) -> None:
     """A message wider than the screen: no hit-enter prompt, the whole text in a float."""
     env = _env(tmp_path, fake)
-    screen = Screen(tmp_path, env, _plugin_argv(nvim, "{ cmd = { '/nonexistent/llm-sidecar' } }"), (80, 20))
+    screen = Screen(
+        tmp_path, env, _plugin_argv(nvim, "{ cmd = { '/nonexistent/llm-sidecar' } }"), (80, 20)
+    )
     try:
         screen.keys(":LlmStatus", "Enter")
         text = screen.wait_for("llm-sidecar: could not start")
@@ -202,11 +227,17 @@ def test_screen_chat_about_a_range(nvim: str, fake: str, tmp_path: Path) -> None
     src = tmp_path / "add.lua"
     src.write_text("-- keep\nlocal function add(a, b)\n  local s = a + b\n  return s\nend\n")
     answer = "Shorter:\n\n```lua\nlocal function add(a, b)\n  return a + b\nend\n```\n"
-    body = json.dumps({"key": KEY1, "steps": [{"kind": "reply", "content": [{"type": "text", "text": answer}]}]})
-    req = urllib.request.Request(f"{fake}/_fake/script", data=body.encode(), method="POST",
-                                 headers={"content-type": "application/json"})
+    body = json.dumps(
+        {"key": KEY1, "steps": [{"kind": "reply", "content": [{"type": "text", "text": answer}]}]}
+    )
+    req = urllib.request.Request(
+        f"{fake}/_fake/script",
+        data=body.encode(),
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
     urllib.request.urlopen(req, timeout=10).read()
-    opts = "{ cmd = { %s, '-m', 'sidecar' } }" % json.dumps(sys.executable)
+    opts = "{ cmd = { " + json.dumps(sys.executable) + ", '-m', 'sidecar' } }"
     screen = Screen(tmp_path, env, _plugin_argv(nvim, opts, "add.lua"), (100, 30))
     try:
         screen.wait_for("local s = a + b")
