@@ -135,6 +135,18 @@ H.test(":[range]LlmChat attaches the lines (a header line); the apply key replac
   H.eq(api.nvim_buf_get_lines(src, 0, -1, false), before, "one undo restores the source")
 end)
 
+H.test("the attached lines are followed through edits above them", function()
+  local src = require("llm_sidecar.apply").targets[chat().transcript].buf
+  api.nvim_buf_set_lines(src, 0, 0, false, { "-- a line added above", "-- and another" })
+  api.nvim_set_current_win(chat().wins[1])
+  vim.fn.search("^  return a + b$")
+  local from = #H.notes + 1
+  api.nvim_feedkeys("ga", "xt", false)
+  H.wait_note("replaced lines 4-7 of src/add.lua", from)
+  H.eq(api.nvim_buf_get_lines(src, 0, -1, false), { "-- a line added above", "-- and another", "-- keep",
+    "local function add(a, b)", "  return a + b", "end", "-- keep too" }, "the source")
+end)
+
 H.test("the apply key outside a code block says what to do and changes nothing", function()
   local src = require("llm_sidecar.apply").targets[chat().transcript].buf
   local before = api.nvim_buf_get_lines(src, 0, -1, false)

@@ -75,10 +75,17 @@ function M.apply()
   local ctx = target.ctx
   local first, last, what
   if ctx then
-    first, last = ctx.line1 - 1, ctx.line2
-    what = ("replaced lines %d-%d of %s"):format(ctx.line1, ctx.line2, ctx.name)
+    local context = require("llm_sidecar.context")
+    local l1, l2 = context.lines_now(ctx)
+    if not l1 then
+      return rpc.notify("the attached lines are gone from " .. ctx.name .. ": nothing replaced.", vim.log.levels.WARN)
+    end
+    first, last = l1 - 1, l2
+    what = ("replaced lines %d-%d of %s"):format(l1, l2, ctx.name)
+    api.nvim_buf_set_lines(target.buf, first, last, false, code)
     -- A second apply replaces what the first put there.
-    ctx.line2 = ctx.line1 + #code - 1
+    context.remark(ctx, l1, l1 + #code - 1)
+    return rpc.notify(what .. " (u in that buffer undoes it).", vim.log.levels.INFO)
   else
     local at = api.nvim_win_is_valid(target.win) and api.nvim_win_get_buf(target.win) == target.buf
         and api.nvim_win_get_cursor(target.win)[1]

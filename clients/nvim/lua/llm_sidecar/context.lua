@@ -3,6 +3,8 @@
 
 local M = {}
 
+M.ns = vim.api.nvim_create_namespace("llm_sidecar.context")
+
 ---@class llm_sidecar.Context
 ---@field buf integer     the source buffer
 ---@field line1 integer   1-based, inclusive
@@ -11,6 +13,7 @@ local M = {}
 ---@field name string     the file, relative to the working directory
 ---@field filetype string
 ---@field text string     what the model gets
+---@field mark integer    extmark over the lines: edits above them move it along
 
 --- Fence that no line of `lines` contains, so a code block inside cannot end it.
 local function fence_for(lines)
@@ -36,7 +39,9 @@ function M.capture(range, buf)
   local ft = vim.bo[buf].filetype
   local fence = fence_for(lines)
   local where = range.whole and name or ("%s, lines %d-%d"):format(name, range[1], range[2])
+  local mark = vim.api.nvim_buf_set_extmark(buf, M.ns, range[1] - 1, 0, { end_row = range[2], end_col = 0 })
   return {
+    mark = mark,
     buf = buf,
     line1 = range[1],
     line2 = range[2],
@@ -45,6 +50,28 @@ function M.capture(range, buf)
     filetype = ft,
     text = ("From %s:\n%s%s\n%s\n%s"):format(where, fence, ft, table.concat(lines, "\n"), fence),
   }
+end
+
+--- Where the attached lines are now (1-based, inclusive), after edits of the buffer;
+--- nil when they were deleted.
+---@param ctx llm_sidecar.Context
+---@return integer?, integer?
+function M.lines_now(ctx)
+  local ok, m = pcall(vim.api.nvim_buf_get_extmark_by_id, ctx.buf, M.ns, ctx.mark, { details = true })
+  if not ok or not m or not m[1] then
+    return nil
+  end
+  local first, last = m[1] + 1, (m[3] and m[3].end_row or m[1] + 1)
+  if last < first then
+    return nil
+  end
+  return first, last
+end
+
+--- Move the mark over `line1`..`line2` (after an apply replaced the lines).
+function M.remark(ctx, line1, line2)
+  ctx.line1, ctx.line2 = line1, line2
+  ctx.mark = vim.api.nvim_buf_set_extmark(ctx.buf, M.ns, line1 - 1, 0, { id = ctx.mark, end_row = line2, end_col = 0 })
 end
 
 --- The header line shown above the question, e.g. `📎 lua/x.lua:3-9 (7 lines)`.
