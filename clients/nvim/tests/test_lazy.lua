@@ -24,4 +24,26 @@ H.test("<Plug>(llm-sidecar-status) opens the status float", function()
   vim.cmd("close")
 end)
 
+H.test("<Plug>(llm-sidecar-ask) in Visual mode asks about the selected lines", function()
+  vim.cmd("only")
+  vim.cmd("enew")
+  vim.bo.buftype = "nofile"
+  vim.api.nvim_buf_set_lines(0, 0, -1, false, { "alpha", "beta", "gamma" })
+  vim.keymap.set("x", "<leader>la", "<Plug>(llm-sidecar-ask)", { remap = true })
+  local asked
+  vim.ui.input = function(opts, on_confirm)
+    asked = opts.prompt
+    on_confirm("What are these?")
+  end
+  vim.api.nvim_feedkeys(vim.keycode("ggVj<leader>la"), "mx", false)
+  H.wait(5000, function() return asked ~= nil end, "the prompt")
+  local buf = vim.api.nvim_get_current_buf()
+  H.wait(15000, function()
+    local a = require("llm_sidecar.ask").by_buf[buf]
+    return a ~= nil and a.done
+  end, "the answer")
+  H.contains(H.buf_text(buf), "> What are these?\n> 📎 [buffer ", "question")
+  H.contains(H.buf_text(buf), ":1-2 (2 lines)", "the two selected lines")
+end)
+
 H.done()
