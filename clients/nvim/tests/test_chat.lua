@@ -90,8 +90,11 @@ end)
 local CODE_ANSWER = "Here is a shorter version:\n\n```lua\nlocal function add(a, b)\n  return a + b\nend\n```\n\nThat is all."
 
 H.test(":[range]LlmChat attaches the lines (a header line); the apply key replaces them, one undo", function()
+  local old = chat()
   vim.cmd("LlmChat!") -- a new conversation
   vim.cmd("stopinsert")
+  H.truthy(chat() ~= old, "a new chat")
+  H.eq(vim.api.nvim_buf_is_valid(old.transcript), false, "the old transcript is wiped")
   vim.cmd("wincmd t")
   vim.cmd("enew")
   api.nvim_buf_set_name(0, "src/add.lua")

@@ -229,8 +229,15 @@ function M.open(opts)
   local source = { buf = api.nvim_get_current_buf(), win = api.nvim_get_current_win() }
   local ctx = require("llm_sidecar.context").capture(opts.range)
   if opts.new or not M.current or not api.nvim_buf_is_valid(M.current.transcript) then
-    if M.current then
-      M.close()
+    local old = M.current
+    if old then
+      -- A new chat replaces the old one: its buffers go (a running answer is cancelled).
+      M.close(old)
+      for _, buf in ipairs({ old.transcript, old.input }) do
+        if api.nvim_buf_is_valid(buf) then
+          api.nvim_buf_delete(buf, { force = true })
+        end
+      end
     end
     M.current = new_chat()
   end
