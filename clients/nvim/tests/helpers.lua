@@ -72,9 +72,10 @@ function H.statusline()
   return require("llm_sidecar").statusline()
 end
 
---- Wait until the statusline shows exactly `text`.
+--- Wait until the statusline shows exactly `text`. The bound is generous: on a loaded
+--- machine the first start of the sidecar alone can take seconds.
 function H.wait_status(text, ms)
-  if not vim.wait(ms or 5000, function() return H.statusline() == text end, 20) then
+  if not vim.wait(ms or 20000, function() return H.statusline() == text end, 20) then
     H.fail(("statusline: expected %q, still %q"):format(text, H.statusline()), 2)
   end
 end
@@ -95,7 +96,7 @@ end
 --- The first notification after `from` containing `needle` (waits up to `ms`).
 function H.wait_note(needle, from, ms)
   local found
-  local ok = vim.wait(ms or 5000, function()
+  local ok = vim.wait(ms or 15000, function()
     for i = from or 1, #H.notes do
       if H.notes[i].msg:find(needle, 1, true) then
         found = H.notes[i]
