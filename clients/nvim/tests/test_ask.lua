@@ -52,19 +52,49 @@ H.test("the request carries the configured model and the prompt; the fake saw it
   H.contains(body, "Say hello", "messages")
 end)
 
-H.test(":'<,'>LlmAsk sends the selected lines as a fenced block", function()
+local function last_content()
+  local log = H.fake("GET", "/_fake/log")
+  local content = log.requests[#log.requests].body.messages[1].content
+  return type(content) == "table" and vim.json.encode(content) or content
+end
+
+H.test(":'<,'>LlmAsk sends the selected lines as a fenced block, shown as one header line", function()
+  vim.cmd("only") -- the source in one window, the answers in another
   vim.cmd("enew")
+  vim.api.nvim_buf_set_name(0, "src/x.lua")
+  vim.bo.buftype = "nofile"
   vim.bo.filetype = "lua"
   vim.api.nvim_buf_set_lines(0, 0, -1, false, { "local x = 1", "return x + 1", "-- not this" })
   vim.cmd("1,2LlmAsk Explain")
   local buf = vim.api.nvim_get_current_buf()
   wait_done(buf)
-  H.contains(H.buf_text(buf), "> Explain\n>\n> ```lua\n> local x = 1\n> return x + 1\n> ```", "question")
-  local log = H.fake("GET", "/_fake/log")
-  local content = log.requests[#log.requests].body.messages[1].content
-  content = type(content) == "table" and vim.json.encode(content) or content
-  H.contains(content, "local x = 1\nreturn x + 1", "prompt holds the selection")
+  H.contains(H.buf_text(buf), "> Explain\n> 📎 src/x.lua:1-2 (2 lines)\n\n", "question and context header")
+  H.not_contains(H.buf_text(buf), "local x = 1", "the attached code is not repeated in the answer buffer")
+  local content = last_content()
+  H.contains(content, "From src/x.lua, lines 1-2:\n```lua\nlocal x = 1\nreturn x + 1\n```", "prompt holds the selection")
   H.not_contains(content, "not this", "prompt")
+end)
+
+H.test(":%LlmAsk attaches the whole buffer", function()
+  vim.cmd("wincmd p")
+  H.eq(vim.api.nvim_buf_get_name(0):match("src/x.lua$"), "src/x.lua", "back in the source")
+  vim.cmd("%LlmAsk Review")
+  local buf = vim.api.nvim_get_current_buf()
+  wait_done(buf)
+  H.contains(H.buf_text(buf), "> Review\n> 📎 src/x.lua (whole buffer, 3 lines)\n", "header")
+  H.contains(last_content(), "local x = 1\nreturn x + 1\n-- not this\n```", "the whole buffer was sent")
+end)
+
+H.test("an answer replaced in its window by the next one is wiped", function()
+  local first = require("llm_sidecar.ask").last.buf
+  local win = vim.api.nvim_get_current_win()
+  vim.cmd("wincmd p")
+  vim.cmd("LlmAsk again")
+  local second = vim.api.nvim_get_current_buf()
+  H.eq(vim.api.nvim_get_current_win(), win, "the answer window is reused")
+  H.truthy(second ~= first, "a new buffer")
+  H.eq(vim.api.nvim_buf_is_valid(first), false, "the replaced answer buffer is wiped")
+  wait_done(second)
 end)
 
 H.test("a restart delta clears the partial text of the failed attempt", function()

@@ -99,7 +99,7 @@ H.test(":LlmKeyAdd login without a login names what to do", function()
   H.contains(note.msg, ":Llm", "names a command to run")
 end)
 
-H.test(":LlmKeyRemove offers fingerprints with vim.ui.select and removes the pick: 🔑 1/2", function()
+H.test(":LlmKeyRemove offers only the removable keys, by fingerprint, and removes the pick: 🔑 1/2", function()
   local offered, prompt
   local real_select = vim.ui.select
   vim.ui.select = function(items, opts, on_choice)
@@ -119,11 +119,12 @@ H.test(":LlmKeyRemove offers fingerprints with vim.ui.select and removes the pic
   H.wait(5000, function() return offered ~= nil end, "vim.ui.select")
   vim.ui.select = real_select
   H.contains(prompt, "Remove which anthropic credential", "prompt")
-  H.eq(#offered, 3, "items offered")
+  H.eq(#offered, 1, "items offered (the environment keys are not)")
   local all = table.concat(offered, "\n")
-  for _, fp in ipairs({ FP1, FP2, FP3 }) do
-    H.contains(all, fp, "items")
-  end
+  H.contains(all, FP3, "items")
+  local env_note = H.wait_note("come from your environment", from)
+  H.contains(env_note.msg, "2 keys come from your environment (ANTHROPIC_API_KEYS)", "why they are not offered")
+  H.not_contains(env_note.msg, "-326", "no protocol jargon")
   for _, key in ipairs({ H.key1, H.key2, KEY3 }) do
     H.not_contains(all, key, "items")
   end
@@ -139,15 +140,16 @@ H.test("dismissing the :LlmKeyRemove picker removes nothing", function()
   H.eq(H.statusline(), "🔑 1/2", "statusline")
 end)
 
-H.test("removing an environment key is refused with what to do", function()
-  vim.ui.select = function(items, _, on_choice)
-    on_choice(items[1], 1)
-  end
+H.test("with only environment keys, :LlmKeyRemove offers nothing and says why in plain words", function()
+  local called = false
+  vim.ui.select = function() called = true end
   local from = #H.notes + 1
   vim.cmd("LlmKeyRemove")
-  local note = H.wait_note("failed", from)
-  H.truthy(note.level >= vim.log.levels.WARN, "level is WARN or ERROR")
-  H.contains(note.msg:lower(), "unset", "advice")
+  local note = H.wait_note("no anthropic key to remove here", from)
+  H.eq(called, false, "no picker")
+  H.contains(note.msg, "ANTHROPIC_API_KEYS", "names the variable")
+  H.contains(note.msg, "shell profile or .env file", "what to do")
+  H.eq(note.level, vim.log.levels.INFO, "not an error: nothing failed")
   H.eq(H.statusline(), "🔑 1/2", "statusline")
 end)
 
@@ -156,6 +158,48 @@ H.test(":LlmKeyReset keeps 🔑 1/2 and says so", function()
   vim.cmd("LlmKeyReset")
   H.contains(H.wait_note("back to the first key", from).msg, "🔑 1/2", "message")
   H.eq(H.statusline(), "🔑 1/2", "statusline")
+end)
+
+H.test("sidecar times are shown in local time", function()
+  local st = require("llm_sidecar.status")
+  H.eq(st.local_time("2026-11-22T14:05:00Z"), os.date("%Y-%m-%d %H:%M", 1795356300), "a UTC time")
+  H.eq(st.local_time("2026-11-22T15:05:00.5+01:00"), os.date("%Y-%m-%d %H:%M", 1795356300), "an offset")
+  H.eq(st.local_time(os.date("!%Y-%m-%dT%H:%M:%SZ", 1795356300 + 0)), os.date("%Y-%m-%d %H:%M", 1795356300), "round trip")
+  H.eq(st.local_time("soon"), "soon", "not a time")
+end)
+
+H.test(":LlmStatus fits wrapped lines: every key visible, cooldowns in local time", function()
+  H.reset()
+  H.script(H.key1, { { kind = "rate_limited", retry_after = 120, message = string.rep("slow down please ", 8) } })
+  vim.cmd("LlmAsk rotate")
+  H.wait_status("🔑 2/2 (rotated)")
+  local ask = require("llm_sidecar.ask").last
+  H.wait(15000, function() return ask.done end, "the answer")
+  local columns = vim.o.columns
+  vim.o.columns = 60 -- narrow: the rate-limit message wraps
+  local before = vim.api.nvim_get_current_win()
+  vim.cmd("LlmStatus")
+  H.wait(5000, function()
+    local win = vim.api.nvim_get_current_win()
+    return win ~= before and vim.api.nvim_win_get_config(win).relative ~= ""
+  end, "the :LlmStatus float")
+  local win = vim.api.nvim_get_current_win()
+  local text = H.buf_text(0)
+  local shown = vim.api.nvim_win_text_height(win, {}).all
+  local height = vim.api.nvim_win_get_height(win)
+  vim.cmd("close")
+  vim.o.columns = columns
+  H.contains(text, "slow down please", "the long message")
+  H.truthy(shown <= height, ("all %d screen lines fit in the float's %d"):format(shown, height))
+  H.truthy(shown > #vim.split(text, "\n"), "some lines did wrap (the test tests something)")
+  local until_ = text:match("cooling down until ([^ ]+)")
+  H.truthy(until_ and until_:match("^%d%d:%d%d:%d%d$"), "a local clock time, not UTC ISO: " .. tostring(until_))
+end)
+
+H.test("messages are one line each (no Press ENTER)", function()
+  for _, n in ipairs(H.notes) do
+    H.not_contains(n.msg, "\n", "notification")
+  end
 end)
 
 H.done()

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +131,125 @@ def test_lua(script: Path, nvim: str, fake: str, tmp_path: Path) -> None:
         assert key not in output, f"a secret appeared in {script.name}'s output"
     for skipped in re.findall(r"^ok - (.*# SKIP .*)$", output, re.M):
         warnings.warn(f"{script.name}: {skipped}", stacklevel=1)
+
+
+# --- The real screen: Neovim in a terminal (tmux), as a user sees it. -------------------
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+
+
+class Screen:
+    """A Neovim in its own tmux server (socket in tmp_path): keys in, screen text out."""
+
+    def __init__(
+        self, tmp_path: Path, env: dict[str, str], argv: list[str], size: tuple[int, int]
+    ) -> None:
+        self.socket = str(tmp_path / "tmux.sock")
+        self.env = env
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        self.tmux(
+            "new-session", "-d", "-c", str(tmp_path), "-x", str(size[0]), "-y", str(size[1]), cmd
+        )
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-S", self.socket, *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+
+    def text(self) -> str:
+        return self.tmux("capture-pane", "-p")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", *keys)
+
+    def wait_for(self, needle: str, timeout: float = 30) -> str:
+        """The screen once it shows ``needle`` (polled; the timeout only bounds a hang)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.text()
+            if needle in screen:
+                return screen
+            if time.monotonic() > deadline:
+                pytest.fail(f"{needle!r} never appeared on the screen:\n{screen}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        subprocess.run(
+            ["tmux", "-S", self.socket, "kill-server"],
+            env=self.env,
+            capture_output=True,
+            timeout=30,
+        )
+
+
+def _plugin_argv(nvim: str, opts: str, *files: str) -> list[str]:
+    return [
+        nvim,
+        "--clean",
+        "-u",
+        "NONE",
+        "--cmd",
+        f"set rtp^={HERE.parent}",
+        "--cmd",
+        "runtime plugin/llm_sidecar.lua",
+        "--cmd",
+        f"lua vim.g.llm_sidecar = {opts}",
+        *files,
+    ]
+
+
+@needs_tmux
+def test_screen_long_error_without_press_enter(nvim: str, fake: str, tmp_path: Path) -> None:
+    """A message wider than the screen: no hit-enter prompt, the whole text in a float."""
+    env = _env(tmp_path, fake)
+    screen = Screen(
+        tmp_path, env, _plugin_argv(nvim, "{ cmd = { '/nonexistent/llm-sidecar' } }"), (80, 20)
+    )
+    try:
+        screen.keys(":LlmStatus", "Enter")
+        text = screen.wait_for("llm-sidecar: could not start")
+        text = screen.wait_for("checkhealth")  # the advice, in the float
+        assert "Press ENTER" not in text, text
+    finally:
+        screen.close()
+
+
+@needs_tmux
+def test_screen_chat_about_a_range(nvim: str, fake: str, tmp_path: Path) -> None:
+    """:2,5LlmChat in a real terminal: the chat, its header line, the answer and its footer."""
+    env = _env(tmp_path, fake)
+    src = tmp_path / "add.lua"
+    src.write_text("-- keep\nlocal function add(a, b)\n  local s = a + b\n  return s\nend\n")
+    answer = "Shorter:\n\n```lua\nlocal function add(a, b)\n  return a + b\nend\n```\n"
+    body = json.dumps(
+        {"key": KEY1, "steps": [{"kind": "reply", "content": [{"type": "text", "text": answer}]}]}
+    )
+    req = urllib.request.Request(
+        f"{fake}/_fake/script",
+        data=body.encode(),
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
+    urllib.request.urlopen(req, timeout=10).read()
+    opts = "{ cmd = { " + json.dumps(sys.executable) + ", '-m', 'sidecar' } }"
+    screen = Screen(tmp_path, env, _plugin_argv(nvim, opts, "add.lua"), (100, 30))
+    try:
+        screen.wait_for("local s = a + b")
+        screen.keys(":2,5LlmChat", "Enter")
+        screen.wait_for("<CR> send")
+        screen.keys("Shorten this", "Escape", "Enter")
+        text = screen.wait_for("…1111*")  # the footer: the answer is complete
+        assert "add.lua:2-5 (4 lines)" in text, text
+        assert "## You" in text and "return a + b" in text, text
+        assert KEY1 not in text
+        out = os.environ.get("NVIM_SCREEN_CAPTURE")
+        if out:
+            Path(out).write_text(text)
+    finally:
+        screen.close()

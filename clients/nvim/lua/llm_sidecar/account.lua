@@ -179,25 +179,66 @@ local function describe(c)
   if c.label then
     s = s .. "  " .. c.label
   end
-  if c.source == "env" then
-    local var = tostring(c.id):gsub("^env:", "")
-    s = s .. "  [environment: unset " .. var .. " to remove]"
-  end
   return s
 end
 
---- :LlmKeyRemove: pick a credential (fingerprints only) with vim.ui.select.
+--- The variables that environment keys come from, e.g. {"ANTHROPIC_API_KEYS"}.
+local function env_vars(creds)
+  local seen, vars = {}, {}
+  for _, c in ipairs(creds) do
+    local var = tostring(c.id or ""):match("^env:([%w_]+)")
+    if c.source == "env" and var and not seen[var] then
+      seen[var] = true
+      vars[#vars + 1] = var
+    end
+  end
+  return vars
+end
+
+--- Environment keys cannot be removed from here: say so in plain words.
+local function env_explanation(creds)
+  local vars = env_vars(creds)
+  local n = 0
+  for _, c in ipairs(creds) do
+    n = n + (c.source == "env" and 1 or 0)
+  end
+  if n == 0 then
+    return nil
+  end
+  return ("%d key%s come%s from your environment (%s): the sidecar only reads %s. "
+    .. "To stop using %s, delete %s from your shell profile or .env file and restart Neovim."):format(
+    n,
+    n == 1 and "" or "s",
+    n == 1 and "s" or "",
+    table.concat(vars, ", "),
+    n == 1 and "it" or "them",
+    n == 1 and "it" or "them",
+    n == 1 and "it" or "them"
+  )
+end
+
+--- :LlmKeyRemove: pick a credential (fingerprints only) with vim.ui.select. Only the
+--- ones the sidecar can remove (its store: pool and logins) are offered.
 function M.key_remove()
   local name = provider()
   rpc.request("sidecar/keyList", { provider = name }, function(err, result)
     if err then
       return rpc.notify_error("Listing the keys", err)
     end
-    local creds = result.credentials or {}
-    if #creds == 0 then
-      return rpc.notify(("no %s credentials to remove."):format(name), INFO)
+    local creds, removable = result.credentials or {}, {}
+    for _, c in ipairs(creds) do
+      if c.source ~= "env" then
+        removable[#removable + 1] = c
+      end
     end
-    vim.ui.select(creds, {
+    local env_note = env_explanation(creds)
+    if #removable == 0 then
+      return rpc.notify(("no %s key to remove here. %s"):format(name, env_note or "(:LlmStatus lists them.)"), INFO)
+    end
+    if env_note then
+      rpc.notify(env_note, INFO)
+    end
+    vim.ui.select(removable, {
       prompt = ("Remove which %s credential?"):format(name),
       format_item = describe,
       kind = "llm_sidecar.credential",

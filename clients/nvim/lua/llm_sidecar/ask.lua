@@ -13,6 +13,7 @@ local api = vim.api
 ---@field request_id? integer
 ---@field done boolean
 ---@field cancelled boolean
+---@field on_done? fun(ask: llm_sidecar.Ask, err: table?, result: table?)
 
 ---@type table<string, llm_sidecar.Ask> streamId -> ask
 M.asks = {}
@@ -110,7 +111,9 @@ function M.usage_line(result)
 end
 
 local function open_window(buf, cmd)
-  if ask_win and api.nvim_win_is_valid(ask_win) then
+  -- Reuse the answer window only while it shows an answer: a file opened in it since
+  -- must not be replaced.
+  if ask_win and api.nvim_win_is_valid(ask_win) and vim.b[api.nvim_win_get_buf(ask_win)].llm_sidecar_answer then
     api.nvim_win_set_buf(ask_win, buf)
     api.nvim_set_current_win(ask_win)
     return
@@ -122,76 +125,30 @@ local function open_window(buf, cmd)
   vim.wo[ask_win].linebreak = true
 end
 
-local function selection(range)
-  if not range then
-    return nil
-  end
-  local lines = api.nvim_buf_get_lines(0, range[1] - 1, range[2], false)
-  local ft = vim.bo.filetype
-  local fence = "```"
-  for _, l in ipairs(lines) do
-    while l:find(fence, 1, true) do
-      fence = fence .. "`"
-    end
-  end
-  return fence .. ft .. "\n" .. table.concat(lines, "\n") .. "\n" .. fence
-end
-
---- Ask the model. `opts.range` = {line1, line2} of the current buffer adds those lines.
----@param prompt string
----@param opts? {range?: integer[]}
----@return integer? bufnr of the answer
-function M.ask(prompt, opts)
+--- Stream an answer to `messages` into `buf`, from its last line (which must be empty)
+--- on. Used by :LlmAsk and by the chat. `opts.on_done(ask, err, result)` runs once.
+---@param buf integer
+---@param messages table[]  {role, content}
+---@param opts? {on_done?: fun(ask: llm_sidecar.Ask, err: table?, result: table?)}
+---@return llm_sidecar.Ask
+function M.stream(buf, messages, opts)
   opts = opts or {}
   local cfg = require("llm_sidecar").config
-  prompt = vim.trim(prompt or "")
-  if prompt == "" then
-    vim.ui.input({ prompt = "Ask: " }, function(input)
-      if input and vim.trim(input) ~= "" then
-        M.ask(input, opts)
-      end
-    end)
-    return nil
-  end
-  local content = prompt
-  local code = selection(opts.range)
-  if code then
-    content = prompt .. "\n\n" .. code
-  end
-
   seq = seq + 1
   local stream_id = ("nvim-%d-%d"):format(vim.fn.getpid(), seq)
-  local buf = api.nvim_create_buf(true, true)
-  pcall(api.nvim_buf_set_name, buf, ("llm://ask/%d/%d"):format(vim.fn.getpid(), seq))
-  vim.bo[buf].buftype = "nofile"
-  vim.bo[buf].bufhidden = "hide"
-  vim.bo[buf].swapfile = false
-  vim.bo[buf].filetype = "markdown"
-  local header = {}
-  for _, l in ipairs(vim.split(content, "\n", { plain = true })) do
-    header[#header + 1] = l == "" and ">" or ("> " .. l)
-  end
-  header[#header + 1] = ""
-  header[#header + 1] = ""
-  api.nvim_buf_set_lines(buf, 0, -1, false, header)
-  vim.bo[buf].modifiable = false
-
   ---@type llm_sidecar.Ask
-  local ask = { stream_id = stream_id, buf = buf, answer_row = #header - 1, text = "", done = false, cancelled = false }
+  local ask = {
+    stream_id = stream_id,
+    buf = buf,
+    answer_row = api.nvim_buf_line_count(buf) - 1,
+    text = "",
+    done = false,
+    cancelled = false,
+    on_done = opts.on_done,
+  }
   M.asks[stream_id] = ask
   M.by_buf[buf] = ask
   M.last = ask
-
-  local map = function(lhs, fn, desc)
-    vim.keymap.set("n", lhs, fn, { buffer = buf, nowait = true, desc = desc })
-  end
-  map("<C-c>", function() M.cancel(buf) end, "llm-sidecar: cancel this answer")
-  map("q", function()
-    if not ask.done then
-      M.cancel(buf)
-    end
-    pcall(vim.cmd, "close")
-  end, "llm-sidecar: cancel and close")
   api.nvim_create_autocmd("BufWipeout", {
     buffer = buf,
     once = true,
@@ -199,19 +156,17 @@ function M.ask(prompt, opts)
       if not ask.done then
         M.cancel(buf, { silent = true })
       end
-      M.by_buf[buf] = nil
+      if M.by_buf[buf] == ask then
+        M.by_buf[buf] = nil
+      end
     end,
   })
-
-  open_window(buf, cfg.ask_open)
-  pcall(api.nvim_win_set_cursor, 0, { api.nvim_buf_line_count(buf), 0 })
-
   local params = {
     provider = cfg.provider,
     model = cfg.model,
     maxTokens = cfg.max_tokens,
     streamId = stream_id,
-    messages = { { role = "user", content = content } },
+    messages = messages,
     system = cfg.system,
     temperature = cfg.temperature,
   }
@@ -226,6 +181,76 @@ function M.ask(prompt, opts)
       end
     end
   end)
+  return ask
+end
+
+--- The question as quoted lines, then the context's header line.
+---@return string[]
+function M.quote(prompt, ctx)
+  local lines = {}
+  for _, l in ipairs(vim.split(prompt, "\n", { plain = true })) do
+    lines[#lines + 1] = l == "" and ">" or ("> " .. l)
+  end
+  if ctx then
+    lines[#lines + 1] = "> " .. require("llm_sidecar.context").header(ctx)
+  end
+  return lines
+end
+
+--- Ask the model. `opts.range` = {line1, line2, whole?} of the current buffer adds those lines.
+---@param prompt string
+---@param opts? {range?: table}
+---@return integer? bufnr of the answer
+function M.ask(prompt, opts)
+  opts = opts or {}
+  local cfg = require("llm_sidecar").config
+  prompt = vim.trim(prompt or "")
+  if prompt == "" then
+    vim.ui.input({ prompt = "Ask: " }, function(input)
+      if input and vim.trim(input) ~= "" then
+        M.ask(input, opts)
+      end
+    end)
+    return nil
+  end
+  local ctx = require("llm_sidecar.context").capture(opts.range)
+  local content = ctx and (prompt .. "\n\n" .. ctx.text) or prompt
+  local source = { buf = api.nvim_get_current_buf(), win = api.nvim_get_current_win(), ctx = ctx }
+
+  local n = seq + 1
+  local buf = api.nvim_create_buf(true, true)
+  pcall(api.nvim_buf_set_name, buf, ("llm://ask/%d/%d"):format(vim.fn.getpid(), n))
+  vim.bo[buf].buftype = "nofile"
+  -- An answer replaced in its window by the next one is wiped, not left to pile up.
+  vim.bo[buf].bufhidden = "wipe"
+  vim.bo[buf].swapfile = false
+  vim.bo[buf].filetype = "markdown"
+  vim.b[buf].llm_sidecar_answer = true
+  local header = M.quote(prompt, ctx)
+  header[#header + 1] = ""
+  header[#header + 1] = ""
+  api.nvim_buf_set_lines(buf, 0, -1, false, header)
+  vim.bo[buf].modifiable = false
+  require("llm_sidecar.apply").attach(buf, source)
+
+  local ask = M.stream(buf, { { role = "user", content = content } })
+
+  local keys = cfg.keymaps
+  local map = function(lhs, fn, desc)
+    if lhs then
+      vim.keymap.set("n", lhs, fn, { buffer = buf, nowait = true, desc = desc })
+    end
+  end
+  map(keys.stop, function() M.cancel(buf) end, "llm-sidecar: cancel this answer")
+  map(keys.close, function()
+    if not ask.done then
+      M.cancel(buf)
+    end
+    pcall(vim.cmd, "close")
+  end, "llm-sidecar: cancel and close")
+
+  open_window(buf, cfg.ask_open)
+  pcall(api.nvim_win_set_cursor, 0, { api.nvim_buf_line_count(buf), 0 })
   return buf
 end
 
@@ -254,14 +279,9 @@ function M.finish(ask, err, result)
   if err then
     if err.code == -32800 then
       ask.cancelled = true
-      return footer(ask, "*cancelled*")
-    end
-    local msg, level = rpc.describe("Asking " .. require("llm_sidecar").config.provider, err, {
-      [-32602] = "Check the options given to setup() (model, max_tokens, provider).",
-    })
-    footer(ask, "*error: " .. tostring(err.message) .. "*")
-    if not err.reported then
-      vim.notify(msg, level)
+      footer(ask, "*cancelled*")
+    else
+      M.report(ask, err)
     end
   else
     result = type(result) == "table" and result or {}
@@ -272,6 +292,20 @@ function M.finish(ask, err, result)
   end
   if api.nvim_buf_is_valid(ask.buf) then
     vim.bo[ask.buf].modifiable = true
+  end
+  if ask.on_done then
+    ask.on_done(ask, err, result)
+  end
+end
+
+--- An error in the buffer's footer and, with what to do, as a message.
+function M.report(ask, err)
+  local msg, level = rpc.describe("Asking " .. require("llm_sidecar").config.provider, err, {
+    [-32602] = "Check the options given to setup() (model, max_tokens, provider).",
+  })
+  footer(ask, "*error: " .. tostring(err.message) .. "*")
+  if not err.reported then
+    rpc.say(msg, level)
   end
 end
 

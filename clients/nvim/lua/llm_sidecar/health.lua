@@ -16,7 +16,10 @@ function M.check()
   local plugin = require("llm_sidecar")
   local cfg = plugin.config
   if not cfg then
-    h.warn("setup() was not called", { 'add require("llm_sidecar").setup({}) to your config' })
+    h.warn("setup() was not called yet", {
+      'add require("llm_sidecar").setup({}) to your config,',
+      "or run any :Llm command: it sets the plugin up from vim.g.llm_sidecar (or the defaults)",
+    })
     return
   end
 

@@ -43,16 +43,34 @@ function M.describe(what, err, extra)
   return vim.trim(("llm-sidecar: %s failed: %s. %s"):format(what, msg, a[2])), a[1]
 end
 
+--- One line, always: a message of several lines (or one sent from a callback while
+--- another is shown) makes Neovim's message area ask for "Press ENTER".
+local function one_line(msg)
+  return (tostring(msg):gsub("%s*\n%s*", " "))
+end
+
+--- Every message of the plugin goes through here (llm_sidecar.notify: vim.notify, and
+--- no hit-enter prompt with the built-in one), scheduled so that it never lands in
+--- the middle of a prompt.
+---@param msg string
+---@param level? integer
+function M.say(msg, level)
+  msg = one_line(msg)
+  vim.schedule(function()
+    require("llm_sidecar.notify").show(msg, level or vim.log.levels.INFO)
+  end)
+end
+
 function M.notify_error(what, err, extra)
   if err.reported then
     return
   end
   local msg, level = M.describe(what, err, extra)
-  vim.notify(msg, level)
+  M.say(msg, level)
 end
 
 function M.notify(msg, level)
-  vim.notify("llm-sidecar: " .. msg, level or vim.log.levels.INFO)
+  M.say("llm-sidecar: " .. msg, level)
 end
 
 ---@return vim.lsp.Client?
@@ -88,10 +106,19 @@ function M.start()
   local cfg = config()
   local plugin = require("llm_sidecar")
   local v = vim.version()
+  local exit = {} ---@type {code?: integer, signal?: integer}
   local id = vim.lsp.start({
     name = "llm_sidecar",
-    cmd = cfg.cmd,
-    cmd_env = cfg.cmd_env,
+    -- A function, so that the exit code reaches our own message first: Neovim's
+    -- ("Client quit with exit code…") says nothing about what to do, so it is given 0.
+    cmd = function(dispatchers)
+      local own = vim.deepcopy(dispatchers)
+      own.on_exit = function(code, signal)
+        exit.code, exit.signal = code, signal
+        dispatchers.on_exit(0, 0)
+      end
+      return vim.lsp.rpc.start(cfg.cmd, own, { env = cfg.cmd_env })
+    end,
     init_options = {
       editorInfo = { name = "Neovim", version = ("%d.%d.%d"):format(v.major, v.minor, v.patch) },
       editorPluginInfo = { name = "llm_sidecar.nvim", version = plugin.version },
@@ -113,8 +140,9 @@ function M.start()
         pending = {}
         require("llm_sidecar.ask").on_exit()
         require("llm_sidecar.status").stopped()
-        -- Neovim itself reports an abnormal exit (with the log's path); the next
-        -- command starts the sidecar again.
+        if (exit.code or 0) ~= 0 or (exit.signal or 0) ~= 0 and exit.signal ~= 15 then
+          M.notify(M.crash_message(exit.code or 0, exit.signal or 0), vim.log.levels.ERROR)
+        end
       end)
     end,
   }, { attach = false, silent = true })
@@ -129,6 +157,16 @@ function M.start()
   end
   M.client_id = id
   return M.get()
+end
+
+--- What a crashed sidecar means to the user, and what to do about it.
+function M.crash_message(code, signal)
+  local how = signal ~= 0 and ("was killed (signal %d)"):format(signal) or ("exited with code %d"):format(code)
+  return ("the sidecar %s; an answer in progress was stopped. The next command starts it again. "
+    .. "If it keeps happening, run :checkhealth llm_sidecar and see the sidecar's messages in %s."):format(
+    how,
+    vim.lsp.get_log_path()
+  )
 end
 
 --- Send a request; `cb(err, result)` runs once with the reply. Starts the sidecar if needed.

@@ -24,7 +24,7 @@ function M.update(st)
   -- while a login is pending its progress and outcome are shown as messages.
   local account = package.loaded["llm_sidecar.account"]
   if st.message and account and account.login_pending(st.provider) then
-    vim.notify("llm-sidecar: " .. st.message, levels[st.kind] or vim.log.levels.INFO)
+    require("llm_sidecar.rpc").notify(st.message, levels[st.kind] or vim.log.levels.INFO)
     account.login_status(st)
   end
   changed(st)
@@ -57,6 +57,33 @@ local state_text = {
   rejected = "rejected",
 }
 
+--- An RFC 3339 time from the sidecar (UTC, `…Z` or `…+00:00`) in local time, as
+--- messages show it; anything else unchanged.
+---@param iso string
+---@return string
+function M.local_time(iso)
+  local y, mo, d, h, mi, sec, rest = tostring(iso):match("^(%d+)-(%d+)-(%d+)[T ](%d+):(%d+):(%d+)%.?%d*(.*)$")
+  if not y then
+    return tostring(iso)
+  end
+  local off = 0
+  if rest ~= "Z" and rest ~= "" then
+    local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)$")
+    if not sign then
+      return tostring(iso)
+    end
+    off = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
+  end
+  local fields = { year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = tonumber(h), min = tonumber(mi), sec = tonumber(sec), isdst = false }
+  -- os.time reads the fields as local time; the difference between local and UTC
+  -- readings of one instant turns that into the UTC epoch.
+  local now = os.time()
+  local utc_offset = os.difftime(now, os.time(os.date("!*t", now) --[[@as osdateparam]]))
+  local epoch = os.time(fields) + utc_offset - off
+  local today = os.date("%Y-%m-%d") == os.date("%Y-%m-%d", epoch)
+  return os.date(today and "%H:%M:%S" or "%Y-%m-%d %H:%M", epoch) --[[@as string]]
+end
+
 --- The lines of the status view (also used by tests and checkhealth).
 ---@param result table the result of sidecar/status
 ---@return string[]
@@ -71,10 +98,10 @@ function M.lines(result)
     for i, c in ipairs(p.credentials or {}) do
       local state = state_text[c.state] or tostring(c.state)
       if c.state == "coolingDown" and c.cooldownUntil then
-        state = state .. " until " .. c.cooldownUntil
+        state = state .. " until " .. M.local_time(c.cooldownUntil)
       end
       if c.expiresAt and c.state ~= "coolingDown" then
-        state = state .. " (expires " .. c.expiresAt .. ")"
+        state = state .. " (expires " .. M.local_time(c.expiresAt) .. ")"
       end
       local current = (i == p.index and c.state ~= "rejected") and "▶" or " "
       lines[#lines + 1] = ("  %s %d. %s  %s  %s  %s%s%s"):format(
@@ -114,6 +141,19 @@ function M.show()
   end)
 end
 
+--- Screen lines that `lines` take in a wrapping window `width` cells wide: a long line
+--- (a key's message) takes several, and counting it as one would hide the last keys.
+---@param lines string[]
+---@param width integer
+---@return integer
+function M.display_height(lines, width)
+  local n = 0
+  for _, l in ipairs(lines) do
+    n = n + math.max(1, math.ceil(vim.fn.strdisplaywidth(l) / width))
+  end
+  return n
+end
+
 ---@param lines string[]
 ---@return integer buf, integer win
 function M.open_float(lines)
@@ -127,7 +167,7 @@ function M.open_float(lines)
     width = math.max(width, vim.fn.strdisplaywidth(l))
   end
   width = math.min(width + 2, math.max(20, vim.o.columns - 4))
-  local height = math.min(#lines, math.max(1, vim.o.lines - 4))
+  local height = math.min(M.display_height(lines, width), math.max(1, vim.o.lines - 4))
   local win = vim.api.nvim_open_win(buf, true, {
     relative = "editor",
     width = width,
@@ -139,6 +179,10 @@ function M.open_float(lines)
     title = " llm-sidecar ",
     title_pos = "center",
   })
+  -- 'wrap' (the default) with 'linebreak' breaks at spaces, which can take one more
+  -- line than the count above: breakindent off and wrapping at any cell keep it exact.
+  vim.wo[win].wrap = true
+  vim.wo[win].linebreak = false
   for _, key in ipairs({ "q", "<Esc>" }) do
     vim.keymap.set("n", key, "<Cmd>close<CR>", { buffer = buf, nowait = true, desc = "close" })
   end
