@@ -12,6 +12,7 @@ through as the provider sent it, and the key is still cooled.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -225,6 +226,9 @@ class Proxy:
             response = await self._handle(request, route, body, entry)
             entry.status = response.status
             return response
+        except asyncio.CancelledError:
+            entry.status = 499  # the client closed the connection (nginx's number for it)
+            raise
         finally:
             log.info("%s", entry.line())
 
@@ -323,7 +327,9 @@ class Proxy:
                 return await self._stream(request, route, resp, cred, entry)
             return await self._whole(route, resp, cred, entry)
         finally:
-            await resp.aclose()  # also when the client went away: the upstream closes
+            # Also when the client went away, which cancels this handler: shielded, so
+            # that the cancellation cannot interrupt the close and leave the upstream open.
+            await asyncio.shield(resp.aclose())
 
     async def _failed(self, resp: httpx.Response, cred: Credential) -> _Held:
         raw = bytearray()
