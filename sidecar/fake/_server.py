@@ -59,6 +59,44 @@ def _route(path: str) -> Flavour | None:
     return None
 
 
+def _side_route(method: str, path: str, headers: Mapping[str, str]) -> tuple[Flavour, str] | None:
+    """``GET …/models`` (Anthropic's when the request has an ``anthropic-version``, as
+    its SDKs send, else OpenAI's) and ``POST /v1/messages/count_tokens``."""
+    if method == "GET" and path.rstrip("/").endswith("/models"):
+        return (ANTHROPIC if headers.get("anthropic-version") else OPENAI), "models"
+    if method == "POST" and path == "/v1/messages/count_tokens":
+        return ANTHROPIC, "count_tokens"
+    return None
+
+
+def side_answer(flavour: str, side: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON of a model listing or a token count, in the real APIs' shapes."""
+    if side == "count_tokens":
+        # About four characters a token, as a rough count does; at least one.
+        return {"input_tokens": max(1, len(json.dumps(body.get("messages", []))) // 4)}
+    if flavour == "anthropic":
+        models = [
+            {
+                "type": "model",
+                "id": name,
+                "display_name": name.replace("-", " ").title(),
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+            for name in ("claude-test-1", "claude-test-2")
+        ]
+        return {
+            "data": models,
+            "has_more": False,
+            "first_id": models[0]["id"],
+            "last_id": models[-1]["id"],
+        }
+    data = [
+        {"id": name, "object": "model", "created": 1735689600, "owned_by": "fake"}
+        for name in ("gpt-test", "gpt-test-mini")
+    ]
+    return {"object": "list", "data": data}
+
+
 def _echo_key(step: Step, key: str) -> Step:
     """``step`` with ``{key}`` replaced by the request's key where it asks for an echo."""
     if isinstance(step, Error) and step.echo_key:
@@ -152,6 +190,8 @@ class FakeServer:
             return await self._control(conn, request)
         if path in (AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH):
             return await self._oauth(conn, request)
+        if (side := _side_route(request.method, path, request.headers)) is not None:
+            return await self._provider(conn, request, side[0], side[1])
         flavour = _route(path)
         if flavour is None or request.method != "POST":
             record = self.state.record_request(
@@ -245,7 +285,12 @@ class FakeServer:
 
     # -- provider endpoints --
 
-    async def _provider(self, conn: Connection, request: Request, flavour: Flavour) -> bool:
+    async def _provider(
+        self, conn: Connection, request: Request, flavour: Flavour, side: str | None = None
+    ) -> bool:
+        """A model request, or with ``side`` a model listing or token count: the same
+        credential checks and script steps (an Error step answers it as it would a
+        message), a Reply step answered in that endpoint's format."""
         body: Any
         try:
             body = json.loads(request.body) if request.body else None
@@ -281,7 +326,10 @@ class FakeServer:
             label, step = "unknown_key", flavour.unknown_key(fingerprint(key))
         elif not parsed:
             label, step = "invalid", Error("invalid_request_error", "Invalid JSON in request body")
-        elif (invalid := flavour.check_request(request.headers, body, request.path)) is not None:
+        elif (
+            side is None
+            and (invalid := flavour.check_request(request.headers, body, request.path)) is not None
+        ):
             label, step = "invalid", invalid
         else:
             step = self.state.next_step(key)
@@ -299,6 +347,10 @@ class FakeServer:
                 return await self._error(conn, request, record, flavour, ctx, chosen, label)
             if isinstance(chosen, Drop):
                 return await self._drop(record, chosen.stall)
+            if side is not None:
+                answer = dumpb(side_answer(flavour.name, side, fields))
+                self.state.finish(record, "reply", 200)
+                return await self._send_json(conn, request, 200, flavour.base_headers(ctx), answer)
             if ctx.stream:
                 return await self._stream(conn, record, flavour, ctx, chosen, progress)
             return await self._whole(conn, request, record, flavour, ctx, chosen)

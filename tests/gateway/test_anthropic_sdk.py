@@ -169,3 +169,28 @@ def test_every_key_cooling_down_is_a_429_with_retry_after(
     assert response.json()["error"]["type"] == "rate_limit_error"
     for key in (first, second):
         assert key not in response.text
+
+
+def test_count_tokens_and_model_listing_rotate_too(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], home: Path
+) -> None:
+    busy, revoked, good = make_key(), make_key(), make_key()
+    fake.script(busy, [RateLimited(retry_after=300)], default=Reply("ok"))
+    fake.script(revoked, [InvalidKey()])
+    fake.script(good, [], default=Reply("ok"))
+    gateway.add_keys("anthropic", [busy, revoked, good])
+    client = sdk(gateway)
+    count = client.messages.count_tokens(
+        model="claude-test-1", messages=[{"role": "user", "content": "how many tokens is this?"}]
+    )
+    assert count.input_tokens > 0
+    models = client.models.list()
+    assert [m.id for m in models.data] == ["claude-test-1", "claude-test-2"]
+    paths = [(r.path, r.key) for r in fake.requests]
+    assert paths == [
+        ("/v1/messages/count_tokens", fingerprint(busy)),
+        ("/v1/messages/count_tokens", fingerprint(revoked)),
+        ("/v1/messages/count_tokens", fingerprint(good)),
+        ("/v1/models", fingerprint(good)),  # the pool stays on the key that answered
+    ]
+    assert revoked not in (home / "pool.json").read_text()

@@ -121,3 +121,13 @@ def test_another_openai_compatible_provider_goes_to_its_own_base_url(
         assert fake.requests[0].path == "/openai/v1/chat/completions"
     finally:
         gw.stop()
+
+
+def test_the_model_listing_rotates_past_a_429_and_a_401(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    *_, good = rotating_pool(gateway, fake, make_key)
+    models = sdk(gateway).models.list()
+    assert [m.id for m in models.data] == ["gpt-test", "gpt-test-mini"]
+    assert [r.path for r in fake.requests] == ["/v1/models"] * 3
+    assert fake.requests[-1].key == fingerprint(good)
