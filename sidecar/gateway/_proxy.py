@@ -42,7 +42,7 @@ from sidecar.gateway._shapes import error_body
 from sidecar.keypool import KeyPool
 from sidecar.limits import BodyLimits
 from sidecar.providers import ProviderConfigError, UpstreamFailure, Usage
-from sidecar.providers._errors import transport_failure
+from sidecar.providers._errors import response_too_large, transport_failure
 from sidecar.providers._openai import usage_from_openai
 from sidecar.providers._sse import USER_AGENT
 from sidecar.timeouts import Timeouts
@@ -359,7 +359,14 @@ class Proxy:
             async for chunk in resp.aiter_raw():
                 raw += chunk
                 if len(raw) > self.limits.max_response:
-                    break
+                    # Never a cut answer that looks whole: the client gets an error.
+                    limit = self.limits.max_response
+                    failure = response_too_large(
+                        f"the answer is larger than {limit} bytes (LLM_SIDECAR_MAX_RESPONSE_BYTES)",
+                        mid_stream=False,
+                        status=resp.status_code,
+                    )
+                    raise _Held(failure)
         except httpx.TransportError as exc:
             raise _Held(
                 transport_failure(exc, cred.secret, mid_stream=False), None, [], b""
