@@ -112,15 +112,18 @@ def make_app(
 
 
 async def serve(
-    app: web.Application, host: str, port: int, *, stop: asyncio.Event | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    stop: asyncio.Event | None = None,
+    grace: float = SHUTDOWN_GRACE,
 ) -> None:
     """Serve until SIGINT or SIGTERM (or ``stop`` is set, for tests); then stop accepting
-    and let streams in flight end, within SHUTDOWN_GRACE."""
+    and let streams in flight end, within ``grace`` seconds."""
     # handler_cancellation: a client that hangs up cancels its handler, which closes
     # the upstream request (aiohttp leaves this off by default since 3.9).
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
-    )
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -66,7 +66,9 @@ class Gateway:
                 max_cooldown_wait=0.0,
             )
             app = make_app(proxy, token=self.token, port=self.port, max_body=self.max_body)
-            task = asyncio.create_task(serve(app, "127.0.0.1", self.port, stop=self._stop))
+            task = asyncio.create_task(
+                serve(app, "127.0.0.1", self.port, stop=self._stop, grace=0.5)
+            )
             # Ready once the port answers.
             for _ in range(200):
                 try:

@@ -194,3 +194,36 @@ def test_count_tokens_and_model_listing_rotate_too(
         ("/v1/models", fingerprint(good)),  # the pool stays on the key that answered
     ]
     assert revoked not in (home / "pool.json").read_text()
+
+
+def test_a_setup_token_goes_as_a_bearer_with_the_oauth_beta_beside_the_clients_betas(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    token = make_key("sk-ant-oat01-")
+    fake.script(token, [], default=Reply("ok"))
+    gateway.add_keys("anthropic", [token])
+    client = sdk(gateway, default_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+    client.messages.create(
+        model="claude-test-1", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
+    )
+    (sent,) = fake.requests
+    assert sent.key == fingerprint(token)  # the fake reads it from the bearer (no x-api-key)
+    betas = sent.headers["anthropic-beta"].split(",")
+    assert betas == ["interleaved-thinking-2025-05-14", "oauth-2025-04-20"]
+
+
+def test_a_scope_refusal_skips_the_credential_but_keeps_it(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], home: Path
+) -> None:
+    from sidecar.fake import ScopeRefused
+
+    token, key = make_key("sk-ant-oat01-"), make_key()
+    fake.script(token, [], default=ScopeRefused())
+    fake.script(key, [], default=Reply("from the key"))
+    gateway.add_keys("anthropic", [token, key])
+    message = sdk(gateway).messages.create(
+        model="claude-test-1", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert message.content[0].text == "from the key"  # type: ignore[union-attr]
+    assert [r.key for r in fake.requests] == [fingerprint(token), fingerprint(key)]
+    assert token in (home / "pool.json").read_text()
