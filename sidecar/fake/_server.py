@@ -204,6 +204,7 @@ class FakeServer:
                 body=None,
                 stream=False,
                 connection=conn.number,
+                query=request.target.partition("?")[2],
             )
             body = dumpb(anthropic_error_body("not_found_error", "Not Found"))
             self.state.finish(record, "not_found", 404)
@@ -310,6 +311,7 @@ class FakeServer:
             body=body,
             stream=fields.get("stream") is True,
             connection=conn.number,
+            query=request.target.partition("?")[2],
         )
         ctx = Context(
             no=record.no,

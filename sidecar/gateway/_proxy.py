@@ -101,6 +101,7 @@ class RequestLog:
     attempts: int = 0
     first_byte: float | None = None
     usage: Usage | None = None
+    finished: bool = False  # every byte of the answer was handed to the client
     started: float = attrs.field(factory=time.monotonic)
 
     def line(self) -> str:
@@ -227,7 +228,8 @@ class Proxy:
             entry.status = response.status
             return response
         except asyncio.CancelledError:
-            entry.status = 499  # the client closed the connection (nginx's number for it)
+            if not entry.finished:
+                entry.status = 499  # the client hung up early (nginx's number for it)
             raise
         finally:
             log.info("%s", entry.line())
@@ -304,10 +306,16 @@ class Proxy:
         cred: Credential,
         entry: RequestLog,
     ) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
-        headers.update(
-            credential_headers(route, self.keypool.env, cred, request.headers.get("anthropic-beta"))
+        # Lower-cased: a client's "Anthropic-Version" and ours must not both go out.
+        headers = {
+            k.lower(): v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST
+        }
+        ours = credential_headers(
+            route, self.keypool.env, cred, request.headers.get("anthropic-beta")
         )
+        if "anthropic-version" in headers:
+            del ours["anthropic-version"]  # the body was written for the client's version
+        headers.update(ours)
         # Our own product token after the client's: honest about both, borrowing neither.
         client_agent = request.headers.get("user-agent", "").strip()
         headers["user-agent"] = f"{client_agent} {USER_AGENT}" if client_agent else USER_AGENT
@@ -437,6 +445,9 @@ class Proxy:
         elif watch.done:
             self.keypool.report_success(cred)
         if ended:
+            # A client that hangs up right after the last byte cancels this handler
+            # from here on: the answer was complete all the same.
+            entry.status, entry.finished = out.status, True
             await out.write_eof()
         elif request.transport is not None:
             request.transport.close()  # an incomplete body, not a clean end: the client knows

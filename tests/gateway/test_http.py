@@ -198,3 +198,22 @@ def test_the_token_file_is_private(gateway: Gateway, home: Path) -> None:
     path = home / "gateway.json"
     assert path.stat().st_mode & 0o777 == 0o600
     assert json.loads(path.read_text())["token"] == gateway.token
+
+
+def test_the_clients_anthropic_version_is_kept_and_other_paths_pass_through_once(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    key = make_key()
+    fake.script(key, [], default=Reply("ok"))
+    gateway.add_keys("anthropic", [key])
+    headers = {**gateway.headers(), "Anthropic-Version": "2023-06-01-custom"}
+    resp = post(gateway, "/anthropic/v1/messages?beta=true", headers, json=BODY)
+    assert resp.status_code == 200
+    assert fake.requests[0].headers["anthropic-version"] == "2023-06-01-custom"
+    assert fake.requests[0].query == "beta=true"
+    # A path the gateway does not know goes upstream as it is, once; the answer is the
+    # provider's (the fake has no batches API: its 404).
+    resp = post(gateway, "/anthropic/v1/messages/batches", headers, json={"requests": []})
+    assert resp.status_code == 404
+    assert resp.json()["error"]["type"] == "not_found_error"
+    assert [r.path for r in fake.requests] == ["/v1/messages", "/v1/messages/batches"]
