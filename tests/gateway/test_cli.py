@@ -165,3 +165,47 @@ def test_a_stdio_sidecar_on_the_same_home_shows_the_gateways_rotation(
     assert provider["index"] == 2
     assert not leaked(json.dumps(result))
     assert os.environ.get("LLM_SIDECAR_HOME") == str(home)
+
+
+def test_sigterm_lets_a_stream_in_flight_end(home: Path, make_key: Callable[..., str]) -> None:
+    key = make_key()
+    with FakeProvider() as fake:
+        # Many small HTTP chunks with a pause after each: still streaming at the SIGTERM.
+        fake.script(key, [], default=Reply("word " * 40, chunk=5, interval=0.05))
+        port = free_port()
+        env = server_env(home, {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": key})
+        run_cli(home, "gateway", "env")
+        token = json.loads((home / "gateway.json").read_text())["token"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "gateway", "--port", str(port)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None
+            for _ in range(100):
+                line = proc.stderr.readline()
+                if "listening" in line or not line:
+                    break
+            assert "listening" in line
+            with (
+                httpx.Client(timeout=30) as client,
+                client.stream(
+                    "POST",
+                    f"http://127.0.0.1:{port}/anthropic/v1/messages",
+                    headers={"x-api-key": token},
+                    json={**BODY, "stream": True},
+                ) as resp,
+            ):
+                body = b""
+                for chunk in resp.iter_bytes():
+                    if not body:
+                        proc.send_signal(signal.SIGTERM)  # the stream has begun
+                    body += chunk
+            assert b"message_stop" in body  # it ran to its end
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+        assert proc.returncode == 0

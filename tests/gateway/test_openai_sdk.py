@@ -131,3 +131,21 @@ def test_the_model_listing_rotates_past_a_429_and_a_401(
     assert [m.id for m in models.data] == ["gpt-test", "gpt-test-mini"]
     assert [r.path for r in fake.requests] == ["/v1/models"] * 3
     assert fake.requests[-1].key == fingerprint(good)
+
+
+def test_an_error_event_right_after_the_role_chunk_rotates_invisibly(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], home: Path
+) -> None:
+    shaky, good = make_key("sk-proj-"), make_key("sk-proj-")
+    # error_after=1: the role chunk, then an error event (overloaded, in OpenAI's shape).
+    fake.script(shaky, [], default=Reply("never seen", error_after=1))
+    fake.script(good, [], default=Reply("steady answer"))
+    gateway.add_keys("openai", [shaky, good])
+    stream = sdk(gateway).chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "steady answer"
+    assert [r.key for r in fake.requests] == [fingerprint(shaky), fingerprint(good)]
+    state = json.loads((home / "state.json").read_text())["providers"]["openai"]
+    assert len(state["cooldowns"]) == 1
