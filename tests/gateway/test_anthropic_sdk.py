@@ -85,6 +85,9 @@ def test_streaming_rotates_past_a_rate_limited_and_a_rejected_key(
     state = json.loads((home / "state.json").read_text())["providers"]["anthropic"]
     assert len(state["cooldowns"]) == 1
     assert state["rotated"] is False  # the good key answered: "(rotated)" clears
+    # The answer is counted for the key that gave it, as the sidecar's own requests are.
+    (counted,) = [u for u in state["usage"].values() if u.get("requests")]
+    assert counted["requests"] == 1
 
 
 def test_the_request_body_goes_upstream_unchanged_with_only_the_credential_replaced(

@@ -149,3 +149,29 @@ def test_an_error_event_right_after_the_role_chunk_rotates_invisibly(
     assert [r.key for r in fake.requests] == [fingerprint(shaky), fingerprint(good)]
     state = json.loads((home / "state.json").read_text())["providers"]["openai"]
     assert len(state["cooldowns"]) == 1
+
+
+def test_azure_goes_to_the_deployment_of_the_bodys_model_with_its_api_key_header(
+    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    from tests.gateway.conftest import Gateway as G
+
+    env = {
+        "AZURE_OPENAI_BASE_URL": fake.url,
+        "AZURE_OPENAI_DEPLOYMENT_MAP": "gpt-test=prod-deployment",
+    }
+    gw = G(home, env).start()
+    try:
+        key = make_key("azkey-")
+        fake.script(key, [], default=Reply("from azure"))
+        gw.add_keys("azure-openai", [key])
+        completion = sdk(gw, "azure-openai").chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert completion.choices[0].message.content == "from azure"
+        (sent,) = fake.requests
+        assert sent.path == "/openai/deployments/prod-deployment/chat/completions"
+        assert sent.query.startswith("api-version=")
+        assert sent.key == fingerprint(key)
+    finally:
+        gw.stop()
