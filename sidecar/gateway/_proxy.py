@@ -144,6 +144,17 @@ def _lost(exc: httpx.TransportError, cred: Credential) -> _Held:
     return _Held(transport_failure(exc, cred.secret, mid_stream=False))
 
 
+def _scrubbed(chunk: bytes, secret: str) -> bytes:
+    """``chunk`` with the key (and any piece of it) replaced by its fingerprint, should a
+    provider quote it in an error event. Only chunks that say "error" are looked at:
+    the answer's own bytes pass untouched."""
+    if b"error" not in chunk:
+        return chunk
+    text = chunk.decode("utf-8", "surrogateescape")  # a chunk may end inside a character
+    clean = redact(text, [secret])
+    return chunk if clean == text else clean.encode("utf-8", "surrogateescape")
+
+
 def _response_headers(resp: httpx.Response) -> list[tuple[str, str]]:
     # No CORS header ever leaves the gateway: a web page must not read the answers.
     return [
@@ -423,10 +434,10 @@ class Proxy:
         ended = False
         try:
             for chunk in held:
-                await out.write(chunk)
+                await out.write(_scrubbed(chunk, cred.secret))
             async for chunk in chunks:
                 watch.feed(chunk)
-                await out.write(chunk)
+                await out.write(_scrubbed(chunk, cred.secret))
             ended = True
         except httpx.TransportError:
             log.info("%s: the upstream broke off mid-stream", route.provider)

@@ -217,3 +217,26 @@ def test_the_clients_anthropic_version_is_kept_and_other_paths_pass_through_once
     assert resp.status_code == 404
     assert resp.json()["error"]["type"] == "not_found_error"
     assert [r.path for r in fake.requests] == ["/v1/messages", "/v1/messages/batches"]
+
+
+def test_a_key_echoed_in_a_mid_stream_error_event_is_replaced_by_its_fingerprint(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    key = make_key()
+    fake.script(
+        key,
+        [],
+        default=Reply(
+            "some words before the error",
+            chunk=4,
+            error_after=5,
+            error_type="api_error",
+            error_message="internal error for key {key}",
+            echo_key=True,
+        ),
+    )
+    gateway.add_keys("anthropic", [key])
+    resp = post(gateway, "/anthropic/v1/messages", gateway.headers(), json={**BODY, "stream": True})
+    assert resp.status_code == 200
+    assert "internal error for key" in resp.text
+    assert key not in resp.text and sidecar_fingerprint(key) in resp.text
