@@ -284,11 +284,26 @@ class Proxy:
                 except SidecarError as err:
                     return self._give_up(route, err, held)
 
+    def _earliest_retry(self, provider: str) -> float | None:
+        """When every credential still in rotation is cooling down: the earliest end.
+
+        The request's own error names its last attempt (a 401, say); but if the keys
+        left are only cooling down, the client should hear "429, retry after N s".
+        """
+        usable = ("ok", "expiring", "coolingDown")  # not rejected, refused or expired
+        states = [c for c in self.keypool.status(provider).credentials if c.state in usable]
+        if states and all(c.state == "coolingDown" and c.cooldown_until for c in states):
+            return min(c.cooldown_until or 0.0 for c in states)
+        return None
+
     def _give_up(self, route: Route, err: SidecarError | None, last: _Held | None) -> web.Response:
         """The answer when no credential is left to try."""
-        if isinstance(err, AllRateLimited):
+        retry_at = err.retry_at if isinstance(err, AllRateLimited) else None
+        if retry_at is None and err is not None:
+            retry_at = self._earliest_retry(route.provider)
+        if err is not None and retry_at is not None:
             # Seconds to the earliest usable key, so that clients back off for as long.
-            wait = max(1, math.ceil(err.retry_at - time.time()))
+            wait = max(1, math.ceil(retry_at - time.time()))
             return self.error(
                 route.shape,
                 429,

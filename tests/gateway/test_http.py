@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from sidecar.fake import Error, FakeProvider, Reply, fingerprint
+from sidecar.fake import Error, FakeProvider, InvalidKey, RateLimited, Reply, fingerprint
 from sidecar.fingerprints import fingerprint as sidecar_fingerprint
 from tests.conftest import leaked
 from tests.gateway.conftest import Gateway
@@ -240,3 +240,19 @@ def test_a_key_echoed_in_a_mid_stream_error_event_is_replaced_by_its_fingerprint
     assert resp.status_code == 200
     assert "internal error for key" in resp.text
     assert key not in resp.text and sidecar_fingerprint(key) in resp.text
+
+
+def test_a_429_then_a_401_with_no_key_left_is_a_429_with_retry_after(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], home: Path
+) -> None:
+    busy, revoked = make_key(), make_key()
+    fake.script(busy, [], default=RateLimited(retry_after=120))
+    fake.script(revoked, [], default=InvalidKey())
+    gateway.add_keys("anthropic", [busy, revoked])
+    resp = post(gateway, "/anthropic/v1/messages", gateway.headers(), json=BODY)
+    # The key left is only cooling down: the client is told when to come back.
+    assert resp.status_code == 429
+    assert 1 <= int(resp.headers["retry-after"]) <= 120
+    assert resp.json()["error"]["type"] == "rate_limit_error"
+    assert revoked not in (home / "pool.json").read_text()
+    assert not leaked(resp.text)
