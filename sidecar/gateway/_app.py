@@ -39,8 +39,8 @@ SHUTDOWN_GRACE = 10.0  # seconds a stream in flight may take to end after SIGTER
 
 
 def _loopback_name(host: str) -> bool:
-    host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    host = host.strip("[]").lower()
+    if host == "localhost":  # not *.localhost: a name a page could be served under
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

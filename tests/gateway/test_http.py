@@ -55,7 +55,13 @@ def test_the_token_as_a_bearer_works(
 
 
 def test_a_host_that_is_not_loopback_is_refused(gateway: Gateway, fake: FakeProvider) -> None:
-    for host in ("evil.example:%d", "127.0.0.1:1", "localhost", "attacker.localhost.example:%d"):
+    for host in (
+        "evil.example:%d",
+        "127.0.0.1:1",
+        "localhost",
+        "attacker.localhost.example:%d",
+        "a.localhost:%d",
+    ):
         headers = {**gateway.headers(), "host": host.replace("%d", str(gateway.port))}
         resp = post(gateway, "/anthropic/v1/messages", headers, json=BODY)
         assert resp.status_code == 403, host
