@@ -412,6 +412,11 @@ class Proxy:
             status=resp.status_code, body=bytes(raw), headers=_response_headers(resp)
         )
 
+    def _cool_after_bytes(self, cred: Credential, failure: UpstreamFailure) -> None:
+        """Too late to replay, but the key is cooled (or evicted) all the same."""
+        if failure.failure.failure_class is not FailureClass.REQUEST:
+            self.keypool.report_failure(cred, failure.failure)
+
     async def _stream(
         self,
         request: web.Request,
@@ -451,7 +456,12 @@ class Proxy:
             for chunk in held:
                 await out.write(_scrubbed(chunk, cred.secret))
             async for chunk in chunks:
+                seen = watch.failure
                 watch.feed(chunk)
+                if seen is None and watch.failure is not None:
+                    # Reported now, not at the end: a client that reads the error event
+                    # hangs up, which cancels this handler before the stream ends.
+                    self._cool_after_bytes(cred, watch.failure)
                 await out.write(_scrubbed(chunk, cred.secret))
             ended = True
         except httpx.TransportError:
@@ -462,13 +472,7 @@ class Proxy:
         if ended:
             watch.eof()
         entry.usage = watch.usage
-        if (
-            watch.failure is not None
-            and watch.failure.failure.failure_class is not FailureClass.REQUEST
-        ):
-            # Too late to replay, but the key is cooled (or evicted) all the same.
-            self.keypool.report_failure(cred, watch.failure.failure)
-        elif watch.done:
+        if watch.failure is None and watch.done:
             self.keypool.report_success(cred)
         if ended:
             # A client that hangs up right after the last byte cancels this handler
