@@ -427,6 +427,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    # Imported here: the stdio sidecar never loads the gateway (nor its HTTP server).
+    from sidecar.gateway._run import env_lines, is_loopback_host, run
+
+    if args.gateway_command == "env":
+        from sidecar.gateway._token import gateway_token
+        from sidecar.store import Store
+
+        print("\n".join(env_lines(gateway_token(Store.default()), args.port, args.shell)))
+        return 0
+    if not is_loopback_host(args.host) and not args.allow_remote:
+        return _fail(
+            f"{args.host} is not a loopback address: anyone who can reach it could spend "
+            "your keys; pass --allow-remote if you really mean it",
+            2,
+        )
+    return run(args.host, args.port, allow_remote=args.allow_remote)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sidecar.demo import run_demo
 
@@ -540,6 +559,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a real session against the built-in provider stand-in")
     demo.set_defaults(func=cmd_demo)
+
+    gateway = sub.add_parser(
+        "gateway", help="serve the key pool on 127.0.0.1 as the providers' own HTTP APIs"
+    )
+    gateway.add_argument("--host", default="127.0.0.1", help="bind address (loopback only)")
+    gateway.add_argument("--port", type=int, default=8765)
+    gateway.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback --host (discouraged)"
+    )
+    gateway_sub = gateway.add_subparsers(dest="gateway_command", metavar="ACTION")
+    gateway_env = gateway_sub.add_parser("env", help="print the variables clients read")
+    gateway_env.add_argument("--shell", choices=["sh", "fish", "powershell"], default="sh")
+    gateway_env.add_argument("--port", type=int, default=8765)
+    gateway.set_defaults(func=cmd_gateway)
 
     doctor = sub.add_parser("doctor", help="check permissions, files, environment and expiries")
     doctor.add_argument("--fix", action="store_true", help="fix file permissions")

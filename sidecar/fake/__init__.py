@@ -4,10 +4,11 @@ It speaks the real wire formats on 127.0.0.1: the Anthropic Messages API
 (``POST /v1/messages``) and OpenAI-compatible chat completions
 (``POST /v1/chat/completions``, ``/chat/completions``, Azure's
 ``/openai/deployments/<name>/chat/completions``), streamed as chunked SSE or whole as
-JSON, with the providers' error bodies and rate-limit headers; and ``GET /v1/models``
-(or ``/models``) in each flavour's list format, answered with the key's next step (an
-Error step is the error, anything else the list; see :mod:`sidecar.fake._models`).
-Standard library only.
+JSON, with the providers' error bodies and rate-limit headers; also ``GET …/models``
+(Anthropic's listing for a request with ``anthropic-version``, else OpenAI's; see
+:mod:`sidecar.fake._models`) and
+``POST /v1/messages/count_tokens``, which take the same per-key script steps (a Reply
+step answers in that endpoint's format). Standard library only.
 
 Scripting, per credential (the API key or bearer token a request carries)::
 

@@ -3,20 +3,15 @@
 Anthropic answers ``{"data": [{"type": "model", "id", "display_name", "created_at"}],
 "has_more", "first_id", "last_id"}`` (newest first); OpenAI-compatible hosts answer
 ``{"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}``.
-Both paths are ``/v1/models``: a request carrying ``anthropic-version`` is Anthropic's,
-as on the real hosts, where only Anthropic requires that header.
+The server routes any ``GET …/models`` here: a request carrying ``anthropic-version``
+is Anthropic's, as on the real hosts, where only Anthropic requires that header.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from sidecar.fake._render import dumpb
-
-__all__ = ["ANTHROPIC_MODELS", "MODEL_PATHS", "OPENAI_MODELS", "is_anthropic", "model_list"]
-
-MODEL_PATHS = frozenset({"/v1/models", "/models"})
+__all__ = ["ANTHROPIC_MODELS", "OPENAI_MODELS", "model_list"]
 
 # (id, display name, created): dated ids, as the real list gives them.
 ANTHROPIC_MODELS = (
@@ -31,11 +26,7 @@ OPENAI_MODELS = (
 )
 
 
-def is_anthropic(headers: Mapping[str, str]) -> bool:
-    return bool(headers.get("anthropic-version"))
-
-
-def model_list(anthropic: bool) -> bytes:
+def model_list(anthropic: bool) -> dict[str, Any]:
     body: dict[str, Any]
     if anthropic:
         data = [
@@ -56,4 +47,4 @@ def model_list(anthropic: bool) -> bytes:
                 for i, owner, created in OPENAI_MODELS
             ],
         }
-    return dumpb(body)
+    return body

@@ -24,7 +24,7 @@ from sidecar.fake._http import (
     chunked_body,
     response_head,
 )
-from sidecar.fake._models import MODEL_PATHS, is_anthropic, model_list
+from sidecar.fake._models import model_list
 from sidecar.fake._oauth import AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH, OAuthState
 from sidecar.fake._openai import OpenAI
 from sidecar.fake._render import Context, Flavour, Headers, dumpb
@@ -58,6 +58,24 @@ def _route(path: str) -> Flavour | None:
     if path.endswith("/chat/completions"):
         return OPENAI
     return None
+
+
+def _side_route(method: str, path: str, headers: Mapping[str, str]) -> tuple[Flavour, str] | None:
+    """``GET …/models`` (Anthropic's when the request has an ``anthropic-version``, as
+    its SDKs send, else OpenAI's) and ``POST /v1/messages/count_tokens``."""
+    if method == "GET" and path.rstrip("/").endswith("/models"):
+        return (ANTHROPIC if headers.get("anthropic-version") else OPENAI), "models"
+    if method == "POST" and path == "/v1/messages/count_tokens":
+        return ANTHROPIC, "count_tokens"
+    return None
+
+
+def side_answer(flavour: str, side: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON of a model listing or a token count, in the real APIs' shapes."""
+    if side == "count_tokens":
+        # About four characters a token, as a rough count does; at least one.
+        return {"input_tokens": max(1, len(json.dumps(body.get("messages", []))) // 4)}
+    return model_list(anthropic=flavour == "anthropic")
 
 
 def _echo_key(step: Step, key: str) -> Step:
@@ -153,8 +171,8 @@ class FakeServer:
             return await self._control(conn, request)
         if path in (AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH):
             return await self._oauth(conn, request)
-        if request.method == "GET" and path in MODEL_PATHS:
-            return await self._models(conn, request)
+        if (side := _side_route(request.method, path, request.headers)) is not None:
+            return await self._provider(conn, request, side[0], side[1])
         flavour = _route(path)
         if flavour is None or request.method != "POST":
             record = self.state.record_request(
@@ -167,6 +185,7 @@ class FakeServer:
                 body=None,
                 stream=False,
                 connection=conn.number,
+                query=request.target.partition("?")[2],
             )
             body = dumpb(anthropic_error_body("not_found_error", "Not Found"))
             self.state.finish(record, "not_found", 404)
@@ -248,7 +267,12 @@ class FakeServer:
 
     # -- provider endpoints --
 
-    async def _provider(self, conn: Connection, request: Request, flavour: Flavour) -> bool:
+    async def _provider(
+        self, conn: Connection, request: Request, flavour: Flavour, side: str | None = None
+    ) -> bool:
+        """A model request, or with ``side`` a model listing or token count: the same
+        credential checks and script steps (an Error step answers it as it would a
+        message), a Reply step answered in that endpoint's format."""
         body: Any
         try:
             body = json.loads(request.body) if request.body else None
@@ -268,6 +292,7 @@ class FakeServer:
             body=body,
             stream=fields.get("stream") is True,
             connection=conn.number,
+            query=request.target.partition("?")[2],
         )
         ctx = Context(
             no=record.no,
@@ -284,7 +309,10 @@ class FakeServer:
             label, step = "unknown_key", flavour.unknown_key(fingerprint(key))
         elif not parsed:
             label, step = "invalid", Error("invalid_request_error", "Invalid JSON in request body")
-        elif (invalid := flavour.check_request(request.headers, body, request.path)) is not None:
+        elif (
+            side is None
+            and (invalid := flavour.check_request(request.headers, body, request.path)) is not None
+        ):
             label, step = "invalid", invalid
         else:
             step = self.state.next_step(key)
@@ -302,50 +330,15 @@ class FakeServer:
                 return await self._error(conn, request, record, flavour, ctx, chosen, label)
             if isinstance(chosen, Drop):
                 return await self._drop(record, chosen.stall)
+            if side is not None:
+                answer = dumpb(side_answer(flavour.name, side, fields))
+                self.state.finish(record, side, 200)
+                return await self._send_json(conn, request, 200, flavour.base_headers(ctx), answer)
             if ctx.stream:
                 return await self._stream(conn, record, flavour, ctx, chosen, progress)
             return await self._whole(conn, request, record, flavour, ctx, chosen)
 
         return await self._guarded(conn, record, work) and request.keep_alive
-
-    async def _models(self, conn: Connection, request: Request) -> bool:
-        """The model list, answered with the key's next scripted step like a message:
-        an Error step is the error, a Drop drops, anything else is the list."""
-        anthropic = is_anthropic(request.headers)
-        flavour: Flavour = ANTHROPIC if anthropic else OPENAI
-        key = flavour.credential(request.headers)
-        record = self.state.record_request(
-            method=request.method,
-            path=request.path,
-            flavour=flavour.name,
-            model=None,
-            key=key,
-            headers=request.headers,
-            body=None,
-            stream=False,
-            connection=conn.number,
-        )
-        ctx = Context(
-            no=record.no,
-            model="unknown-model",
-            body={},
-            key_fingerprint=fingerprint(key) if key is not None else None,
-            keep_alive=request.keep_alive,
-        )
-        step: Step | None
-        if key is None:
-            step = flavour.missing_key()
-        else:
-            step = self.state.next_step(key)
-            step = flavour.unknown_key(fingerprint(key)) if step is None else step
-        if isinstance(step, Error):
-            label = f"error:{step.type}"
-            return await self._error(conn, request, record, flavour, ctx, step, label)
-        if isinstance(step, Drop):
-            return await self._drop(record, step.stall)
-        self.state.finish(record, "models", 200)
-        body = model_list(anthropic)
-        return await self._send_json(conn, request, 200, flavour.base_headers(ctx), body)
 
     async def _guarded(
         self,

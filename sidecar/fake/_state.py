@@ -71,6 +71,8 @@ class RecordedRequest:
     write_ns: list[int] = field(default_factory=list)
     """``time.perf_counter_ns()`` after each event was handed to the socket, when the
     fake was made with ``timestamps=True``."""
+    query: str = ""
+    """The query string as sent (``beta=true``), without the ``?``."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class RecordedRequest:
             "body": self.body,
             "stream": self.stream,
             "connection": self.connection,
+            "query": self.query,
             "step": self.step,
             "status": self.status,
         }
@@ -158,6 +161,7 @@ class State:
         body: Any,
         stream: bool,
         connection: int,
+        query: str = "",
     ) -> RecordedRequest:
         with self._lock:
             if key is not None:
@@ -173,6 +177,7 @@ class State:
                 body=body,
                 stream=stream,
                 connection=connection,
+                query=query,
             )
             self._requests.append(record)
             self._changed()

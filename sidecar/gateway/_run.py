@@ -1,0 +1,106 @@
+"""``llm-sidecar gateway`` and ``llm-sidecar gateway env``."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+from collections.abc import Mapping
+
+import httpx
+
+from sidecar.engine import MAX_COOLDOWN_WAIT
+from sidecar.gateway._token import gateway_token
+from sidecar.keypool import KeyPool
+from sidecar.limits import from_env as limits_from_env
+from sidecar.store import Store
+from sidecar.timeouts import from_env as timeouts_from_env
+
+__all__ = ["DEFAULT_PORT", "env_lines", "is_loopback_host", "own_environment", "run"]
+
+DEFAULT_PORT = 8765
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def own_environment(environ: Mapping[str, str], token: str, port: int) -> dict[str, str]:
+    """The environment the gateway's pool reads, without what points back at itself.
+
+    A shell that ran ``eval "$(llm-sidecar gateway env)"`` holds the gateway's token as
+    ``OPENAI_API_KEY`` and its URL as ``ANTHROPIC_BASE_URL``: read as provider settings,
+    the token would be sent to the provider and requests would loop to the gateway.
+    """
+    own_urls = (f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}")
+    return {
+        k: v
+        for k, v in environ.items()
+        if v.strip() != token and not v.strip().startswith(own_urls)
+    }
+
+
+def run(host: str, port: int, *, allow_remote: bool) -> int:
+    import logging
+
+    from sidecar.logs import setup_logging
+
+    store = Store.default()
+    token = gateway_token(store)
+    keypool = KeyPool(store, own_environment(os.environ, token, port))
+    setup_logging("INFO", known_secrets=lambda: [*keypool.known_secrets(), token])
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return asyncio.run(_main(keypool, token, host, port, allow_remote=allow_remote))
+
+
+async def _main(keypool: KeyPool, token: str, host: str, port: int, *, allow_remote: bool) -> int:
+    from sidecar.gateway._app import make_app, serve
+    from sidecar.gateway._proxy import Proxy
+    from sidecar.oauth import TokenRefresher
+
+    timeouts = timeouts_from_env(keypool.env)
+    oauth = TokenRefresher(keypool)
+    async with httpx.AsyncClient(
+        timeout=timeouts.httpx(),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    ) as client:
+        proxy = Proxy(
+            keypool,
+            client,
+            timeouts=timeouts,
+            limits=limits_from_env(keypool.env),
+            refresher=oauth.refresh,
+            ensure_fresh=oauth.ensure_fresh,
+            max_cooldown_wait=MAX_COOLDOWN_WAIT,
+        )
+        app = make_app(proxy, token=token, port=port, check_host=not allow_remote)
+        try:
+            await serve(app, host, port)
+        finally:
+            keypool.save_usage()
+    return 0
+
+
+def env_lines(token: str, port: int, shell: str = "sh") -> list[str]:
+    """The variables the common clients read, for ``eval``/``source``/``Invoke-Expression``."""
+    base = f"http://127.0.0.1:{port}"
+    variables = {
+        # Claude Code and the anthropic SDKs: the base URL has no /v1.
+        "ANTHROPIC_BASE_URL": f"{base}/anthropic",
+        "ANTHROPIC_AUTH_TOKEN": token,  # Claude Code sends it as Authorization: Bearer
+        # The openai SDKs and most OpenAI-compatible tools; aider reads OPENAI_API_BASE.
+        "OPENAI_BASE_URL": f"{base}/openai/v1",
+        "OPENAI_API_BASE": f"{base}/openai/v1",
+        "OPENAI_API_KEY": token,
+        "LLM_SIDECAR_GATEWAY_TOKEN": token,
+    }
+    if shell == "fish":
+        return [f"set -gx {k} '{v}'" for k, v in variables.items()]
+    if shell == "powershell":
+        return [f"$env:{k} = '{v}'" for k, v in variables.items()]
+    return [f"export {k}='{v}'" for k, v in variables.items()]

@@ -1,0 +1,178 @@
+"""The official openai SDK, pointed at the gateway's OpenAI-compatible route."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import openai
+import pytest
+
+from sidecar.fake import (
+    FakeProvider,
+    InvalidKey,
+    RateLimited,
+    Reply,
+    Text,
+    ToolUse,
+    Usage,
+    fingerprint,
+)
+from sidecar.fake._models import OPENAI_MODELS
+from tests.gateway.conftest import Gateway
+
+ANSWER = Reply(
+    [Text("Reading it."), ToolUse("call_1", "read_file", {"path": "src/a.py"})],
+    usage=Usage(input=30, output=9, cache_read=20),
+)
+
+
+def sdk(gateway: Gateway, provider: str = "openai") -> openai.OpenAI:
+    return openai.OpenAI(
+        api_key=gateway.token, base_url=f"{gateway.url}/{provider}/v1", max_retries=0
+    )
+
+
+def rotating_pool(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> tuple[str, str, str]:
+    busy, revoked, good = make_key("sk-proj-"), make_key("sk-proj-"), make_key("sk-proj-")
+    fake.script(busy, [], default=RateLimited(retry_after=300))
+    fake.script(revoked, [], default=InvalidKey())
+    fake.script(good, [], default=ANSWER)
+    gateway.add_keys("openai", [busy, revoked, good])
+    return busy, revoked, good
+
+
+def test_streaming_with_a_tool_call_rotates_past_a_429_and_a_401(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], home: Path
+) -> None:
+    busy, revoked, good = rotating_pool(gateway, fake, make_key)
+    stream = sdk(gateway).chat.completions.create(
+        model="gpt-test",
+        messages=[{"role": "user", "content": "read a.py"}],
+        tools=[{"type": "function", "function": {"name": "read_file", "parameters": {}}}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, arguments, usage = "", "", None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            for call in choice.delta.tool_calls or []:
+                arguments += (call.function and call.function.arguments) or ""
+    assert text == "Reading it."
+    assert json.loads(arguments) == {"path": "src/a.py"}
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 20
+    assert [r.key for r in fake.requests] == [fingerprint(k) for k in (busy, revoked, good)]
+    assert {r.path for r in fake.requests} == {"/v1/chat/completions"}
+    pool = (home / "pool.json").read_text()
+    assert revoked not in pool and busy in pool
+    state = json.loads((home / "state.json").read_text())["providers"]["openai"]
+    assert len(state["cooldowns"]) == 1
+
+
+def test_a_whole_answer_rotates_too(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    rotating_pool(gateway, fake, make_key)
+    completion = sdk(gateway).chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+    )
+    message = completion.choices[0].message
+    assert message.content == "Reading it."
+    assert message.tool_calls is not None
+    assert json.loads(message.tool_calls[0].function.arguments) == {"path": "src/a.py"}  # type: ignore[union-attr]
+    assert len(fake.requests) == 3
+
+
+def test_an_exhausted_pool_is_a_429_in_openais_shape(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    only = make_key("sk-proj-")
+    fake.script(only, [], default=RateLimited(retry_after=90))
+    gateway.add_keys("openai", [only])
+    with pytest.raises(openai.RateLimitError) as err:
+        sdk(gateway).chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert err.value.response.status_code == 429
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 90
+    assert err.value.response.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_another_openai_compatible_provider_goes_to_its_own_base_url(
+    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    from tests.gateway.conftest import Gateway as G
+
+    gw = G(home, {"GROQ_BASE_URL": f"{fake.url}/openai/v1"}).start()
+    try:
+        key = make_key("gsk_")
+        fake.script(key, [], default=Reply("from groq"))
+        gw.add_keys("groq", [key])
+        completion = sdk(gw, "groq").chat.completions.create(
+            model="llama-test", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert completion.choices[0].message.content == "from groq"
+        assert fake.requests[0].path == "/openai/v1/chat/completions"
+    finally:
+        gw.stop()
+
+
+def test_the_model_listing_rotates_past_a_429_and_a_401(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    *_, good = rotating_pool(gateway, fake, make_key)
+    models = sdk(gateway).models.list()
+    assert [m.id for m in models.data] == [m[0] for m in OPENAI_MODELS]
+    assert [r.path for r in fake.requests] == ["/v1/models"] * 3
+    assert fake.requests[-1].key == fingerprint(good)
+
+
+def test_an_error_event_right_after_the_role_chunk_rotates_invisibly(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], home: Path
+) -> None:
+    shaky, good = make_key("sk-proj-"), make_key("sk-proj-")
+    # error_after=1: the role chunk, then an error event (overloaded, in OpenAI's shape).
+    fake.script(shaky, [], default=Reply("never seen", error_after=1))
+    fake.script(good, [], default=Reply("steady answer"))
+    gateway.add_keys("openai", [shaky, good])
+    stream = sdk(gateway).chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "steady answer"
+    assert [r.key for r in fake.requests] == [fingerprint(shaky), fingerprint(good)]
+    state = json.loads((home / "state.json").read_text())["providers"]["openai"]
+    assert len(state["cooldowns"]) == 1
+
+
+def test_azure_goes_to_the_deployment_of_the_bodys_model_with_its_api_key_header(
+    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    from tests.gateway.conftest import Gateway as G
+
+    env = {
+        "AZURE_OPENAI_BASE_URL": fake.url,
+        "AZURE_OPENAI_DEPLOYMENT_MAP": "gpt-test=prod-deployment",
+    }
+    gw = G(home, env).start()
+    try:
+        key = make_key("azkey-")
+        fake.script(key, [], default=Reply("from azure"))
+        gw.add_keys("azure-openai", [key])
+        completion = sdk(gw, "azure-openai").chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert completion.choices[0].message.content == "from azure"
+        (sent,) = fake.requests
+        assert sent.path == "/openai/deployments/prod-deployment/chat/completions"
+        assert sent.query.startswith("api-version=")
+        assert sent.key == fingerprint(key)
+    finally:
+        gw.stop()
