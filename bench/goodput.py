@@ -54,17 +54,21 @@ from bench.workload import MODEL, SidecarProcess, TokenSink, enter_all, tokens
 
 __all__ = ["Cell", "capacity", "plot", "run", "schedule"]
 
-PERIOD = 2.0  # a provider's minute, scaled 30×: every limit is per 2 s
-REQUESTS = 4  # per key per period: 2 requests/s per key
+REQUESTS = 4  # per key per period (``Sizes.goodput_period``): 2 requests/s per key at 2 s
 INPUT_TOKENS = 12_000  # per key per period, ~1.5× the mean prompt × REQUESTS
 OUTPUT_TOKENS = 2_400  # per key per period, ~2× the answers × REQUESTS
-LIMITS = {
-    "requests": REQUESTS,
-    "input_tokens": INPUT_TOKENS,
-    "output_tokens": OUTPUT_TOKENS,
-    "period": PERIOD,
-    "refill": "continuous",
-}
+
+
+def limits(period: float) -> dict[str, Any]:
+    return {
+        "requests": REQUESTS,
+        "input_tokens": INPUT_TOKENS,
+        "output_tokens": OUTPUT_TOKENS,
+        "period": period,
+        "refill": "continuous",
+    }
+
+
 REPLY_TOKENS = 170  # bench tokens of 7 characters: ~300 output tokens by the fake's count
 REPLY_CHUNK = 70  # characters per delta: 17 deltas
 REPLY_INTERVAL = 0.02
@@ -89,9 +93,9 @@ def pool_keys(k: int) -> tuple[str, ...]:
     return tuple(f"sk-ant-api03-goodput-key-{i:02d}-000000000000000{i:02d}" for i in range(k))
 
 
-def capacity(k: int, seconds: float) -> float:
+def capacity(k: int, seconds: float, period: float) -> float:
     """Requests the pool's request buckets admit in ``seconds``, starting full."""
-    return k * (REQUESTS + REQUESTS / PERIOD * seconds)
+    return k * (REQUESTS + REQUESTS / period * seconds)
 
 
 @dataclass(frozen=True)
@@ -156,10 +160,10 @@ class Floor(Contender):
 
 
 class LiteLlmRouter(Contender):
-    def __init__(self, url: str, keys: Sequence[str], strategy: str) -> None:
+    def __init__(self, url: str, keys: Sequence[str], strategy: str, period: float) -> None:
         self.name = f"LiteLLM Router ({strategy})"
         self.litellm = import_litellm()
-        per_minute = 60 / PERIOD  # LiteLLM counts per real minute
+        per_minute = 60 / period  # LiteLLM counts per real minute
         self.deployments = [
             {
                 "model_name": "claude",
@@ -261,12 +265,13 @@ class Cell:
         return sum(1 for w in self.waits_ms if w > GOAL_WAIT_S * 1000)
 
 
-async def _prepare(fake: FakeHost, keys: Sequence[str], limited: bool) -> None:
+async def _prepare(fake: FakeHost, keys: Sequence[str], period: float | None) -> None:
+    """``period`` None: no rate limits (the warm-up)."""
     await fake.reset()  # an empty record, and buckets that start full
     for key in keys:
         await fake.script(key, [], REPLY)
-    if limited:
-        await fake.ratelimit(limits=LIMITS)
+    if period is not None:
+        await fake.ratelimit(limits=limits(period))
 
 
 def _moves(served: list[Record]) -> int:
@@ -286,10 +291,11 @@ async def one_run(
     keys: Sequence[str],
     arrivals: list[Arrival],
     seconds: float,
+    period: float,
     cell: Cell,
     run_no: int,
 ) -> None:
-    await _prepare(fake, keys, limited=True)
+    await _prepare(fake, keys, period)
     await contender.reset()
     sent_ns: dict[str, int] = {}
     done: dict[str, bool] = {}
@@ -331,7 +337,7 @@ async def one_run(
     cell.limited += sum(1 for r in records if r["status"] == 429)
     cell.overloaded += sum(1 for r in records if r["status"] == 529)
     cell.fractions.append(
-        sum(1 for r in ok if r["finish_ns"] <= window_end) / capacity(len(keys), seconds)
+        sum(1 for r in ok if r["finish_ns"] <= window_end) / capacity(len(keys), seconds, period)
     )
     for tag, good in done.items():
         record = by_tag.get(tag)
@@ -416,7 +422,7 @@ def _row(cell: Cell) -> str:
 
 
 async def run(sizes: Sizes, *, litellm: bool = True) -> Section:
-    seconds, rounds = sizes.goodput_seconds, sizes.goodput_rounds
+    seconds, rounds, period = sizes.goodput_seconds, sizes.goodput_rounds, sizes.goodput_period
     use_litellm = litellm and have_litellm()
     rng = random.Random(19)
     cells: dict[tuple[int, float, str], Cell] = {}
@@ -434,18 +440,22 @@ async def run(sizes: Sizes, *, litellm: bool = True) -> Section:
                 contenders: list[Contender] = [floor]
                 if use_litellm:
                     contenders += [
-                        LiteLlmRouter(fake.url, keys, "simple-shuffle"),
-                        LiteLlmRouter(fake.url, keys, "usage-based-routing-v2"),
+                        LiteLlmRouter(fake.url, keys, "simple-shuffle", period),
+                        LiteLlmRouter(fake.url, keys, "usage-based-routing-v2", period),
                     ]
                 contenders.append(SidecarPool(sidecars))
                 # Warm-up, no limits: first-use imports and connections stay out of runs.
-                await _prepare(fake, keys, limited=False)
+                await _prepare(fake, keys, None)
                 for contender in contenders:
                     await contender.reset()
-                    for client in range(SIDECARS):
-                        await contender.ask(client, f"w{client}", "warm up", TokenSink())
+                    await asyncio.gather(
+                        *(
+                            contender.ask(client, f"w{client}", "warm up", TokenSink())
+                            for client in range(SIDECARS)
+                        )
+                    )
                 for load_no, load in enumerate(sizes.goodput_loads):
-                    count = round(load * capacity(k, seconds))
+                    count = round(load * capacity(k, seconds, period))
                     for round_no in range(rounds):
                         arrivals = schedule(rng, count, seconds)
                         turn = (load_no + round_no) % len(contenders)
@@ -453,19 +463,21 @@ async def run(sizes: Sizes, *, litellm: bool = True) -> Section:
                             cell = cells.setdefault(
                                 (k, load, contender.name), Cell(k, load, contender.name)
                             )
-                            await one_run(fake, contender, keys, arrivals, seconds, cell, run_no)
+                            await one_run(
+                                fake, contender, keys, arrivals, seconds, period, cell, run_no
+                            )
                             run_no += 1
     return _section(list(cells.values()), sizes, use_litellm)
 
 
 def _section(cells: list[Cell], sizes: Sizes, use_litellm: bool) -> Section:
-    seconds, rounds = sizes.goodput_seconds, sizes.goodput_rounds
+    seconds, rounds, period = sizes.goodput_seconds, sizes.goodput_rounds, sizes.goodput_period
     method = (__doc__ or "").split("\n\n", 1)[1].replace("\n", " ").strip()
     section = Section(
         "Goodput under rate limits",
         f"K = {', '.join(map(str, sizes.goodput_pools))} keys, each "
         f"{REQUESTS} requests, {INPUT_TOKENS:,} input and {OUTPUT_TOKENS:,} output tokens per "
-        f"{PERIOD:g} s (a minute scaled {60 / PERIOD:g}×), so C = {REQUESTS / PERIOD:g} "
+        f"{period:g} s (a minute scaled {60 / period:g}×), so C = {REQUESTS / period:g} "
         f"requests/s per key plus the full bucket at the start; D = {seconds:g} s, "
         f"{rounds} run{'s' if rounds > 1 else ''} per (K, load, contender), "
         f"N = {CLIENTS} clients, S = {SIDECARS} sidecar processes. {method}",

@@ -25,6 +25,7 @@ class Sizes:
     goodput_loads: tuple[float, ...] = (0.5, 0.9, 1.1, 1.5)  # offered load, × capacity
     goodput_seconds: float = 6.0  # arrivals come for this long, per run
     goodput_rounds: int = 1  # runs of each (K, load, contender), alternated
+    goodput_period: float = 2.0  # the providers' minute, scaled: every limit is per this
 
 
 FULL = Sizes(
@@ -56,5 +57,6 @@ SMOKE = Sizes(
     smoke=True,
     goodput_pools=(2,),
     goodput_loads=(0.5, 1.5),
-    goodput_seconds=1.0,
+    goodput_seconds=0.5,
+    goodput_period=0.5,
 )
