@@ -13,7 +13,17 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import concurrency, failover, latency, machine, prototypes, report, startup, throughput
+from bench import (
+    concurrency,
+    failover,
+    goodput,
+    latency,
+    machine,
+    prototypes,
+    report,
+    startup,
+    throughput,
+)
 from bench.sizes import FULL, SMOKE, Sizes
 from bench.stats import Section
 
@@ -28,6 +38,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "failover": lambda sizes, lite: failover.run(sizes, litellm=lite),
     "concurrency": lambda sizes, lite: concurrency.run(sizes),
     "prototypes": lambda sizes, lite: prototypes.run(sizes),
+    "goodput": lambda sizes, lite: goodput.run(sizes, litellm=lite),
 }
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -10,7 +10,9 @@ prints ``{"url": ...}`` and then answers one JSON command per stdin line:
 - ``{"op": "records", "since": n}``: requests from number ``n`` on, each with its
   ``write_ns`` stamps, ``finish_ns`` (when its status line or error was decided) and
   ``tag`` (the text of its last message).
-- ``{"op": "reset"}``: back to no scripts and an empty record.
+- ``{"op": "ratelimit", ...}``: the fake's rate limits, as ``POST /_fake/ratelimit``
+  takes them (``{"limits": {...}}`` for every key; buckets start full).
+- ``{"op": "reset"}``: back to no scripts, no rate limits and an empty record.
 
 It exits when stdin closes. :class:`FakeHost` drives it from asyncio.
 """
@@ -39,9 +41,13 @@ def _tag(body: Any) -> str | None:
     """The last user message's text: how the benchmarks tell their streams apart."""
     try:
         content = body["messages"][-1]["content"]
+        if isinstance(content, list):  # content blocks, as LiteLLM sends a plain string
+            content = content[0]["text"]
     except (TypeError, KeyError, IndexError):
         return None
-    return content if isinstance(content, str) else None
+    # The first 64 characters: enough for every benchmark's tags, and a large prompt
+    # (the goodput benchmark's) does not travel back whole with every record.
+    return content[:64] if isinstance(content, str) else None
 
 
 def _serve(timestamps: bool) -> None:
@@ -93,6 +99,10 @@ def _serve(timestamps: bool) -> None:
                 }
                 for r in fake.requests[command.get("since", 0) :]
             ]
+        elif op == "ratelimit":
+            from sidecar.fake._ratelimit import configure_ratelimit
+
+            configure_ratelimit(fake.ratelimit, {k: v for k, v in command.items() if k != "op"})
         elif op == "reset":
             fake.reset()
             with lock:
@@ -162,6 +172,9 @@ class FakeHost:
     async def records(self, since: int = 0) -> list[Record]:
         result: list[Record] = await self._call(op="records", since=since)
         return result
+
+    async def ratelimit(self, **settings: Any) -> None:
+        await self._call(op="ratelimit", **settings)
 
     async def reset(self) -> None:
         await self._call(op="reset")

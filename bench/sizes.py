@@ -21,6 +21,11 @@ class Sizes:
     concurrent_deltas: int  # deltas per concurrent stream
     concurrent_rounds: int
     smoke: bool = False
+    goodput_pools: tuple[int, ...] = (1, 3, 10)  # keys in the pool, K
+    goodput_loads: tuple[float, ...] = (0.5, 0.9, 1.1, 1.5)  # offered load, × capacity
+    goodput_seconds: float = 5.0  # arrivals come for this long, per run
+    goodput_rounds: int = 1  # runs of each (K, load, contender), alternated
+    goodput_period: float = 2.0  # the providers' minute, scaled: every limit is per this
 
 
 FULL = Sizes(
@@ -50,4 +55,8 @@ SMOKE = Sizes(
     concurrent_deltas=20,
     concurrent_rounds=1,
     smoke=True,
+    goodput_pools=(2,),
+    goodput_loads=(0.5, 1.5),
+    goodput_seconds=0.5,
+    goodput_period=0.5,
 )

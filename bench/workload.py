@@ -142,7 +142,9 @@ class SidecarProcess:
         fake_url: str,
         keys: tuple[str, ...] = KEYS[:1],
         patches: str = "",
+        home: Path | None = None,
     ) -> None:
+        """``home``: shared with other sidecars (default: a home of its own)."""
         self.fake_url = fake_url
         self.keys = keys
         # With patches: bench.variants, the sidecar with prototyped changes applied.
@@ -151,10 +153,11 @@ class SidecarProcess:
         self.sinks: dict[str, TokenSink] = {}
         self.proc: LspProcess | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="llm-sidecar-bench-")
+        self.home = home or Path(self._tmp.name) / "home"
         self._next = 0
 
     def env(self) -> dict[str, str]:
-        return sidecar_env(Path(self._tmp.name) / "home", self.fake_url, self.keys)
+        return sidecar_env(self.home, self.fake_url, self.keys)
 
     def _on_notification(self, method: str, params: Any, now: int) -> None:
         if method != "sidecar/streamDelta":

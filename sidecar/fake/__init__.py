@@ -71,6 +71,15 @@ replaced by its fingerprint). As a process: ``python -m sidecar.fake [--port 0]
 [--script FILE.json] [--key K ...]`` prints ``{"url": "http://127.0.0.1:PORT"}`` and
 serves until SIGTERM or SIGINT.
 
+Rate limits: ``FakeProvider(limits=RateLimits(requests=50, input_tokens=30000,
+output_tokens=8000, period=6), overload=Overload(every=10, length=1))`` gives every key
+(or ``limits={key: ..., None: ...}`` each key) token buckets as the providers define them,
+and every response of such a key carries the headers computed from them (429 with
+``retry-after`` when a bucket is short); ``fake.ratelimit`` reconfigures them, as do
+``POST /_fake/ratelimit`` ``{"key"?, "limits"?, "overload"?}`` and the process's
+``--rate-limit requests=50,period=6`` and ``--overload every=10,length=1``. Semantics and
+sources: :mod:`sidecar.fake._ratelimit`.
+
 OAuth: the fake is also Anthropic's authorization server (``GET /oauth/authorize``,
 ``GET /oauth/code/callback``, ``POST /v1/oauth/token``); tokens it issues are accepted by
 ``/v1/messages``. ``fake.oauth`` scripts it (failures, delay, single-use refresh tokens,
@@ -86,6 +95,7 @@ kept in ``RecordedRequest.write_ns``.
 
 from sidecar.fake._oauth import OAuthState, TokenFailure, TokenPair
 from sidecar.fake._provider import FakeProvider
+from sidecar.fake._ratelimit import Overload, RateLimiter, RateLimits
 from sidecar.fake._script import (
     SCOPE_MESSAGE,
     Block,
@@ -122,9 +132,12 @@ __all__ = [
     "GoogleQuotaExceeded",
     "InvalidKey",
     "OAuthState",
+    "Overload",
     "Overloaded",
     "ProxyErrorPage",
     "RateLimited",
+    "RateLimiter",
+    "RateLimits",
     "RecordedRequest",
     "RedactedThinking",
     "Reply",

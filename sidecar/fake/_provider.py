@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from sidecar.fake._oauth import AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH, OAuthState
+from sidecar.fake._ratelimit import Overload, RateLimiter, RateLimits
 from sidecar.fake._script import Reply, Script, Step, parse_step
 from sidecar.fake._server import FakeServer
 from sidecar.fake._state import Event, RecordedRequest, State
@@ -31,10 +32,19 @@ class FakeProvider:
         scripts: Iterable[Script] = (),
         port: int = 0,
         timestamps: bool = False,
+        limits: RateLimits | Mapping[str | None, RateLimits] | None = None,
+        overload: Overload | None = None,
     ) -> None:
+        """``limits``: one :class:`RateLimits` for every key, or limits by key (``None``:
+        every other key); ``overload``: 529 bursts whatever the key."""
+        by_key: Mapping[str | None, RateLimits] | None = (
+            {None: limits} if isinstance(limits, RateLimits) else limits
+        )
         self._state = State(
             [*(Script(k) for k in keys), *scripts],
             timestamps=timestamps,
+            limits=by_key,
+            overload=overload,
         )
         self._port = port
         self._server = FakeServer(self._state)
@@ -131,6 +141,14 @@ class FakeProvider:
         (and the authorization server forgets every code and token it issued)."""
         self._state.reset()
         self._server.oauth.reset()
+
+    # -- rate limits --
+
+    @property
+    def ratelimit(self) -> RateLimiter:
+        """The keys' buckets: ``configure(key or None, RateLimits(...) or None)``,
+        ``set_overload(Overload(every, length) or None)``, ``snapshot(key)``."""
+        return self._state.ratelimit
 
     # -- the OAuth authorization server --
 

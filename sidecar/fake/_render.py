@@ -43,6 +43,8 @@ class Context:
     body: Mapping[str, Any]
     key_fingerprint: str | None = None
     keep_alive: bool = True
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    """Sent with every response to this request: the key's rate-limit headers."""
 
     @property
     def stream(self) -> bool:

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from itertools import accumulate
 from typing import Any
 
@@ -27,7 +28,8 @@ from sidecar.fake._http import (
 from sidecar.fake._models import model_list
 from sidecar.fake._oauth import AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH, OAuthState
 from sidecar.fake._openai import OpenAI
-from sidecar.fake._render import Context, Flavour, Headers, dumpb
+from sidecar.fake._ratelimit import configure_ratelimit
+from sidecar.fake._render import Context, Flavour, Headers, blocks, dumpb, usage
 from sidecar.fake._script import Drop, Error, Reply, Step, parse_script
 from sidecar.fake._state import RecordedRequest, State, fingerprint
 
@@ -39,6 +41,10 @@ _SSE_HEADERS: Headers = [
     ("cache-control", "no-cache"),
     ("transfer-encoding", "chunked"),
 ]
+
+
+def _base_headers(flavour: Flavour, ctx: Context) -> Headers:
+    return [*flavour.base_headers(ctx), *ctx.extra_headers]
 
 
 class _Progress:
@@ -221,6 +227,8 @@ class FakeServer:
                 scripts = [parse_script(v) for v in (value if isinstance(value, list) else [value])]
                 for script in scripts:
                     self.state.set_script(script)
+            elif route == ("POST", "/_fake/ratelimit"):
+                configure_ratelimit(self.state.ratelimit, json.loads(request.body or b"null"))
             elif route == ("POST", "/_fake/reset"):
                 self.state.reset()
                 self.oauth.reset()
@@ -319,6 +327,8 @@ class FakeServer:
             if step is None:
                 label, step = "unknown_key", flavour.unknown_key(fingerprint(key))
             else:
+                if isinstance(step, Reply) and self.state.ratelimit.active:
+                    step, ctx = self._rate_limited(flavour, key, step, ctx)
                 label = "reply" if isinstance(step, Reply) else "drop"
                 if isinstance(step, Error):
                     label = f"error:{step.type}"
@@ -339,6 +349,18 @@ class FakeServer:
             return await self._whole(conn, request, record, flavour, ctx, chosen)
 
         return await self._guarded(conn, record, work) and request.keep_alive
+
+    def _rate_limited(
+        self, flavour: Flavour, key: str, reply: Reply, ctx: Context
+    ) -> tuple[Step, Context]:
+        """The key's buckets decide: the reply with their headers, or 429/529 instead (the
+        scripted step is spent either way)."""
+        spent = usage(reply, ctx, blocks(reply, ctx))
+        verdict = self.state.ratelimit.admit(key, flavour.name, spent.input, spent.output)
+        if verdict.status == 200:
+            return reply, replace(ctx, extra_headers=tuple(verdict.headers))
+        kind = "rate_limit_error" if verdict.status == 429 else "overloaded_error"
+        return Error(kind, headers=dict(verdict.headers)), ctx
 
     async def _guarded(
         self,
@@ -387,7 +409,7 @@ class FakeServer:
         status, headers, body = flavour.error(err, ctx)
         self.state.finish(record, label, status)
         return await self._send_json(
-            conn, request, status, flavour.base_headers(ctx) + headers, body, content_type=""
+            conn, request, status, _base_headers(flavour, ctx) + headers, body, content_type=""
         )
 
     async def _drop(self, record: RecordedRequest, stall: float) -> bool:
@@ -414,7 +436,7 @@ class FakeServer:
             return await self._drop(record, 0)
         body = flavour.message(reply, ctx)
         self.state.finish(record, "reply", 200)
-        return await self._send_json(conn, request, 200, flavour.base_headers(ctx), body)
+        return await self._send_json(conn, request, 200, _base_headers(flavour, ctx), body)
 
     async def _endless(
         self, writer: asyncio.StreamWriter, encoder: StreamEncoder, flavour: str, mode: Endless
@@ -439,7 +461,7 @@ class FakeServer:
         progress: _Progress,
     ) -> bool:
         events = flavour.stream_events(reply, ctx)
-        headers = _SSE_HEADERS + flavour.base_headers(ctx)
+        headers = _SSE_HEADERS + _base_headers(flavour, ctx)
         encoder = StreamEncoder(reply.gzip)
         if encoder.header is not None:
             headers.append(encoder.header)

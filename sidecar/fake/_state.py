@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
+from sidecar.fake._ratelimit import Overload, RateLimiter, RateLimits
 from sidecar.fake._script import Script, Step
 
 T = TypeVar("T")
@@ -101,8 +102,16 @@ class _KeyScript:
 
 
 class State:
-    def __init__(self, scripts: Iterable[Script] = (), *, timestamps: bool = False) -> None:
+    def __init__(
+        self,
+        scripts: Iterable[Script] = (),
+        *,
+        timestamps: bool = False,
+        limits: Mapping[str | None, RateLimits] | None = None,
+        overload: Overload | None = None,
+    ) -> None:
         self.timestamps = timestamps
+        self.ratelimit = RateLimiter(limits, overload)
         self._lock = threading.Condition(threading.Lock())
         self._generation = 0
         self._initial = {s.key: s for s in scripts}
@@ -130,6 +139,7 @@ class State:
             self._requests.clear()
             self._events.clear()
             self._changed()
+        self.ratelimit.reset()
 
     def knows(self, key: str) -> bool:
         with self._lock:

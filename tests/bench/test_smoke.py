@@ -7,6 +7,7 @@ tests. LiteLLM's parts are left out by the benchmarks when it is not installed.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import math
 from pathlib import Path
 
@@ -16,13 +17,13 @@ from bench.sizes import SMOKE
 
 
 async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
-    # Two halves side by side, to stay well under 30 s: the figures of a smoke run are
+    # Three groups side by side, to stay well under 30 s: the figures of a smoke run are
     # meaningless anyway, only that every benchmark runs and checks its deltas.
     names = list(BENCHMARKS)
     halves = await asyncio.gather(
         *(
-            run_all(half, SMOKE, litellm=True, log=lambda line: None)
-            for half in (names[:3], names[3:])
+            run_all(group, SMOKE, litellm=True, log=lambda line: None)
+            for group in (names[:3], names[3:6], names[6:])
         )
     )
     sections = [section for half in halves for section in half]
@@ -34,6 +35,7 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
         "Failover",
         "Concurrency",
         "Prototyped changes",
+        "Goodput under rate limits",
     ]
     for section in sections:
         assert section.rows, section.title
@@ -45,6 +47,10 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
     assert by_title["Concurrency"].numbers["bad_streams"] == 0
     assert by_title["Concurrency"].numbers["rate_limited"] >= 1  # failover was exercised
     assert by_title["Start-up"].numbers["rss_mb"] > 0
+    goodput = by_title["Goodput under rate limits"].numbers
+    # Every arrival ended, served or as an error, and the buckets did refuse some.
+    assert goodput["sidecar_served"] > 0 and goodput["upstream_429"] >= 1
+    assert goodput["plotted"] == (importlib.util.find_spec("matplotlib") is not None)
 
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\nprose\n\n{report.START}\nSTALE-RESULTS\n{report.END}\nend\n")
