@@ -53,7 +53,7 @@ from sidecar.providers import (
     get_provider,
 )
 from sidecar.providers._bounded import ACCEPT_ENCODING, bounded_responses
-from sidecar.providers._gate import ConnectionGate
+from sidecar.providers._gate import ConnectionGate, EnvironmentTransport
 from sidecar.timeouts import Timeouts
 from sidecar.timeouts import from_env as timeouts_from_env
 
@@ -189,8 +189,8 @@ class Engine:
         # One client for every stream: connections to a provider are reused. Requests
         # queue in the gate, never in httpx's pool (see sidecar.providers._gate).
         if self._client is None:
-            inner = self._transport or httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=50)
+            inner = self._transport or EnvironmentTransport(
+                httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=50)
             )
             self._client = httpx.AsyncClient(
                 transport=ConnectionGate(inner, MAX_CONNECTIONS),

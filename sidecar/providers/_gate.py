@@ -22,7 +22,7 @@ import httpx
 
 from sidecar import stdio
 
-__all__ = ["ConnectionGate"]
+__all__ = ["ConnectionGate", "EnvironmentTransport"]
 
 
 class _ReleasingStream(httpx.AsyncByteStream):
@@ -44,6 +44,28 @@ class _ReleasingStream(httpx.AsyncByteStream):
         release, self._release = self._release, None
         if release is not None:
             release()
+
+
+class EnvironmentTransport(httpx.AsyncBaseTransport):
+    """A plain client's routing as a transport: ``HTTP(S)_PROXY``, ``ALL_PROXY`` and
+    ``NO_PROXY`` are honoured as any httpx client honours them.
+
+    httpx reads the proxy variables only for a client that builds its own transports,
+    so a client built around :class:`ConnectionGate` would silently ignore them and
+    users behind a corporate proxy could not reach their provider. The gate wraps
+    this instead, which hands each request to an inner client that does the routing.
+    """
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        # No cookies are added (requests are built by the outer client), no redirects
+        # followed (httpx's default): this client only routes and pools connections.
+        self._client = httpx.AsyncClient(limits=limits, trust_env=True)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._client.send(request, stream=True)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 class ConnectionGate(httpx.AsyncBaseTransport):
