@@ -42,7 +42,8 @@ export const ErrorCode = {
 
 export type StatusKind = "Normal" | "Warning" | "Error" | "Inactive";
 
-export type CredentialState = "ok" | "expiring" | "expired" | "coolingDown" | "rejected";
+/** Every state `sidecar/status` reports (sidecar/rotation.py `State`; a test checks they match). */
+export type CredentialState = "ok" | "expiring" | "expired" | "coolingDown" | "rejected" | "refused";
 
 export interface CredentialInfo {
   id: string;

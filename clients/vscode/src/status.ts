@@ -62,6 +62,9 @@ export function describeState(cred: CredentialInfo, now: Date = new Date()): str
         : "cooling down";
     case "rejected":
       return "rejected";
+    case "refused":
+      // Still in the pool and tried again, but this use was refused (docs/protocol.md).
+      return "refused for this use";
     default:
       return String(cred.state);
   }
@@ -87,6 +90,7 @@ const STATE_ICON: Record<string, string> = {
   expired: "$(error)",
   coolingDown: "$(clock)",
   rejected: "$(circle-slash)",
+  refused: "$(workspace-untrusted)",
 };
 
 export function stateIcon(state: string): string {
@@ -101,6 +105,7 @@ export function tooltipMarkdown(
   providers: ProviderStatus[],
   problems: string[] = [],
   now: Date = new Date(),
+  rotations: ReadonlyMap<string, Rotation> = new Map(),
 ): string {
   const out: string[] = ["**LLM Sidecar**", ""];
   if (providers.length === 0) {
@@ -109,12 +114,16 @@ export function tooltipMarkdown(
   for (const p of providers) {
     out.push(`**${mdEscape(p.provider)}** ${mdEscape(p.text)}`, "");
     if (p.message) out.push(`_${mdEscape(p.message)}_`, "");
+    const rotation = rotations.get(p.provider);
+    if (rotation) out.push(`$(sync) ${mdEscape(rotationLine(rotation, now))}`, "");
     const creds = p.credentials ?? [];
     if (creds.length > 0) {
       out.push("| | key | source | state |", "|:-:|---|---|---|");
       creds.forEach((c, i) => {
         const current = i + 1 === p.index && c.state !== "rejected" ? "▶" : "";
-        const state = `${stateIcon(c.state)} ${mdEscape(describeState(c, now))}`;
+        // A rejected or refused key's message says what to do (log in again, use an API key).
+        const why = (c.state === "rejected" || c.state === "refused") && c.message ? `: ${c.message}` : "";
+        const state = `${stateIcon(c.state)} ${mdEscape(describeState(c, now) + why)}`;
         out.push(`| ${current} | \`${c.fingerprint.replace(/`/g, "")}\` | ${mdEscape(describeSource(c))} | ${state} |`);
       });
       out.push("");
@@ -208,4 +217,33 @@ export function rotationMessage(
   if (previous?.rotated && previous.index === next.index) return undefined;
   // The sidecar's own words when it gave some (they say why), else the bare fact.
   return `$(sync) ${next.provider}: ${next.message || `rotated to key ${next.index}/${next.size}`}`;
+}
+
+/**
+ * The last rotation of a provider. The sidecar clears "(rotated)" as soon as the
+ * next key answers, so without this a rotation during a short answer is seen by
+ * nobody: the tooltip keeps it for the session.
+ */
+export interface Rotation {
+  at: string; // ISO time
+  from?: number;
+  to: number;
+  size: number;
+  message?: string;
+}
+
+/** The rotation `next` reports (as `rotationMessage` decides), or undefined. */
+export function noteRotation(
+  previous: StatusNotification | undefined,
+  next: StatusNotification,
+  now: Date = new Date(),
+): Rotation | undefined {
+  if (!rotationMessage(previous, next)) return undefined;
+  return { at: now.toISOString(), from: previous?.index, to: next.index, size: next.size, message: next.message };
+}
+
+/** `last rotation 14:05:00: key 1 → key 2 of 3 (rotated to key 2 of 3)` */
+export function rotationLine(r: Rotation, now: Date = new Date()): string {
+  const keys = r.from && r.from !== r.to ? `key ${r.from} → key ${r.to} of ${r.size}` : `to key ${r.to} of ${r.size}`;
+  return `last rotation ${formatTime(r.at, now)}: ${keys}${r.message ? ` (${r.message})` : ""}`;
 }

@@ -6,7 +6,7 @@ import * as vscode from "vscode";
 import type { StatusNotification } from "./protocol";
 import type { Sidecar } from "./sidecar";
 import { config } from "./settings";
-import { describeError, rotationMessage, statusBackground, statusBarText, tooltipMarkdown } from "./status";
+import { describeError, noteRotation, rotationMessage, statusBackground, statusBarText, tooltipMarkdown, type Rotation } from "./status";
 
 /** How long the rotation message stays in the status bar. */
 const ROTATION_MESSAGE_MS = 6000;
@@ -18,6 +18,8 @@ export class StatusBar implements vscode.Disposable {
   private tooltipTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly subscriptions: vscode.Disposable[] = [];
   private message: vscode.Disposable | undefined;
+  /** Each provider's last rotation, shown in the tooltip after "(rotated)" is gone. */
+  private readonly rotations = new Map<string, Rotation>();
 
   constructor(private readonly sidecar: Sidecar) {
     this.item = vscode.window.createStatusBarItem("llmSidecar.status", vscode.StatusBarAlignment.Right, 100);
@@ -27,7 +29,10 @@ export class StatusBar implements vscode.Disposable {
     this.item.show();
     this.subscriptions.push(
       sidecar.onDidChangeStatus((s) => {
-        const said = rotationMessage(this.statuses.get(s.provider), s);
+        const previous = this.statuses.get(s.provider);
+        const rotation = noteRotation(previous, s);
+        if (rotation) this.rotations.set(s.provider, rotation);
+        const said = rotationMessage(previous, s);
         if (said) {
           this.message?.dispose(); // one message at a time, the newest
           this.message = vscode.window.setStatusBarMessage(said, ROTATION_MESSAGE_MS);
@@ -91,7 +96,7 @@ export class StatusBar implements vscode.Disposable {
     const providers = [...result.providers].sort(
       (a, b) => Number(b.provider === provider) - Number(a.provider === provider),
     );
-    const md = new vscode.MarkdownString(tooltipMarkdown(providers, result.problems), true);
+    const md = new vscode.MarkdownString(tooltipMarkdown(providers, result.problems, new Date(), this.rotations), true);
     md.isTrusted = false;
     this.item.tooltip = md;
   }

@@ -5,6 +5,8 @@ local M = {}
 ---@type table<string, table> provider -> last status {provider, kind, text, index, size, rotated, message?}
 M.by_provider = {}
 M.running = false
+---@type table<string, {at: integer, from: integer?, to: integer, size: integer, message: string?}>
+M.last_rotation = {}
 
 local levels = { Normal = vim.log.levels.INFO, Warning = vim.log.levels.WARN, Error = vim.log.levels.ERROR }
 
@@ -18,9 +20,25 @@ function M.update(st)
   if type(st) ~= "table" or type(st.provider) ~= "string" then
     return
   end
+  local previous = M.by_provider[st.provider]
   M.by_provider[st.provider] = st
   M.running = true
-  -- Rotations and cooldowns only show in the status line (a failing :LlmAsk says why);
+  -- The sidecar clears "(rotated)" as soon as the next key answers, so a rotation
+  -- during a short answer would show nowhere: say it once, and keep it for :LlmStatus.
+  if st.rotated and not (previous and previous.rotated and previous.index == st.index) then
+    M.last_rotation[st.provider] = {
+      at = os.time(),
+      from = previous and previous.index,
+      to = st.index,
+      size = st.size,
+      message = st.message,
+    }
+    require("llm_sidecar.rpc").notify(
+      ("%s: %s"):format(st.provider, st.message or ("rotated to key %s of %s"):format(st.index, st.size)),
+      vim.log.levels.INFO
+    )
+  end
+  -- Cooldowns only show in the status line (a failing :LlmAsk says why);
   -- while a login is pending its progress and outcome are shown as messages.
   local account = package.loaded["llm_sidecar.account"]
   if st.message and account and account.login_pending(st.provider) then
@@ -49,13 +67,27 @@ function M.text(provider)
   return "🔑 stopped"
 end
 
+--- Every state `sidecar/status` reports (sidecar/rotation.py `State`; test_rotation.lua
+--- checks they match), in words.
 local state_text = {
   ok = "ok",
   expiring = "expiring",
   expired = "expired",
   coolingDown = "cooling down",
   rejected = "rejected",
+  -- still in the pool and tried again; its message says to use an API key
+  refused = "refused for this use",
 }
+M.state_text = state_text
+
+--- `last rotation 14:05:00: key 1 → key 2 of 3 (rotated to key 2 of 3)`
+---@param r table an entry of M.last_rotation
+---@return string
+function M.rotation_line(r)
+  local keys = (r.from and r.from ~= r.to) and ("key %d → key %d of %d"):format(r.from, r.to, r.size)
+    or ("to key %d of %d"):format(r.to, r.size)
+  return ("last rotation %s: %s%s"):format(os.date("%H:%M:%S", r.at), keys, r.message and (" (" .. r.message .. ")") or "")
+end
 
 --- An RFC 3339 time from the sidecar (UTC, `…Z` or `…+00:00`) in local time, as
 --- messages show it; anything else unchanged.
@@ -95,6 +127,9 @@ function M.lines(result)
   end
   for _, p in ipairs(providers) do
     lines[#lines + 1] = ("%s  %s%s"):format(p.provider, p.text or "", p.message and ("  — " .. p.message) or "")
+    if M.last_rotation[p.provider] then
+      lines[#lines + 1] = "  " .. M.rotation_line(M.last_rotation[p.provider])
+    end
     for i, c in ipairs(p.credentials or {}) do
       local state = state_text[c.state] or tostring(c.state)
       if c.state == "coolingDown" and c.cooldownUntil then

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { describe, it } from "node:test";
 import type { CredentialInfo, ProviderStatus } from "../../src/protocol";
 import {
@@ -10,7 +11,10 @@ import {
   statusBackground,
   statusBarText,
   tooltipMarkdown,
+  noteRotation,
+  stateIcon,
 } from "../../src/status";
+import { sidecarPython } from "./helpers";
 
 const now = new Date(2026, 10, 22, 14, 0, 0);
 const at = (h: number, m: number, s = 0) => new Date(2026, 10, 22, h, m, s).toISOString();
@@ -95,5 +99,42 @@ describe("errors", () => {
     assert.match(describeError({ code: -32001, message: "no credentials for anthropic." }), /Add Key to Pool/);
     assert.equal(describeError({ code: -32004, message: "upstream 404: model not found" }), "upstream 404: model not found");
     assert.equal(describeError(new Error("boom")), "boom");
+  });
+});
+
+describe("every credential state the sidecar reports", () => {
+  // Asked of the sidecar itself, so that a state it gains is not shown raw here.
+  const states = JSON.parse(
+    execFileSync(sidecarPython(), ["-c", "import json, typing, sidecar.rotation as r; print(json.dumps(typing.get_args(r.State)))"], {
+      encoding: "utf8",
+    }),
+  ) as string[];
+
+  it("has an icon and words, and a refused or rejected key says what to do", () => {
+    assert.ok(states.includes("refused"), `states: ${states}`);
+    for (const state of states) {
+      const cred: CredentialInfo = { id: "anthropic:pool-1", kind: "oauth", source: "pool", fingerprint: "sk-ant-oat01-…a1b2", state, message: `advice for ${state}` };
+      assert.notEqual(stateIcon(state), "$(question)", `icon for ${state}`);
+      const words = describeState(cred, now);
+      assert.ok(words.length > 0, `words for ${state}`);
+      const tip = tooltipMarkdown([{ provider: "anthropic", kind: "Warning", text: "🔑 1/1", index: 1, size: 1, rotated: false, credentials: [cred] }], [], now);
+      if (state === "refused" || state === "rejected") assert.ok(tip.includes(`advice for ${state}`), tip);
+    }
+    assert.equal(describeState({ ...creds[0], state: "refused" }, now), "refused for this use");
+  });
+});
+
+describe("a rotation stays visible after the answer", () => {
+  it("is noted when the sidecar rotates, and the tooltip says so once (rotated) is gone", () => {
+    const before = { provider: "anthropic", kind: "Normal" as const, text: "🔑 1/3", index: 1, size: 3, rotated: false };
+    const during = { ...before, kind: "Warning" as const, text: "🔑 2/3 (rotated)", index: 2, rotated: true, message: "rotated to key 2 of 3" };
+    const after = { ...before, text: "🔑 2/3", index: 2 };
+    assert.equal(noteRotation(before, after, now), undefined);
+    const r = noteRotation(before, during, now);
+    assert.ok(r);
+    assert.equal(noteRotation(during, during, now), undefined, "the same rotation again is not a new one");
+    const tip = tooltipMarkdown([{ ...after, credentials: creds }], [], now, new Map([["anthropic", r]]));
+    assert.ok(tip.includes("last rotation 14:00:00: key 1 → key 2 of 3 \\(rotated to key 2 of 3\\)"), tip);
+    assert.ok(!tooltipMarkdown([{ ...after, credentials: creds }], [], now).includes("last rotation"));
   });
 });
