@@ -5,13 +5,16 @@ serves until SIGTERM or SIGINT. Scripts come from ``--script FILE.json`` (one sc
 object or a list of them, as ``POST /_fake/script`` takes) and ``--key K`` (a key with
 the default reply); ``--rate-limit SPEC`` gives every key real rate limits and
 ``--overload SPEC`` 529 bursts (see :mod:`sidecar.fake._ratelimit`); ``POST /_fake/reset``
-returns to exactly these.
+returns to exactly these. ``--host`` picks another loopback address (``127.0.0.2``): a
+browser in code-server opens ``127.0.0.1``/``localhost`` URLs through its own proxy, so
+a test that plays the browser against the fake's OAuth server needs one it leaves alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import signal
 import sys
@@ -35,6 +38,7 @@ def _load(path: str) -> list[Script]:
 
 
 async def _serve(
+    host: str,
     port: int,
     scripts: list[Script],
     limits: RateLimits | None = None,
@@ -42,7 +46,7 @@ async def _serve(
 ) -> None:
     by_key: dict[str | None, RateLimits] = {None: limits} if limits is not None else {}
     server = FakeServer(State(scripts, limits=by_key, overload=overload))
-    url = await server.start(port=port)
+    url = await server.start(host=host, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -56,6 +60,9 @@ async def _serve(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sidecar.fake", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="0 (default): a free port")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="a loopback address to listen on (127.0.0.1)"
+    )
     parser.add_argument("--script", action="append", default=[], metavar="FILE.json")
     parser.add_argument("--key", action="append", default=[], help="a key with the default reply")
     parser.add_argument(
@@ -69,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        # The fake answers any key: only this machine may reach it.
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        parser.error(f"--host {args.host}: not a loopback address (e.g. 127.0.0.2)")
+    try:
         scripts = [Script(k) for k in args.key]
         for path in args.script:
             scripts += _load(path)
@@ -76,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         overload = parse_overload(parse_spec(args.overload)) if args.overload else None
     except (OSError, ValueError, TypeError) as exc:
         parser.error(str(exc))
-    asyncio.run(_serve(args.port, scripts, limits, overload))
+    asyncio.run(_serve(args.host, args.port, scripts, limits, overload))
     return 0
 
 

@@ -308,6 +308,31 @@ def test_subprocess_serves_scripts_until_signalled(tmp_path: Path, sig: signal.S
     assert code == 0
 
 
+def test_subprocess_listens_on_another_loopback_address_only() -> None:
+    """--host 127.0.0.2: the VS Code e2e's browser opens it directly (code-server proxies
+    127.0.0.1); an address other machines could reach is refused."""
+    process, url = start_process("--host", "127.0.0.2", "--key", KEY)
+    try:
+        assert url.startswith("http://127.0.0.2:")
+        reply = httpx.post(
+            url + "/v1/messages", headers=anthropic_headers(KEY), json=messages_body(), timeout=5
+        )
+        assert reply.status_code == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=5)
+    for host in ("0.0.0.0", "192.0.2.1", "example.com"):
+        result = subprocess.run(
+            [sys.executable, "-m", "sidecar.fake", "--host", host],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert result.returncode == 2, host
+        assert "not a loopback address" in result.stderr
+        assert result.stdout == ""
+
+
 def test_subprocess_rejects_a_bad_script_file(tmp_path: Path) -> None:
     script = tmp_path / "bad.json"
     script.write_text('{"key": "k", "steps": [{"kind": "nope"}]}', encoding="utf-8")
