@@ -32,10 +32,39 @@ function fence(text: string): string {
   return "`".repeat(longest + 1);
 }
 
-/** The user message: the attachment (labelled, fenced) first, then the question. */
-export function userContent(prompt: string, attachment?: Attachment): string {
-  if (!attachment) return prompt;
+/** One attached file (`#file`), whole up to MAX_CONTEXT_LINES, in front of the model. */
+function fileBlock(a: Attachment): string {
+  const f = fence(a.text);
+  return `File ${attachmentLabel(a)}:\n\n${f}${a.languageId}\n${a.text}\n${f}\n\n`;
+}
+
+/**
+ * The user message: the files attached with `#file` (labelled, fenced), then the
+ * selection or visible part, then the question.
+ */
+export function userContent(prompt: string, attachment?: Attachment, files: readonly Attachment[] = []): string {
+  const head = files.map(fileBlock).join("");
+  if (!attachment) return head + prompt;
   const what = attachment.fromSelection ? "Selected code" : "Visible part of the file";
   const f = fence(attachment.text);
-  return `${what} from ${attachmentLabel(attachment)}:\n\n${f}${attachment.languageId}\n${attachment.text}\n${f}\n\n${prompt}`;
+  return `${head}${what} from ${attachmentLabel(attachment)}:\n\n${f}${attachment.languageId}\n${attachment.text}\n${f}\n\n${prompt}`;
+}
+
+/** The `#file:NAME` mentions of a question, in order, each once (as Copilot Chat spells them). */
+export function fileMentions(prompt: string): string[] {
+  const names = [...prompt.matchAll(/(?:^|\s)#file:(\S+)/g)].map((m) => m[1]);
+  return [...new Set(names)];
+}
+
+/**
+ * The open file a `#file:NAME` means: the one whose workspace-relative path is
+ * NAME, else the only one whose base name is NAME. Undefined when none or
+ * several match (the user is told which).
+ */
+export function matchOpenFile<T extends { path: string }>(name: string, open: readonly T[]): T | T[] | undefined {
+  const exact = open.find((f) => f.path === name);
+  if (exact) return exact;
+  const byBase = open.filter((f) => f.path.split("/").pop() === name);
+  if (byBase.length === 1) return byBase[0];
+  return byBase.length > 1 ? byBase : undefined;
 }

@@ -36,3 +36,34 @@ export function captureAttachment(editor: vscode.TextEditor | undefined): Attach
     fromSelection,
   };
 }
+
+/** A whole file (its first MAX_CONTEXT_LINES lines), attached with `#file`. */
+export function captureFile(doc: vscode.TextDocument): Attachment | undefined {
+  // The empty "line" after a final newline is not a line of the file.
+  const lines = doc.lineCount > 1 && doc.lineAt(doc.lineCount - 1).text === "" ? doc.lineCount - 1 : doc.lineCount;
+  const endLine = Math.min(lines - 1, MAX_CONTEXT_LINES - 1);
+  const text = doc.getText(new vscode.Range(0, 0, endLine, doc.lineAt(endLine).text.length));
+  if (!text.trim()) return undefined;
+  return {
+    path: vscode.workspace.asRelativePath(doc.uri, false),
+    uri: doc.uri.toString(),
+    languageId: doc.languageId,
+    startLine: 0,
+    endLine,
+    text,
+    fromSelection: false,
+  };
+}
+
+/** The files open in editor tabs (text ones: not diffs, settings UIs or output), each once. */
+export function openFileUris(): vscode.Uri[] {
+  const seen = new Map<string, vscode.Uri>();
+  for (const group of vscode.window.tabGroups.all) {
+    for (const tab of group.tabs) {
+      if (!(tab.input instanceof vscode.TabInputText)) continue;
+      const uri = tab.input.uri;
+      if (uri.scheme === "file" || uri.scheme === "untitled" || uri.scheme === "vscode-remote") seen.set(uri.toString(), uri);
+    }
+  }
+  return [...seen.values()];
+}

@@ -13,6 +13,8 @@ export interface Turn {
   /** What went to the model as the user message (attachment included). */
   content: string;
   attachment?: Attachment;
+  /** Other open files attached with `#file`, whole. */
+  files: Attachment[];
   /** The answer so far. */
   text: string;
   /** Partial answers a `restart` voided, oldest first, each with why. */
@@ -27,7 +29,7 @@ export class Conversation {
   private nextId = 1;
 
   /** Start a turn; `messages` is what to send: every finished turn, then this one. */
-  ask(prompt: string, attachment?: Attachment): { turn: Turn; messages: Message[] } {
+  ask(prompt: string, attachment?: Attachment, files: Attachment[] = []): { turn: Turn; messages: Message[] } {
     const messages: Message[] = [];
     for (const t of this.turns) {
       if (t.state !== "done" || !t.text) continue; // a failed turn has no answer to follow up on
@@ -36,8 +38,9 @@ export class Conversation {
     const turn: Turn = {
       id: this.nextId++,
       prompt,
-      content: userContent(prompt, attachment),
+      content: userContent(prompt, attachment, files),
       attachment,
+      files,
       text: "",
       replaced: [],
       state: "streaming",
@@ -72,6 +75,7 @@ export function footerText(result: StreamResult): string {
   return parts.join(" · ");
 }
 
-export function chipLabel(turn: Turn): string | undefined {
-  return turn.attachment ? attachmentLabel(turn.attachment) : undefined;
+/** The chips a sent question shows: its `#file`s, then its selection or visible part. */
+export function chipLabels(turn: Turn): string[] {
+  return [...turn.files, ...(turn.attachment ? [turn.attachment] : [])].map(attachmentLabel);
 }

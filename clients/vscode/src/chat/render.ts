@@ -5,7 +5,7 @@
  */
 import MarkdownIt from "markdown-it";
 import type { Turn } from "./conversation";
-import { chipLabel } from "./conversation";
+import { chipLabels } from "./conversation";
 
 const md = new MarkdownIt({ html: false, linkify: true, breaks: false });
 
@@ -43,10 +43,9 @@ export function codeBlocks(text: string): string[] {
 
 /** One turn: the question (with its context chip), replaced partial answers, the answer, its footer. */
 export function renderTurn(turn: Turn): string {
-  const chip = chipLabel(turn);
   const out = [`<div class="turn" data-turn="${turn.id}" data-state="${turn.state}">`];
   out.push(`<div class="question">`);
-  if (chip) out.push(`<span class="chip sent" title="attached">${escapeHtml(chip)}</span>`);
+  for (const chip of chipLabels(turn)) out.push(`<span class="chip sent" title="attached">${escapeHtml(chip)}</span>`);
   out.push(`<div class="prompt">${escapeHtml(turn.prompt)}</div></div>`);
   // Open while the new answer streams, so the user sees what is being replaced.
   const open = turn.state === "streaming" ? " open" : "";

@@ -6,8 +6,8 @@
 import * as vscode from "vscode";
 import { CancellationTokenSource } from "vscode";
 import type { Attachment } from "../context";
-import { attachmentLabel } from "../context";
-import { captureAttachment } from "../editorContext";
+import { attachmentLabel, fileMentions, matchOpenFile } from "../context";
+import { captureAttachment, captureFile, openFileUris } from "../editorContext";
 import { showError } from "../errors";
 import { ErrorCode } from "../protocol";
 import { config } from "../settings";
@@ -23,7 +23,8 @@ export const CHAT_VIEW = "llmSidecar.chat";
 const RENDER_INTERVAL_MS = 50;
 
 type FromWebview =
-  | { type: "ready" | "stop" | "new" | "removeContext" | "pickModel" }
+  | { type: "ready" | "stop" | "new" | "removeContext" | "pickModel" | "pickFile" }
+  | { type: "removeFile"; index: number }
   | { type: "send"; text: string }
   | { type: "code"; action: "copy" | "insert" | "replace"; turn: number; block: number };
 
@@ -33,6 +34,8 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
   private cancel: CancellationTokenSource | undefined;
   private lastEditor: vscode.TextEditor | undefined = vscode.window.activeTextEditor;
   private attachment: Attachment | undefined;
+  /** Other open files attached with `#file` to the next question. */
+  private files: Attachment[] = [];
   /** The chip the user removed: not attached until the selection or editor changes. */
   private removedKey: string | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -96,6 +99,13 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
       case "pickModel":
         await this.pickModel();
         break;
+      case "pickFile":
+        await this.pickFile();
+        break;
+      case "removeFile":
+        this.files.splice(m.index, 1);
+        this.render();
+        break;
       case "code":
         await this.code(m.action, m.turn, m.block);
         break;
@@ -119,13 +129,63 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
     this.render();
   }
 
+  /** `#file`: a quick pick of the other open files; the one chosen is attached to the next question. */
+  private async pickFile(): Promise<void> {
+    const taken = new Set(this.files.map((f) => f.uri));
+    const rows = openFileUris()
+      .filter((uri) => !taken.has(uri.toString()))
+      .map((uri) => ({ label: vscode.workspace.asRelativePath(uri, false), uri }));
+    if (rows.length === 0) {
+      void vscode.window.showInformationMessage("LLM Sidecar: no other open file to attach. Open it in an editor first.");
+      return;
+    }
+    const picked = await vscode.window.showQuickPick(rows, {
+      title: "LLM Sidecar: attach an open file (#file)",
+      placeHolder: "The whole file goes with your next question",
+    });
+    if (picked) await this.attachFile(picked.uri);
+    void this.view?.webview.postMessage({ type: "focus" });
+  }
+
+  private async attachFile(uri: vscode.Uri): Promise<boolean> {
+    const file = captureFile(await vscode.workspace.openTextDocument(uri));
+    if (!file) return false;
+    if (!this.files.some((f) => f.uri === file.uri)) this.files.push(file);
+    this.render();
+    return true;
+  }
+
+  /** Attach the open files `#file:NAME` names; false (and why, to the user) when one is not open. */
+  private async attachMentions(prompt: string): Promise<boolean> {
+    const open = openFileUris().map((uri) => ({ path: vscode.workspace.asRelativePath(uri, false), uri }));
+    for (const name of fileMentions(prompt)) {
+      const found = matchOpenFile(name, open);
+      if (!found || Array.isArray(found)) {
+        const why = found
+          ? `several open files are called ${name} (${found.map((f) => f.path).join(", ")}): write its path, e.g. #file:${found[0].path}`
+          : `no open file is called ${name}: open it in an editor first, or type #file and a space to pick one`;
+        void vscode.window.showWarningMessage(`LLM Sidecar: #file:${name}: ${why}.`);
+        return false;
+      }
+      await this.attachFile(found.uri);
+    }
+    return true;
+  }
+
   async send(prompt: string): Promise<void> {
     if (this.conversation.busy) return;
+    if (!(await this.attachMentions(prompt))) {
+      // Nothing was sent: give the question back to fix.
+      void this.view?.webview.postMessage({ type: "focus", text: prompt });
+      return;
+    }
     const api = await this.readyApi();
     if (!api) return;
     const { provider, model, maxTokens } = config();
     const conversation = this.conversation;
-    const { turn, messages } = conversation.ask(prompt, this.attachment);
+    const files = this.files;
+    this.files = [];
+    const { turn, messages } = conversation.ask(prompt, this.attachment, files);
     const cancel = new CancellationTokenSource();
     this.cancel = cancel;
     this.follow = true;
@@ -229,7 +289,10 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
       busy: this.conversation.busy,
       follow: this.follow,
       model: `${provider} · ${model}`,
-      chip: this.attachment ? escapeHtml(attachmentLabel(this.attachment)) : undefined,
+      chips: [
+        ...this.files.map((f, i) => ({ label: escapeHtml(attachmentLabel(f)), remove: `file:${i}` })),
+        ...(this.attachment ? [{ label: escapeHtml(attachmentLabel(this.attachment)), remove: "context" }] : []),
+      ],
     });
     this.follow = false;
   }

@@ -16,8 +16,8 @@ export function chatHtml(nonce: string, cspSource: string): string {
 <div id="empty">Ask about the code on screen or your selection. Enter sends, Shift+Enter is a new line.</div>
 <div id="composer">
   <div id="context"></div>
-  <textarea id="input" rows="3" placeholder="Ask a question (Enter to send)" aria-label="Question"></textarea>
-  <div id="buttons"><button id="send">Send</button><button id="stop" hidden>Stop</button></div>
+  <textarea id="input" rows="3" placeholder="Ask a question (Enter to send; #file to attach an open file)" aria-label="Question"></textarea>
+  <div id="buttons"><button id="attach-file" title="Attach another open file (or type #file and a space)">#file</button><span class="spacer"></span><button id="send">Send</button><button id="stop" hidden>Stop</button></div>
 </div>
 <script nonce="${nonce}">${SCRIPT}</script>
 </body></html>`;
@@ -71,6 +71,17 @@ $("send").addEventListener("click", send);
 $("stop").addEventListener("click", () => vscode.postMessage({ type: "stop" }));
 $("new").addEventListener("click", () => vscode.postMessage({ type: "new" }));
 $("model").addEventListener("click", () => vscode.postMessage({ type: "pickModel" }));
+$("attach-file").addEventListener("click", () => vscode.postMessage({ type: "pickFile" }));
+// "#file" and a space opens the picker (as Copilot Chat's #file does); "#file:NAME" is kept, resolved on send.
+input.addEventListener("input", (e) => {
+  if (e.inputType !== "insertText" || e.data !== " ") return;
+  const at = input.selectionStart;
+  const before = input.value.slice(0, at);
+  if (!/(^|\\s)#file $/.test(before)) return;
+  input.value = before.slice(0, -"#file ".length) + input.value.slice(at);
+  input.selectionStart = input.selectionEnd = at - "#file ".length;
+  vscode.postMessage({ type: "pickFile" });
+});
 input.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); }
 });
@@ -79,8 +90,10 @@ document.addEventListener("click", (e) => {
   if (!(t instanceof HTMLElement)) return;
   if (t.classList.contains("code-action")) {
     vscode.postMessage({ type: "code", action: t.dataset.action, turn: Number(t.dataset.turn), block: Number(t.dataset.block) });
-  } else if (t.id === "remove-context") {
-    vscode.postMessage({ type: "removeContext" });
+  } else if (t.classList.contains("remove-chip")) {
+    const what = t.dataset.remove || "";
+    if (what === "context") vscode.postMessage({ type: "removeContext" });
+    else if (what.startsWith("file:")) vscode.postMessage({ type: "removeFile", index: Number(what.slice(5)) });
   }
 });
 window.addEventListener("message", (event) => {
@@ -97,9 +110,11 @@ window.addEventListener("message", (event) => {
     $("send").disabled = busy;
     $("model").textContent = m.model;
     const ctx = $("context");
-    ctx.innerHTML = m.chip
-      ? '<span class="chip" title="Attached to your next question">' + m.chip + '<button id="remove-context" title="Do not attach" aria-label="Remove context">×</button></span>'
-      : "";
+    // Labels come escaped from the extension.
+    ctx.innerHTML = (m.chips || []).map((c) =>
+      '<span class="chip" title="Attached to your next question">' + c.label +
+      '<button class="remove-chip" data-remove="' + c.remove + '" title="Do not attach" aria-label="Remove ' + c.label + '">×</button></span>'
+    ).join("");
   } else if (m.type === "focus") {
     input.focus();
     if (m.text) { input.value = m.text; }

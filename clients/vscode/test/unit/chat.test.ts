@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Conversation, footerText } from "../../src/chat/conversation";
 import { codeBlocks, renderMarkdown, renderTurn } from "../../src/chat/render";
-import { attachmentLabel, userContent, type Attachment } from "../../src/context";
+import { attachmentLabel, fileMentions, matchOpenFile, userContent, type Attachment } from "../../src/context";
+import { chatHtml } from "../../src/chat/webview";
+import { Script } from "node:vm";
 import { ErrorCode } from "../../src/protocol";
 import { errorActions, rotationMessage } from "../../src/status";
 
@@ -32,6 +34,40 @@ describe("context", () => {
     assert.match(content, /^Selected code from src\/a\.ts:3-14:\n\n````typescript\n/);
     assert.ok(content.endsWith("\n````\n\nWhy?"));
     assert.equal(userContent("Why?"), "Why?");
+  });
+});
+
+describe("#file", () => {
+  const HELPER: Attachment = { path: "lib/helper.js", uri: "file:///w/lib/helper.js", languageId: "javascript", startLine: 0, endLine: 1, text: "export const h = 1;\nexport const i = 2;", fromSelection: false };
+
+  it("finds #file:NAME mentions, each once", () => {
+    assert.deepEqual(fileMentions("#file:a.ts compare with #file:lib/b.ts and #file:a.ts"), ["a.ts", "lib/b.ts"]);
+    assert.deepEqual(fileMentions("no mail@x#file:a.ts here, #file alone"), []);
+  });
+
+  it("matches an open file by path, or by a base name only one file has", () => {
+    const open = [{ path: "lib/helper.js" }, { path: "a/x.ts" }, { path: "b/x.ts" }];
+    assert.equal(matchOpenFile("lib/helper.js", open), open[0]);
+    assert.equal(matchOpenFile("helper.js", open), open[0]);
+    assert.deepEqual(matchOpenFile("x.ts", open), [open[1], open[2]]);
+    assert.equal(matchOpenFile("nope.ts", open), undefined);
+  });
+
+  it("sends the attached files before the selection, and shows a chip for each", () => {
+    const c = new Conversation();
+    const { turn, messages } = c.ask("Use h here", SELECTION, [HELPER]);
+    const content = String(messages[0].content);
+    assert.match(content, /^File lib\/helper\.js:1-2:\n\n```javascript\nexport const h = 1;\nexport const i = 2;\n```\n\nSelected code from src\/a\.ts:3-14:/);
+    assert.ok(content.endsWith("Use h here"));
+    const html = renderTurn(turn);
+    assert.ok(html.includes(">lib/helper.js:1-2</span>") && html.includes(">src/a.ts:3-14</span>"), html);
+  });
+
+  it("the webview's script compiles and opens the picker on '#file '", () => {
+    const html = chatHtml("n0nce", "vscode-resource:");
+    const script = html.slice(html.indexOf('<script nonce="n0nce">') + 22, html.lastIndexOf("</script>"));
+    assert.doesNotThrow(() => new Script(script));
+    assert.ok(script.includes("/(^|\\s)#file $/"), "the trigger's regex survives the template string");
   });
 });
 
