@@ -1,13 +1,35 @@
--- :LlmLogin / :LlmLogout against the documented contract (docs/protocol.md, sidecar/login).
--- The OAuth part of the sidecar comes later: until `sidecar/login` exists these report SKIP.
+-- :LlmLogin / :LlmLogout against the documented contract (docs/protocol.md, sidecar/login),
+-- and for real against the fake's OAuth server (the runner points the sidecar's Anthropic
+-- login at it): the test plays the browser that vim.ui.open would start.
 local H = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "helpers.lua"))
 
 H.setup()
 H.wait_status("🔑 1/2")
 
 local opened = {}
+local browser = false -- when true, a URL opened is fetched as a browser would, redirects followed
+local pages = {} -- what the "browser" was shown, in order
+local authorize = H.fake_url .. "/oauth/authorize?"
+
+--- The fake "approves" at once: its 302 goes to the sidecar's loopback callback (auto) or
+--- to its own page showing code#state (paste). No proxy: it is all on this machine.
+local function play_browser(url)
+  local code = [[
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+with opener.open(sys.argv[1], timeout=60) as r:
+    sys.stdout.write(r.geturl() + "\n" + r.read().decode())
+]]
+  vim.system({ H.python, "-c", code, url }, { text = true }, function(out)
+    pages[#pages + 1] = out
+  end)
+end
+
 vim.ui.open = function(uri)
   opened[#opened + 1] = uri
+  if browser then
+    play_browser(uri)
+  end
   return { wait = function() return { code = 0 } end }, nil
 end
 
@@ -51,7 +73,7 @@ else
     H.eq(#prompts, 1, "prompts")
     H.contains(prompts[1], "code#state", "prompt")
     H.wait(10000, function() return #opened >= 2 end, "the authorization URL opened (showDocument)")
-    H.truthy(opened[#opened]:match("^https://"), "an https URL")
+    H.eq(opened[#opened]:sub(1, #authorize), authorize, "the fake's authorization URL")
     vim.wait(300) -- a second open would have come by now
     H.eq(#opened, 2, "the page opened once, not twice")
     H.eq(H.statusline(), "🔑 1/2", "statusline")
@@ -62,8 +84,57 @@ else
     local from = #H.notes + 1
     vim.cmd("LlmLogin")
     H.wait(10000, function() return #opened > before end, "vim.ui.open with the authorization URL")
-    H.truthy(opened[#opened]:match("^https://"), "an https URL: " .. tostring(opened[#opened]))
+    H.eq(opened[#opened]:sub(1, #authorize), authorize, "the fake's authorization URL")
     H.wait_note("sign in in your browser", from)
+  end)
+
+  --- The login as the user sees it: counted in the statusline, listed by :LlmStatus.
+  local function status_text()
+    vim.cmd("LlmStatus")
+    H.wait(10000, function() return vim.api.nvim_win_get_config(0).relative ~= "" end, "the status float")
+    local text = H.buf_text(0)
+    vim.cmd("close")
+    return text
+  end
+
+  H.test(":LlmLogin: the browser signs in at the fake's OAuth server; the login is counted and listed", function()
+    browser = true
+    local seen = #pages
+    vim.cmd("LlmLogin") -- supersedes the login the test before left waiting
+    H.wait(30000, function() return #pages > seen end, "the browser to come back from the sign-in")
+    local page = pages[#pages]
+    H.eq(page.code, 0, "the browser's fetch: " .. tostring(page.stderr))
+    H.truthy(page.stdout:match("^http://localhost:%d+/callback%?"), "it ended at the sidecar's callback: " .. page.stdout)
+    H.wait(30000, function() return H.statusline():match("^🔑 %d/3$") ~= nil end, "🔑 n/3 in the statusline (was " .. H.statusline() .. ")")
+    local text = status_text()
+    H.truthy(text:match("sk%-ant%-oat01%-…%w%w%w%w  oauth  profile  ok"), "the login in :LlmStatus:\n" .. text)
+    H.eq(require("llm_sidecar.account").login_pending("anthropic"), false, "no login pending")
+  end)
+
+  H.test(":LlmLogout removes the login: back to 🔑 1/2", function()
+    local from = #H.notes + 1
+    vim.cmd("LlmLogout")
+    H.wait_note("logged out of anthropic", from)
+    H.wait_status("🔑 1/2", 10000)
+    H.not_contains(status_text(), "sk-ant-oat01-", ":LlmStatus")
+  end)
+
+  H.test(":LlmLogin paste: the code#state the fake's page shows, pasted at the prompt, logs in", function()
+    browser = true
+    local seen = #pages
+    local confirm
+    vim.ui.input = function(_, on_confirm) confirm = on_confirm end
+    vim.cmd("LlmLogin paste")
+    H.wait(30000, function() return #pages > seen and confirm ~= nil end, "the sign-in page and the prompt")
+    local shown = pages[#pages].stdout:match("<code id='code'>([^<]+)</code>")
+    H.truthy(shown and shown:find("#", 1, true), "the page shows code#state: " .. pages[#pages].stdout)
+    local from = #H.notes + 1
+    confirm(shown)
+    H.wait_note("logged in to anthropic", from, 30000)
+    H.wait(10000, function() return H.statusline():match("^🔑 %d/3$") ~= nil end, "🔑 n/3 after the paste")
+    H.truthy(status_text():find("oauth  profile  ok", 1, true), "the login listed")
+    vim.cmd("LlmLogout")
+    H.wait_status("🔑 1/2", 10000)
   end)
 end
 

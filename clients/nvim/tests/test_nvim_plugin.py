@@ -94,6 +94,10 @@ def _env(tmp_path: Path, fake_url: str) -> dict[str, str]:
         ANTHROPIC_API_KEYS=f"{KEY1},{KEY2}",
         ANTHROPIC_BASE_URL=fake_url,
         FAKE_URL=fake_url,
+        # Logins go to the fake's OAuth server (sidecar.fake's oauth_env()).
+        LLM_SIDECAR_ANTHROPIC_AUTHORIZE_URL=f"{fake_url}/oauth/authorize",
+        LLM_SIDECAR_ANTHROPIC_TOKEN_URL=f"{fake_url}/v1/oauth/token",
+        LLM_SIDECAR_ANTHROPIC_MANUAL_REDIRECT_URL=f"{fake_url}/oauth/code/callback",
         TEST_KEY1=KEY1,
         TEST_KEY2=KEY2,
         SIDECAR_PYTHON=sys.executable,
