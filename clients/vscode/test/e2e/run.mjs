@@ -285,7 +285,8 @@ async function main() {
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
-  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  // Clipboard permissions: Copy goes through the browser's clipboard in code-server.
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 }, permissions: ["clipboard-read", "clipboard-write"] });
   page.on("pageerror", (err) => log(`page error: ${err.message}`));
   await page.goto(`${base}/?folder=${encodeURIComponent(folder)}`);
   await page.waitForSelector(".monaco-workbench", { timeout: 60000 });
@@ -397,6 +398,24 @@ async function main() {
       const text = await editorText();
       return text.includes("console.log(42);") && !text.includes("const answer = 41;");
     }, 15000);
+  });
+
+  await check("Insert at Cursor puts the code at the cursor; Copy puts it on the clipboard", async () => {
+    const count = async () => (await editorText()).split("console.log(42);").length - 1;
+    const before = await count();
+    // The cursor at the end of line 1, on a new line of its own.
+    await page.locator(".editor-group-container.active .view-line", { hasText: "A workspace" }).first().click();
+    await page.keyboard.press("End");
+    await page.keyboard.press("Enter");
+    await chat.locator(".turn").first().locator(".code-action[data-action=insert]").first().click();
+    await waitFor("a second console.log(42); in notes.md", async () => (await count()) === before + 1, 15000);
+    const lines = (await editorText()).split("\n");
+    if (lines[1] !== "console.log(42);") fail(`the code is not at the cursor (line 2): ${JSON.stringify(lines)}`);
+    await page.keyboard.press("Control+Z");
+    await waitFor("one undo takes the insertion back", async () => (await count()) === before, 10000);
+    await page.evaluate(() => navigator.clipboard.writeText("nothing yet"));
+    await chat.locator(".turn").first().locator(".code-action[data-action=copy]").first().click();
+    await waitFor("the code block on the clipboard", async () => (await page.evaluate(() => navigator.clipboard.readText())) === "console.log(42);\n", 10000);
   });
 
   await check("#file attaches another open file as a chip; a follow-up sends the conversation so far", async () => {
