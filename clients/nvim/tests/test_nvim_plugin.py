@@ -257,3 +257,40 @@ def test_screen_chat_about_a_range(nvim: str, fake: str, tmp_path: Path) -> None
             Path(out).write_text(text)
     finally:
         screen.close()
+
+
+@needs_tmux
+def test_screen_status_after_a_rotation(nvim: str, fake: str, tmp_path: Path) -> None:
+    """A 429 on key 1, key 2 answers: once the answer is done (and "(rotated)" gone),
+    :LlmStatus in a real terminal still shows key 1 cooling down and the last rotation."""
+    env = _env(tmp_path, fake)
+    for key, steps in (
+        (KEY1, [{"kind": "rate_limited", "retry_after": 600}]),
+        (KEY2, [{"kind": "reply", "content": [{"type": "text", "text": "Key two here."}]}]),
+    ):
+        req = urllib.request.Request(
+            f"{fake}/_fake/script",
+            data=json.dumps({"key": key, "steps": steps}).encode(),
+            method="POST",
+            headers={"content-type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=10).read()
+    opts = "{ cmd = { " + json.dumps(sys.executable) + ", '-m', 'sidecar' } }"
+    argv = _plugin_argv(nvim, opts)
+    # The statusline a README suggests, so that the screen shows it too.
+    argv += ["--cmd", "set laststatus=2 statusline=%f%=%{v:lua.require'llm_sidecar'.statusline()}"]
+    screen = Screen(tmp_path, env, argv, (100, 24))
+    try:
+        screen.keys(":LlmAsk Which key answers?", "Enter")
+        screen.wait_for("key sk-ant-api03-…2222")  # the footer: done, from key 2
+        screen.keys(":LlmStatus", "Enter")
+        text = screen.wait_for("last rotation")
+        assert "key 1 → key 2 of 2" in text, text
+        assert "cooling down until" in text, text
+        assert "(rotated)" not in text.split("last rotation")[0].splitlines()[-1], text
+        assert KEY1 not in text and KEY2 not in text
+        out = os.environ.get("NVIM_STATUS_CAPTURE")
+        if out:
+            Path(out).write_text(text)
+    finally:
+        screen.close()
