@@ -496,6 +496,8 @@ async function main() {
 
   await check("Stop ends the answer; New Chat starts over", async () => {
     await fake.control("/_fake/script", { key: K1, steps: [{ kind: "reply", content: [{ type: "text", text: "slow ".repeat(300) }], chunk: 5, interval: 0.1 }] });
+    // Toasts (Reset Key Rotation's) sit over the panel's right end, where Stop is.
+    await runCommand("Notifications: Clear All Notifications");
     await askInChat(chat, "Stop me");
     await waitFor("the slow answer to start", async () => (await turnsText(chat)).includes("slow slow"), 20000, 50);
     await chat.locator("#stop").click();
