@@ -323,6 +323,22 @@ async function main() {
     await page.keyboard.press("Enter");
   }
 
+  /** Wait until `locator` has stopped moving and is fully opaque (a toast's entrance animation is over). */
+  async function settled(locator) {
+    let last = "";
+    await waitFor("the element to settle", async () => {
+      const now = await locator.evaluate((el) => {
+        const r = el.getBoundingClientRect();
+        let opacity = 1;
+        for (let e = el; e; e = e.parentElement) opacity *= Number(getComputedStyle(e).opacity);
+        return JSON.stringify([Math.round(r.x), Math.round(r.y), Math.round(r.width), Math.round(r.height), opacity]);
+      });
+      const still = now === last && JSON.parse(now)[4] === 1;
+      last = now;
+      return still;
+    }, 10000, 150);
+  }
+
   /** The chat webview's document: the frame (nested in VS Code's webview iframes) that has #turns. */
   async function chatFrame() {
     return waitFor("the chat webview", async () => {
@@ -361,6 +377,16 @@ async function main() {
     await openNotes();
     await runCommand("LLM Sidecar: Open Chat");
     chat = await chatFrame();
+    // A taller panel, for the chat to show a question and its answer (and the screenshots
+    // to): drag the sash above it up, the editor keeping its top lines and the point
+    // runCommand clicks (y=300).
+    const panel = await page.locator(".part.panel").first().boundingBox();
+    if (panel && panel.y > 420) {
+      await page.mouse.move(panel.x + panel.width / 2, panel.y - 1);
+      await page.mouse.down();
+      await page.mouse.move(panel.x + panel.width / 2, 400, { steps: 8 });
+      await page.mouse.up();
+    }
     // As a user selects: click into line 2, then extend the selection over line 3.
     await page.locator(".editor-group-container.active .view-line", { hasText: "const answer" }).first().click();
     await page.keyboard.press("Home");
@@ -521,6 +547,8 @@ async function main() {
     for (const action of ["Add Key", "Log In"]) {
       if (!(await toast.getByRole("button", { name: action }).count())) fail(`the error offers no ${action}: ${await toast.innerText()}`);
     }
+    // The toast slides in: shoot it once it is still and opaque, buttons and all.
+    await settled(toast);
     await page.screenshot({ path: join(outDir, "error.png") });
     await toast.locator(".codicon-notifications-clear").click({ timeout: 3000 }).catch(() => undefined);
     // Back to the configured model, remembered for this workspace like any choice.
