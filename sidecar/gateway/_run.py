@@ -55,6 +55,13 @@ def run(host: str, port: int, *, allow_remote: bool) -> int:
     keypool = KeyPool(store, own_environment(os.environ, token, port))
     setup_logging("INFO", known_secrets=lambda: [*keypool.known_secrets(), token])
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not is_loopback_host(host):
+        # Said at every start, in the log a service manager keeps: this is not the default.
+        logging.getLogger("sidecar.gateway").warning(
+            "--allow-remote: open on %s, beyond this machine; anyone who can reach "
+            "the port and knows the token can spend your keys, and the Host check is off",
+            host,
+        )
     return asyncio.run(_main(keypool, token, host, port, allow_remote=allow_remote))
 
 
