@@ -37,6 +37,7 @@ from sidecar.errors import (
 from sidecar.failover import Failover, Refresher
 from sidecar.fingerprints import fingerprint, redact
 from sidecar.gateway._events import StreamWatch
+from sidecar.gateway._pump import Pump
 from sidecar.gateway._routes import Route, credential_headers
 from sidecar.gateway._scrub import Scrubber
 from sidecar.gateway._shapes import error_body
@@ -446,20 +447,18 @@ class Proxy:
         ended = False
         scrub = Scrubber(cred.secret, self.limits.max_event)
         try:
-            for chunk in held:
-                if ready := scrub.feed(chunk):
-                    await out.write(ready)
-            async for chunk in chunks:
-                seen = watch.failure
-                watch.feed(chunk)
-                if seen is None and watch.failure is not None:
-                    # Reported now, not at the end: a client that reads the error event
-                    # hangs up, which cancels this handler before the stream ends.
-                    self._cool_after_bytes(cred, watch.failure)
-                if ready := scrub.feed(chunk):
-                    await out.write(ready)
-            if rest := scrub.flush():
-                await out.write(rest)
+            async with Pump(out) as pump:
+                for chunk in held:
+                    await pump.put(scrub.feed(chunk))
+                async for chunk in chunks:
+                    seen = watch.failure
+                    watch.feed(chunk)
+                    if seen is None and watch.failure is not None:
+                        # Reported now, not at the end: a client that reads the error event
+                        # hangs up, which cancels this handler before the stream ends.
+                        self._cool_after_bytes(cred, watch.failure)
+                    await pump.put(scrub.feed(chunk))
+                await pump.put(scrub.flush())
             ended = True
         except httpx.TransportError:
             log.info("%s: the upstream broke off mid-stream", route.provider)
