@@ -42,15 +42,22 @@ class Pump:
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         task = self._task
         assert task is not None
-        if exc_type is not None:
-            # The reader failed or was cancelled (the client hung up): stop writing.
+        if exc_type is not None and (
+            task.done() or isinstance(exc, asyncio.CancelledError | ConnectionError)
+        ):
+            # Cancelled (the client hung up), or the writer failed: stop writing.
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await task
             return
+        # The end, or the upstream broke off: what was read before still goes out first.
         self._closing = True
         self._ready.set()
-        await task  # raises what the writer met
+        if exc_type is None:
+            await task  # raises what the writer met
+            return
+        with contextlib.suppress(ConnectionError):
+            await task  # the reader's own error is the one to raise
 
     async def put(self, data: bytes) -> None:
         task = self._task
