@@ -37,7 +37,9 @@ from sidecar.errors import (
 from sidecar.failover import Failover, Refresher
 from sidecar.fingerprints import fingerprint, redact
 from sidecar.gateway._events import StreamWatch
+from sidecar.gateway._pump import Pump
 from sidecar.gateway._routes import Route, credential_headers
+from sidecar.gateway._scrub import Scrubber
 from sidecar.gateway._shapes import error_body
 from sidecar.keypool import KeyPool
 from sidecar.limits import BodyLimits
@@ -142,17 +144,6 @@ class _Held(Exception):
 def _lost(exc: httpx.TransportError, cred: Credential) -> _Held:
     """A connection that failed before anything went out: replayed like the engine does."""
     return _Held(transport_failure(exc, cred.secret, mid_stream=False))
-
-
-def _scrubbed(chunk: bytes, secret: str) -> bytes:
-    """``chunk`` with the key (and any piece of it) replaced by its fingerprint, should a
-    provider quote it in an error event. Only chunks that say "error" are looked at:
-    the answer's own bytes pass untouched."""
-    if b"error" not in chunk:
-        return chunk
-    text = chunk.decode("utf-8", "surrogateescape")  # a chunk may end inside a character
-    clean = redact(text, [secret])
-    return chunk if clean == text else clean.encode("utf-8", "surrogateescape")
 
 
 def _response_headers(resp: httpx.Response) -> list[tuple[str, str]]:
@@ -409,7 +400,9 @@ class Proxy:
         entry.usage = _usage_of(route.api, bytes(raw))
         self.keypool.report_success(cred)
         return web.Response(
-            status=resp.status_code, body=bytes(raw), headers=_response_headers(resp)
+            status=resp.status_code,
+            body=Scrubber(cred.secret).clean(bytes(raw)),
+            headers=_response_headers(resp),
         )
 
     def _cool_after_bytes(self, cred: Credential, failure: UpstreamFailure) -> None:
@@ -452,17 +445,20 @@ class Proxy:
         await out.prepare(request)
         entry.first_byte = time.monotonic()
         ended = False
+        scrub = Scrubber(cred.secret, self.limits.max_event)
         try:
-            for chunk in held:
-                await out.write(_scrubbed(chunk, cred.secret))
-            async for chunk in chunks:
-                seen = watch.failure
-                watch.feed(chunk)
-                if seen is None and watch.failure is not None:
-                    # Reported now, not at the end: a client that reads the error event
-                    # hangs up, which cancels this handler before the stream ends.
-                    self._cool_after_bytes(cred, watch.failure)
-                await out.write(_scrubbed(chunk, cred.secret))
+            async with Pump(out) as pump:
+                for chunk in held:
+                    await pump.put(scrub.feed(chunk))
+                async for chunk in chunks:
+                    seen = watch.failure
+                    watch.feed(chunk)
+                    if seen is None and watch.failure is not None:
+                        # Reported now, not at the end: a client that reads the error event
+                        # hangs up, which cancels this handler before the stream ends.
+                        self._cool_after_bytes(cred, watch.failure)
+                    await pump.put(scrub.feed(chunk))
+                await pump.put(scrub.flush())
             ended = True
         except httpx.TransportError:
             log.info("%s: the upstream broke off mid-stream", route.provider)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import httpx
 
@@ -45,6 +45,24 @@ def own_environment(environ: Mapping[str, str], token: str, port: int) -> dict[s
     }
 
 
+def _secrets_of(keypool: KeyPool, token: str) -> Callable[[], list[str]]:
+    """The secrets the log filter redacts, re-read only when a store file changed.
+
+    The filter asks for every record, and the gateway logs a line per request: reading
+    and parsing the pool and state files each time was a tenth of a short request's cost.
+    """
+    last: tuple[object, list[str]] = (None, [])
+
+    def known() -> list[str]:
+        nonlocal last
+        stamp = keypool.store.stamp()
+        if stamp != last[0]:
+            last = (stamp, [*keypool.known_secrets(), token])
+        return last[1]
+
+    return known
+
+
 def run(host: str, port: int, *, allow_remote: bool) -> int:
     import logging
 
@@ -53,8 +71,15 @@ def run(host: str, port: int, *, allow_remote: bool) -> int:
     store = Store.default()
     token = gateway_token(store)
     keypool = KeyPool(store, own_environment(os.environ, token, port))
-    setup_logging("INFO", known_secrets=lambda: [*keypool.known_secrets(), token])
+    setup_logging("INFO", known_secrets=_secrets_of(keypool, token))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not is_loopback_host(host):
+        # Said at every start, in the log a service manager keeps: this is not the default.
+        logging.getLogger("sidecar.gateway").warning(
+            "--allow-remote: open on %s, beyond this machine; anyone who can reach "
+            "the port and knows the token can spend your keys, and the Host check is off",
+            host,
+        )
     return asyncio.run(_main(keypool, token, host, port, allow_remote=allow_remote))
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
@@ -243,3 +243,35 @@ class Store:
                     if mode & 0o077:
                         found.append((path, mode, 0o600))
         return found
+
+    # -- a file of the home beside the store's own ---------------------------------
+
+    def read_or_create(
+        self,
+        name: str,
+        valid: Callable[[dict[str, Any]], bool],
+        create: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The JSON object in the home's file ``name`` if ``valid`` accepts it, else one
+        made by ``create`` and written (0600, atomically) under the store's lock.
+
+        Re-read under the lock: two processes starting at once agree on one document
+        (the gateway's token). A file the store cannot use is set aside, as its own are.
+        """
+        path = self.home / name
+        if self.home.is_dir():
+            with contextlib.suppress(CorruptFile):
+                doc = read_json(path)
+                if doc is not None and valid(doc):
+                    return doc
+        with self._locked():
+            try:
+                doc = read_json(path)
+            except CorruptFile:
+                set_aside(path)
+                doc = None
+            if doc is not None and valid(doc):
+                return doc
+            doc = create()
+            write_json_atomic(path, doc)  # mkstemp: 0600 from the start
+            return doc

@@ -209,3 +209,96 @@ def test_sigterm_lets_a_stream_in_flight_end(home: Path, make_key: Callable[...,
                 proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=30)
         assert proc.returncode == 0
+
+
+def start_gateway(home: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``llm-sidecar gateway ARGS`` in the background, once it says it listens; and what
+    it wrote to stderr until then."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "gateway", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    said = ""
+    for _ in range(100):  # the "listening" line, or the process ended
+        line = proc.stderr.readline()
+        said += line
+        if "gateway listening" in line or not line:
+            break
+    assert "gateway listening" in said, said
+    return proc, said
+
+
+def test_allow_remote_binds_beyond_loopback_says_so_and_still_wants_the_token(
+    home: Path, make_key: Callable[..., str]
+) -> None:
+    key = make_key()
+    with FakeProvider() as fake:
+        fake.script(key, [], default=Reply("from afar"))
+        port = free_port()
+        env = server_env(home, {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": key})
+        run_cli(home, "gateway", "env")
+        token = json.loads((home / "gateway.json").read_text())["token"]
+        # Every address of the machine; the test itself only talks over loopback.
+        proc, said = start_gateway(
+            home, env, "--host", "0.0.0.0", "--allow-remote", "--port", str(port)
+        )
+        try:
+            assert "--allow-remote: open on 0.0.0.0" in said
+            assert "anyone who can reach" in said
+            url = f"http://127.0.0.1:{port}/anthropic/v1/messages"
+            with httpx.Client(timeout=10) as client:
+                # A remote client names the machine as it knows it: no Host check here.
+                far = {"host": f"devbox.lan:{port}"}
+                resp = client.post(url, headers=far, json=BODY)
+                assert resp.status_code == 401  # the token is still required
+                resp = client.post(url, headers={**far, "x-api-key": token}, json=BODY)
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["content"][0]["text"] == "from afar"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert not leaked(said + err) and token not in said + err
+
+
+def test_without_allow_remote_a_foreign_host_header_is_refused(
+    home: Path, make_key: Callable[..., str]
+) -> None:
+    """The other side of the switch: on loopback the Host check is on (DNS rebinding)."""
+    key = make_key()
+    with FakeProvider() as fake:
+        fake.script(key, [], default=Reply("near"))
+        port = free_port()
+        env = server_env(home, {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": key})
+        run_cli(home, "gateway", "env")
+        token = json.loads((home / "gateway.json").read_text())["token"]
+        proc, said = start_gateway(home, env, "--port", str(port))
+        try:
+            assert "--allow-remote" not in said
+            with httpx.Client(timeout=10) as client:
+                resp = client.post(
+                    f"http://127.0.0.1:{port}/anthropic/v1/messages",
+                    headers={"host": f"devbox.lan:{port}", "x-api-key": token},
+                    json=BODY,
+                )
+            assert resp.status_code == 403
+            assert not fake.requests
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+
+
+def test_a_damaged_token_file_is_set_aside_and_a_new_token_made(home: Path) -> None:
+    home.mkdir(mode=0o700)
+    (home / "gateway.json").write_text("{not json")
+    done = run_cli(home, "gateway", "env")
+    assert done.returncode == 0, done.stderr
+    token = json.loads((home / "gateway.json").read_text())["token"]
+    assert f"export LLM_SIDECAR_GATEWAY_TOKEN='{token}'" in done.stdout
+    assert [p.read_text() for p in home.glob("gateway.json.corrupt-*")] == ["{not json"]
+    assert (home / "gateway.json").stat().st_mode & 0o777 == 0o600
+    # And it stays the one token from then on.
+    assert token in run_cli(home, "gateway", "env").stdout
