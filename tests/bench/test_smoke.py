@@ -50,6 +50,8 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
     goodput = by_title["Goodput under rate limits"].numbers
     # Every arrival ended, served or as an error, and the buckets did refuse some.
     assert goodput["sidecar_served"] > 0 and goodput["upstream_429"] >= 1
+    # The gateway ran as a contender too: tools speaking HTTP to it were served.
+    assert goodput["gateway_served"] > 0
     assert goodput["plotted"] == (importlib.util.find_spec("matplotlib") is not None)
 
     doc = tmp_path / "benchmarks.md"
