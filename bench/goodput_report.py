@@ -197,6 +197,7 @@ def section(
         f"requests/s per key plus the full bucket at the start; D = {seconds:g} s, "
         f"{rounds} run{'s' if rounds > 1 else ''} per (K, load, contender), "
         f"N = {clients} clients, S = {sidecars} sidecar processes. {method}",
+        block="goodput",
     )
     sidecar = [c for c in cells if c.contender.startswith("llm-sidecar")]
     routers = [c for c in cells if c.contender.startswith("LiteLLM")]
