@@ -16,11 +16,17 @@ ones are doing. Each answer streams ~300 output tokens in 17 deltas, 20 ms apart
 
 Contenders, alternated run by run (the order rotates), against the same fake and
 schedule: one key used directly by the official ``anthropic`` SDK with its default two
-retries that honour ``retry-after`` (the floor: no pool); LiteLLM's Router with the K
-keys as deployments of one model, ``simple-shuffle`` and ``usage-based-routing-v2``,
-``num_retries=2`` and its default cooldowns, one Router shared by every client, told each
-key's limits as ``rpm``/``tpm``; llm-sidecar: S processes on one home (state shared
-through it), each client an editor of one of them, ``sidecar/keyReset`` before each run.
+retries that honour ``retry-after`` (the floor: no pool; run at the smallest K only, since
+at K keys' load one key can serve at most 1/K of C); LiteLLM's Router with the K keys as
+deployments of one model, ``simple-shuffle`` and ``usage-based-routing-v2`` (at K = 1
+only the first: with one deployment there is nothing to route), ``num_retries=2`` and its
+default cooldowns, one Router shared by every client, told each key's limits as
+``rpm``/``tpm``; llm-sidecar: S stdio processes on one home (state shared through it),
+each client an editor of one of them, ``sidecar/keyReset`` before each run; and
+``llm-sidecar gateway`` on the same home, each client a tool with its own HTTP
+connection pool streaming ``POST /anthropic/v1/messages`` with httpx + httpx-sse and no
+retries of its own (what the gateway answers is what the user sees). The pools run one
+after the other, never at the same time.
 
 Per run: served (the whole answer arrived), served within D as a fraction of C,
 user-visible errors (requests that ended in an error), upstream 429s per served request
@@ -161,7 +167,15 @@ async def one_run(
                 REQUEST_TIMEOUT,
             )
             done[tag] = sink.exact(REPLY_TOKENS)
-        except (RpcError, GatewayError, TimeoutError, ConnectionError):
+        except RpcError as exc:
+            done[tag] = False
+            if isinstance(exc.data, dict) and exc.data.get("retryAt"):
+                cell.errors_with_retry += 1
+        except GatewayError as exc:
+            done[tag] = False
+            if exc.retry_after is not None:
+                cell.errors_with_retry += 1
+        except (TimeoutError, ConnectionError):
             done[tag] = False
         except Exception as exc:  # the SDK's, LiteLLM's and httpx's errors: what the user sees
             if type(exc).__module__.split(".")[0] not in USER_VISIBLE:
@@ -201,60 +215,65 @@ async def one_run(
 # -- the benchmark -----------------------------------------------------------------------------
 
 
-async def run(sizes: Sizes, *, litellm: bool = True) -> Section:
+async def _one_pool(k: int, sizes: Sizes, use_litellm: bool, cells: list[Cell]) -> None:
+    """Every (load, contender) of pool size ``k``, against a fake of its own."""
     seconds, rounds, period = sizes.goodput_seconds, sizes.goodput_rounds, sizes.goodput_period
-    use_litellm = litellm and have_litellm()
-    rng = random.Random(19)
-    cells: dict[tuple[int, float, str], Cell] = {}
-    run_no = 0
-    async with FakeHost() as fake:
-        for k in sizes.goodput_pools:
-            keys = pool_keys(k)
-            async with AsyncExitStack() as stack:
-                home = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "home"
-                sidecars = await enter_all(
-                    stack, [SidecarProcess(fake.url, keys, home=home) for _ in range(SIDECARS)]
+    rng = random.Random(1900 + k)  # the same schedules whatever else runs
+    keys = pool_keys(k)
+    async with FakeHost() as fake, AsyncExitStack() as stack:
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "home"
+        sidecars = await enter_all(
+            stack, [SidecarProcess(fake.url, keys, home=home) for _ in range(SIDECARS)]
+        )
+        contenders: list[Contender] = []
+        if k == min(sizes.goodput_pools):
+            # One key is one key whatever the pool: at a larger K it only meets K times
+            # its capacity and serves at most 1/K of C, which says nothing new.
+            floor = Floor(fake.url, keys[0])
+            stack.push_async_callback(floor.close)
+            contenders.append(floor)
+        if use_litellm:
+            # With one deployment there is nothing to route between: one strategy says it.
+            strategies = ["simple-shuffle"] + (["usage-based-routing-v2"] if k > 1 else [])
+            contenders += [LiteLlmRouter(fake.url, keys, s, period) for s in strategies]
+        contenders.append(SidecarPool(sidecars))
+        # The gateway on the same home: one more process holding the pool.
+        gateway = await stack.enter_async_context(GatewayProcess(fake.url, keys, home))
+        tools = GatewayPool(gateway, CLIENTS, reset_via=sidecars[0])
+        stack.push_async_callback(tools.close)
+        contenders.append(tools)
+        # Warm-up, no limits: first-use imports and connections stay out of runs.
+        await _prepare(fake, keys, None)
+        for contender in contenders:
+            await contender.reset()
+            await asyncio.gather(
+                *(
+                    contender.ask(client, f"w{client}", "warm up", TokenSink())
+                    for client in range(SIDECARS)
                 )
-                floor = Floor(fake.url, keys[0])
-                stack.push_async_callback(floor.close)
-                contenders: list[Contender] = [floor]
-                if use_litellm:
-                    contenders += [
-                        LiteLlmRouter(fake.url, keys, "simple-shuffle", period),
-                        LiteLlmRouter(fake.url, keys, "usage-based-routing-v2", period),
-                    ]
-                contenders.append(SidecarPool(sidecars))
-                # The gateway on the same home: one more process holding the pool.
-                gateway = await stack.enter_async_context(GatewayProcess(fake.url, keys, home))
-                tools = GatewayPool(gateway, CLIENTS, reset_via=sidecars[0])
-                stack.push_async_callback(tools.close)
-                contenders.append(tools)
-                # Warm-up, no limits: first-use imports and connections stay out of runs.
-                await _prepare(fake, keys, None)
-                for contender in contenders:
-                    await contender.reset()
-                    await asyncio.gather(
-                        *(
-                            contender.ask(client, f"w{client}", "warm up", TokenSink())
-                            for client in range(SIDECARS)
-                        )
-                    )
-                for load_no, load in enumerate(sizes.goodput_loads):
-                    count = round(load * capacity(k, seconds, period))
-                    for round_no in range(rounds):
-                        arrivals = schedule(rng, count, seconds)
-                        turn = (load_no + round_no) % len(contenders)
-                        for contender in contenders[turn:] + contenders[:turn]:
-                            cell = cells.setdefault(
-                                (k, load, contender.name), Cell(k, load, contender.name)
-                            )
-                            await one_run(
-                                fake, contender, keys, arrivals, seconds, period, cell, run_no
-                            )
-                            run_no += 1
+            )
+        run_no = 0
+        for load_no, load in enumerate(sizes.goodput_loads):
+            count = round(load * capacity(k, seconds, period))
+            mine = {c.name: Cell(k, load, c.name) for c in contenders}
+            cells += mine.values()
+            for round_no in range(rounds):
+                arrivals = schedule(rng, count, seconds)
+                turn = (load_no + round_no) % len(contenders)
+                for contender in contenders[turn:] + contenders[:turn]:
+                    cell = mine[contender.name]
+                    await one_run(fake, contender, keys, arrivals, seconds, period, cell, run_no)
+                    run_no += 1
+
+
+async def run(sizes: Sizes, *, litellm: bool = True) -> Section:
+    use_litellm = litellm and have_litellm()
+    cells: list[Cell] = []
+    for k in sizes.goodput_pools:
+        await _one_pool(k, sizes, use_litellm, cells)
     method = (__doc__ or "").split("\n\n", 1)[1].replace("\n", " ").strip()
     return section(
-        list(cells.values()),
+        cells,
         sizes,
         use_litellm=use_litellm,
         method=method,

@@ -167,6 +167,10 @@ class SidecarPool(Contender):
 class GatewayError(Exception):
     """What a tool behind the gateway shows its user: a non-200 answer or an error event."""
 
+    def __init__(self, message: str, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # the answer's ``retry-after``, if it had one
+
 
 def _free_port() -> int:
     # Bound and closed at once: the gateway binds it a moment later (loopback only).
@@ -283,7 +287,10 @@ class GatewayPool(Contender):
         async with aconnect_sse(http, "POST", url, json=body, headers=headers) as source:
             if source.response.status_code != 200:
                 await source.response.aread()
-                raise GatewayError(f"HTTP {source.response.status_code}")
+                raise GatewayError(
+                    f"HTTP {source.response.status_code}",
+                    source.response.headers.get("retry-after"),
+                )
             async for event in source.aiter_sse():
                 if event.event == "content_block_delta":
                     delta = json.loads(event.data)["delta"]
