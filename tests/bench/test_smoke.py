@@ -52,6 +52,11 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
     assert goodput["sidecar_served"] > 0 and goodput["upstream_429"] >= 1
     # The gateway ran as a contender too: tools speaking HTTP to it were served.
     assert goodput["gateway_served"] > 0
+    # Each llm-sidecar contender reports every goal of the issue, the gateway included.
+    measures = [r.measure for r in by_title["Goodput under rate limits"].rows]
+    for who in ("llm-sidecar, K", "llm-sidecar gateway, K"):
+        for goal in ("errors; served requests waiting", "served within D", "retry time", "429s"):
+            assert any(m.startswith(who) and goal in m for m in measures), (who, goal)
     assert goodput["plotted"] == (importlib.util.find_spec("matplotlib") is not None)
 
     doc = tmp_path / "benchmarks.md"
