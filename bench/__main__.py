@@ -51,7 +51,8 @@ async def run_all(
         started = time.monotonic()
         log(f"bench: {name} …")
         section = await BENCHMARKS[name](sizes, litellm)
-        log(f"bench: {name} done in {time.monotonic() - started:.0f} s")
+        section.seconds = time.monotonic() - started
+        log(f"bench: {name} done in {section.seconds:.0f} s")
         for row in section.rows:
             log(
                 f"  {row.measure}: {row.figure}"
@@ -78,23 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    load_before, started = machine.load_average(), time.monotonic()
+    load_before = machine.load_average()
     sections = asyncio.run(run_all(names, sizes, litellm=not args.no_litellm, log=log))
     command = "python -m bench" + (" --smoke" if args.smoke else "")
     if args.only:
         command += f" --only {args.only}"
-    block = report.render(
-        sections,
-        machine.describe(),
-        command=command,
-        load=(load_before, machine.load_average()),
-        minutes=(time.monotonic() - started) / 60,
-    )
-    if out is not None:
-        report.write(out, block)
-        log(f"bench: wrote {out}")
-    else:
-        print(block)
+    # One block per marked part of the doc: "results", and each benchmark with its own.
+    load = (load_before, machine.load_average())
+    texts = report.blocks(sections, machine.describe(), command=command, load=load)
+    for name, text in texts.items():
+        if out is not None:
+            report.write(out, text, name)
+            log(f"bench: wrote {out} ({name})")
+        else:
+            print(text)
     return 0
 
 

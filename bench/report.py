@@ -1,7 +1,10 @@
 """docs/benchmarks.md: the generated results between two markers, prose around them.
 
 A run replaces only what lies between ``<!-- results:start -->`` and
-``<!-- results:end -->``; the analysis written by hand around it stays.
+``<!-- results:end -->``; the analysis written by hand around it stays. A section with a
+block of its own (``Section.block``, e.g. ``goodput``) goes between
+``<!-- goodput:start -->`` and ``<!-- goodput:end -->`` instead, so that running that
+benchmark alone neither drops the other results nor leaves its own stale.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ from pathlib import Path
 
 from bench.stats import Section
 
-__all__ = ["render", "write"]
+__all__ = ["blocks", "markers", "render", "write"]
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+def markers(block: str) -> tuple[str, str]:
+    return f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+
+
+START, END = markers("results")
 
 _SKELETON = f"""# Benchmarks
 
@@ -63,11 +71,29 @@ def render(
     return "\n".join(lines)
 
 
-def write(path: Path, block: str) -> None:
+def write(path: Path, block: str, name: str = "results") -> None:
+    """Put ``block`` between the ``name`` markers of ``path`` (added at the end if absent)."""
+    start, end = markers(name)
     text = path.read_text(encoding="utf-8") if path.exists() else _SKELETON
-    if START not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{head}{START}\n{block}\n{END}{tail}", encoding="utf-8")
+    path.write_text(f"{head}{start}\n{block}\n{end}{tail}", encoding="utf-8")
+
+
+def blocks(
+    sections: Sequence[Section],
+    machine: Sequence[tuple[str, str]],
+    *,
+    command: str,
+    load: tuple[str, str],
+) -> dict[str, str]:
+    """The rendered text of each marked block the sections go to, by block name."""
+    out = {}
+    for name in dict.fromkeys(s.block for s in sections):
+        mine = [s for s in sections if s.block == name]
+        minutes = sum(s.seconds for s in mine) / 60
+        out[name] = render(mine, machine, command=command, load=load, minutes=minutes)
+    return out

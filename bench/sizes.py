@@ -23,7 +23,7 @@ class Sizes:
     smoke: bool = False
     goodput_pools: tuple[int, ...] = (1, 3, 10)  # keys in the pool, K
     goodput_loads: tuple[float, ...] = (0.5, 0.9, 1.1, 1.5)  # offered load, × capacity
-    goodput_seconds: float = 5.0  # arrivals come for this long, per run
+    goodput_seconds: float = 4.0  # arrivals come for this long, per run (two periods)
     goodput_rounds: int = 1  # runs of each (K, load, contender), alternated
     goodput_period: float = 2.0  # the providers' minute, scaled: every limit is per this
 

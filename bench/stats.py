@@ -46,6 +46,10 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     numbers: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # how long the benchmark took, set by ``run_all``
+    block: str = "results"
+    """The marked block of docs/benchmarks.md it is written to: a benchmark that takes
+    minutes (goodput) has its own, so that re-running it alone replaces only its figures."""
 
     def add(self, measure: str, figure: str, goal: str = "", met: bool | None = None) -> None:
         self.rows.append(Row(measure, figure, goal, met))

@@ -9,8 +9,10 @@ The semantics follow the providers' documentation:
   ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}``
   where ``reset`` is "the time when the rate limit will be fully replenished, provided in
   RFC 3339 format" and the ``tokens-*`` headers show "the most restrictive limit currently
-  in effect". A 429 carries ``retry-after``, "the number of seconds to wait until you can
-  retry the request. Earlier retries will fail."
+  in effect". Token counts left are "rounded to the nearest thousand" (the requests left
+  are exact), so a client cannot plan to the token from them. A 429 carries
+  ``retry-after``, "the number of seconds to wait until you can retry the request.
+  Earlier retries will fail."
 - OpenAI, https://platform.openai.com/docs/guides/rate-limits: requests and tokens per
   minute, headers ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` where
   ``reset-*`` is "the time until the rate limit resets to its initial state", written as a
@@ -344,9 +346,12 @@ class RateLimiter:
                 if bucket is None:
                     continue
                 prefix = f"anthropic-ratelimit-{name}"
+                left = bucket.remaining(now)
+                if name != "requests":
+                    left = _nearest_thousand(left)
                 headers += [
                     (f"{prefix}-limit", str(bucket.size)),
-                    (f"{prefix}-remaining", str(bucket.remaining(now))),
+                    (f"{prefix}-remaining", str(left)),
                     (f"{prefix}-reset", self._rfc3339(bucket.reset_in(now), period)),
                 ]
         else:
@@ -359,6 +364,11 @@ class RateLimiter:
                     (f"x-ratelimit-reset-{name}", go_duration(bucket.reset_in(now))),
                 ]
         return headers
+
+
+def _nearest_thousand(n: int) -> int:
+    # Half up, as a reader of "rounded to the nearest thousand" expects (not to even).
+    return (n + 500) // 1000 * 1000
 
 
 # -- JSON and command-line forms ---------------------------------------------------------

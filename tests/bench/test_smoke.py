@@ -50,14 +50,31 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
     goodput = by_title["Goodput under rate limits"].numbers
     # Every arrival ended, served or as an error, and the buckets did refuse some.
     assert goodput["sidecar_served"] > 0 and goodput["upstream_429"] >= 1
+    # The gateway ran as a contender too: tools speaking HTTP to it were served.
+    assert goodput["gateway_served"] > 0
+    # Each llm-sidecar contender reports every goal of the issue, the gateway included.
+    measures = [r.measure for r in by_title["Goodput under rate limits"].rows]
+    for who in ("llm-sidecar, K", "llm-sidecar gateway, K"):
+        for goal in ("errors; served requests waiting", "served within D", "retry time", "429s"):
+            assert any(m.startswith(who) and goal in m for m in measures), (who, goal)
     assert goodput["plotted"] == (importlib.util.find_spec("matplotlib") is not None)
 
     doc = tmp_path / "benchmarks.md"
-    doc.write_text(f"# Benchmarks\n\nprose\n\n{report.START}\nSTALE-RESULTS\n{report.END}\nend\n")
-    block = report.render(
-        sections, machine.describe(), command="test", load=("0", "0"), minutes=0.1
+    goodput_start, goodput_end = report.markers("goodput")
+    doc.write_text(
+        f"# Benchmarks\n\nprose\n\n{report.START}\nSTALE-RESULTS\n{report.END}\n"
+        f"between\n\n{goodput_start}\nSTALE-GOODPUT\n{goodput_end}\nend\n"
     )
-    report.write(doc, block)
+    texts = report.blocks(sections, machine.describe(), command="test", load=("0", "0"))
+    for name, text in texts.items():
+        report.write(doc, text, name)
     text = doc.read_text()
-    assert "prose" in text and text.rstrip().endswith("end") and "STALE-RESULTS" not in text
+    assert "prose" in text and "between" in text and text.rstrip().endswith("end")
+    assert "STALE-RESULTS" not in text and "STALE-GOODPUT" not in text
     assert "### 6. Prototyped changes" in text
+    # Goodput, minutes long, has a block of its own: run alone, it replaces only that.
+    results, goodput = text.split(goodput_start)
+    assert "Goodput" not in results and "### 1. Goodput under rate limits" in goodput
+    report.write(doc, "FRESH-GOODPUT", "goodput")
+    assert doc.read_text().split(goodput_start)[0] == results
+    assert "FRESH-GOODPUT" in doc.read_text()

@@ -3,12 +3,14 @@
 Anthropic (https://docs.anthropic.com/en/api/rate-limits): RPM/ITPM/OTPM are token
 buckets, "continuously replenished up to your maximum limit"; ``*-remaining`` is what is
 left, ``*-reset`` "the time when the rate limit will be fully replenished, provided in RFC
-3339 format"; ``tokens-*`` show "the most restrictive limit currently in effect";
-``retry-after`` is "the number of seconds to wait until you can retry the request".
+3339 format"; ``tokens-*`` show "the most restrictive limit currently in effect"; the
+token counts left (``tokens-``, ``input-tokens-``, ``output-tokens-remaining``) are
+"rounded to the nearest thousand", the requests left are exact; ``retry-after`` is "the
+number of seconds to wait until you can retry the request. Earlier retries will fail."
 
 OpenAI (https://platform.openai.com/docs/guides/rate-limits): ``x-ratelimit-reset-*`` is
 "the time until the rate limit resets to its initial state", as a duration (``1s``,
-``6m0s``).
+``6m0s``); ``x-ratelimit-remaining-*`` are exact counts.
 
 The limiter runs on an injected clock: no test waits for time to pass.
 """
@@ -74,24 +76,42 @@ def test_anthropic_requests_bucket_replenishes_continuously() -> None:
 
 
 def test_a_refused_request_costs_a_request_but_no_tokens() -> None:
-    rl, clock = limiter(RateLimits(requests=5, input_tokens=1000, output_tokens=500))
-    ok = dict(rl.admit(KEY, "anthropic", 800, 100).headers)
-    assert ok["anthropic-ratelimit-input-tokens-remaining"] == "200"
-    assert ok["anthropic-ratelimit-output-tokens-remaining"] == "400"
+    rl, clock = limiter(RateLimits(requests=5, input_tokens=10_000, output_tokens=5_000))
+    ok = dict(rl.admit(KEY, "anthropic", 7_600, 100).headers)
+    # Token counts left are rounded to the nearest thousand, as Anthropic writes them.
+    assert ok["anthropic-ratelimit-input-tokens-remaining"] == "2000"  # 2,400 left
+    assert ok["anthropic-ratelimit-output-tokens-remaining"] == "5000"  # 4,900 left
     # tokens-*: the most restrictive limit in effect, here the input tokens.
-    assert ok["anthropic-ratelimit-tokens-limit"] == "1000"
-    assert ok["anthropic-ratelimit-tokens-remaining"] == "200"
+    assert ok["anthropic-ratelimit-tokens-limit"] == "10000"
+    assert ok["anthropic-ratelimit-tokens-remaining"] == "2000"
 
-    refused = rl.admit(KEY, "anthropic", 300, 100)
+    refused = rl.admit(KEY, "anthropic", 3_400, 100)
     assert refused.status == 429
-    # 100 input tokens short at 1000 a minute: 6 s.
+    # 1,000 input tokens short at 10,000 a minute: 6 s.
     assert dict(refused.headers)["retry-after"] == "6"
     after = rl.snapshot(KEY)
-    assert after["input_tokens"]["remaining"] == 200
-    assert after["output_tokens"]["remaining"] == 400
+    assert after["input_tokens"]["remaining"] == 2_400
+    assert after["output_tokens"]["remaining"] == 4_900
     assert after["requests"]["remaining"] == 3  # one admitted, one refused
     clock.t += 6
-    assert rl.admit(KEY, "anthropic", 300, 100).status == 200
+    assert rl.admit(KEY, "anthropic", 3_400, 100).status == 200
+
+
+def test_anthropic_token_counts_left_are_rounded_to_the_nearest_thousand() -> None:
+    rl, _ = limiter(RateLimits(requests=1000, input_tokens=100_000, output_tokens=20_000))
+    seen = []
+    for used in (400, 200, 1_000, 98_000):  # 99,600 / 99,400 / 98,400 / 400 left
+        headers = dict(rl.admit(KEY, "anthropic", used, 0).headers)
+        seen.append(headers["anthropic-ratelimit-input-tokens-remaining"])
+        assert headers["anthropic-ratelimit-requests-remaining"] == str(1000 - len(seen))
+    assert seen == ["100000", "99000", "98000", "0"]
+    # A bucket below 500 reads 0 though a small request still fits: the header is a
+    # rounded hint, the bucket decides.
+    assert rl.admit(KEY, "anthropic", 300, 0).status == 200
+    # OpenAI's counts are exact.
+    rl, _ = limiter(RateLimits(requests=10, tokens=10_000, refill="window"))
+    headers = dict(rl.admit(OPENAI_KEY, "openai", 1_234, 0).headers)
+    assert headers["x-ratelimit-remaining-tokens"] == "8766"
 
 
 def test_openai_window_resets_to_its_initial_state() -> None:
@@ -155,7 +175,8 @@ def test_every_response_carries_the_buckets_headers() -> None:
         assert whole.headers["anthropic-ratelimit-requests-remaining"] == "0"
         # The fake's usage estimate is what the input bucket was charged.
         used = whole.json()["usage"]["input_tokens"]
-        assert int(whole.headers["anthropic-ratelimit-input-tokens-remaining"]) == 10_000 - 2 * used
+        left = 10_000 - 2 * used
+        assert whole.headers["anthropic-ratelimit-input-tokens-remaining"] == str(round(left, -3))
         assert refused.status_code == 429
         assert refused.json()["error"]["type"] == "rate_limit_error"
         assert int(refused.headers["retry-after"]) >= 1
