@@ -57,10 +57,10 @@ async def _worker(url: str, patches: str, shape: str, n: int, runs: int) -> list
     variants.apply([p for p in patches.split(",") if p])
     from pygls.io_ import StdoutWriter
 
-    from sidecar import protocol
     from sidecar.engine import Engine
     from sidecar.keypool import KeyPool
-    from sidecar.server import SidecarServer
+    from sidecar.rpc import protocol
+    from sidecar.rpc.server import SidecarServer
     from sidecar.store import Store
 
     with tempfile.TemporaryDirectory() as tmp, open("/dev/null", "wb") as sink:

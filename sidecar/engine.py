@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import httpx
 
-from sidecar import pricing, stdio
+from sidecar import pricing
 from sidecar.credentials import Credential
 from sidecar.errors import (
     InvalidParams,
@@ -54,6 +54,7 @@ from sidecar.providers import (
 )
 from sidecar.providers._bounded import ACCEPT_ENCODING, bounded_responses
 from sidecar.providers._gate import ConnectionGate, EnvironmentTransport
+from sidecar.rpc import stdio
 from sidecar.timeouts import Timeouts
 from sidecar.timeouts import from_env as timeouts_from_env
 

@@ -8,7 +8,7 @@ connection limit, a burst of cancels costs seconds of CPU per hundred
 while it waits for a slot leaves with no network traffic at all.
 
 A slot freed by a cancelled request is handed on only once the sidecar has read
-every message the client already sent (:func:`sidecar.stdio.when_input_caught_up`):
+every message the client already sent (:func:`sidecar.rpc.stdio.when_input_caught_up`):
 in a storm of cancels the next waiter's own cancel is most likely among them, and
 it must not open a connection just to close it.
 """
@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-from sidecar import stdio
+from sidecar.rpc import stdio
 
 __all__ = ["ConnectionGate", "EnvironmentTransport"]
 

@@ -1,8 +1,8 @@
 """The stdio JSON-RPC server: one short handler per ``sidecar/*`` method.
 
-Handlers parse their params (:mod:`sidecar.protocol`), call the key pool,
+Handlers parse their params (:mod:`sidecar.rpc.protocol`), call the key pool,
 the engine or the login manager, and return the wire form of the result.
-Logic lives in those plain modules, not here; :mod:`sidecar.rpcio` adds the
+Logic lives in those plain modules, not here; :mod:`sidecar.rpc.rpcio` adds the
 JSON-RPC checks pygls leaves out, and ``report_server_error`` answers bodies
 that are not JSON (-32700), so a client never waits for a reply that will
 not come.
@@ -28,9 +28,9 @@ from pygls.lsp.server import LanguageServer
 from sidecar import __version__
 from sidecar.catalog import PROVIDERS
 from sidecar.errors import InvalidParams, SidecarError
-from sidecar.framing import FramedStdin
-from sidecar.lifecycle import watch_process
-from sidecar.rpcio import SidecarProtocol, raw_params_converter
+from sidecar.rpc.framing import FramedStdin
+from sidecar.rpc.lifecycle import watch_process
+from sidecar.rpc.rpcio import SidecarProtocol, raw_params_converter
 
 # The key pool, the store, the status feed and the wire types load after the
 # initialize reply (on `initialized` or the first request): editors spawn us
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from sidecar.keypool import KeyPool
     from sidecar.oauth import Login, LoginEvent, LoginManager
     from sidecar.rotation import ProviderStatus, StatusKind
-    from sidecar.statusfeed import StatusFeed
+    from sidecar.rpc.statusfeed import StatusFeed
 
 __all__ = ["SidecarServer", "create_server"]
 
@@ -86,7 +86,7 @@ class SidecarServer(LanguageServer):
         os._exit(self.sidecar_protocol.lifecycle.exit_code)
 
     def send_status(self, status: ProviderStatus) -> None:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         self.protocol.notify(
             "sidecar/didChangeStatus", protocol.to_wire(protocol.status_notification(status))
@@ -104,7 +104,7 @@ class SidecarServer(LanguageServer):
     @property
     def feed(self) -> StatusFeed:
         if self._feed is None:
-            from sidecar.statusfeed import StatusFeed
+            from sidecar.rpc.statusfeed import StatusFeed
 
             self._feed = StatusFeed(self.keypool, self.send_status)
         return self._feed
@@ -280,7 +280,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/status")
     async def status(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.StatusParams, raw)
         names = [_provider(params.provider)] if params.provider else None
@@ -293,7 +293,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/keyAdd")
     async def key_add(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.KeyAddParams, raw)
         provider = _provider(params.provider)
@@ -310,7 +310,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/keyList")
     async def key_list(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.KeyListParams, raw)
         status = server.keypool.status(_provider(params.provider))
@@ -319,7 +319,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/keyRemove")
     async def key_remove(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.KeyRemoveParams, raw)
         provider = _provider(params.provider)
@@ -337,7 +337,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/keyReset")
     async def key_reset(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.KeyResetParams, raw)
         provider = _provider(params.provider)
@@ -346,7 +346,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/login")
     async def login(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.LoginParams, raw)
         provider = _provider(params.provider)
@@ -356,7 +356,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/loginComplete")
     async def login_complete(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.LoginCompleteParams, raw)
         cred = await server.logins.complete(params.login_id, params.input)
@@ -373,7 +373,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/loginCancel")
     async def login_cancel(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.LoginCancelParams, raw)
         cancelled = await server.logins.cancel(params.login_id)
@@ -381,7 +381,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/logout")
     async def logout(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.LogoutParams, raw)
         provider = _provider(params.provider)
@@ -396,8 +396,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/models")
     async def models(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
         from sidecar.models import list_models
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.StatusParams, raw)
         names = [_provider(params.provider)] if params.provider else list(PROVIDERS)
@@ -406,7 +406,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
     @_rpc(ls, "sidecar/stream")
     async def stream(server: SidecarServer, raw: Any) -> Any:
-        from sidecar import protocol
+        from sidecar.rpc import protocol
 
         params = protocol.parse_params(protocol.StreamParams, raw)
         provider = _provider(params.provider)
@@ -425,13 +425,13 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
 
 def serve(log_level: str = "WARNING", log_file: Path | None = None) -> int:
     """Run the server on stdin/stdout until the client exits; the exit code."""
-    from sidecar import stdio
     from sidecar.logs import setup_logging
+    from sidecar.rpc import stdio
 
     ls = create_server()
     setup_logging(log_level, log_file, lambda: ls.keypool.known_secrets())
     log.info("llm-sidecar %s serving on stdio (pid %d)", __version__, os.getpid())
-    # Neither pipe may block the event loop: see sidecar.stdio.
+    # Neither pipe may block the event loop: see sidecar.rpc.stdio.
     meter = stdio.InputMeter(sys.stdin.buffer)
     outbox = stdio.Outbox(sys.stdout.buffer)
     stdio.install(meter, outbox)
