@@ -32,6 +32,7 @@ __all__ = [
     "LoginCancelResult",
     "LoginCompleteParams",
     "LoginCompleteResult",
+    "LoginEnded",
     "LoginParams",
     "LoginResult",
     "LogoutParams",
@@ -44,6 +45,7 @@ __all__ = [
     "StreamParams",
     "StreamResult",
     "credential_info",
+    "login_ended",
     "parse_params",
     "provider_state",
     "status_notification",
@@ -181,6 +183,7 @@ class LoginResult:
     login_id: str
     url: str
     mode: str  # "auto" or "paste": paste when no loopback callback could be used
+    message: str | None = None  # what the user is to do now (and why paste, if so)
 
 
 @attrs.frozen
@@ -231,6 +234,22 @@ class StatusNotification:
     size: int
     rotated: bool
     message: str | None = None
+
+
+@attrs.frozen
+class LoginEnded:
+    """``sidecar/didEndLogin``: how a login ended, once per login."""
+
+    login_id: str
+    provider: str
+    profile: str
+    outcome: str  # succeeded, failed, cancelled or superseded
+    message: str
+
+
+def login_ended(event: Any) -> LoginEnded:
+    """The wire form of an :class:`sidecar.oauth.LoginEvent`."""
+    return LoginEnded(event.login_id, event.provider, event.profile, event.kind, event.message)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -334,13 +353,13 @@ def stream_request(params: StreamParams) -> Any:
     )
 
 
-def stream_result(outcome: Any) -> StreamResult:
-    """The wire result of an engine StreamOutcome."""
-    from sidecar.engine import usage_to_wire
+def stream_result(stream_id: str, outcome: Any) -> StreamResult:
+    """The wire result of an engine :class:`~sidecar.events.StreamOutcome`."""
+    from sidecar.rpc.wire import usage_to_wire
 
     message, cost = outcome.message, outcome.cost
     return StreamResult(
-        stream_id=outcome.stream_id,
+        stream_id=stream_id,
         model=outcome.model,
         content=message.content,
         text=message.text,
