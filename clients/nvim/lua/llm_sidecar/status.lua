@@ -6,7 +6,6 @@ local M = {}
 M.by_provider = {}
 M.running = false
 
-local levels = { Normal = vim.log.levels.INFO, Warning = vim.log.levels.WARN, Error = vim.log.levels.ERROR }
 
 local function changed(st)
   pcall(vim.api.nvim_exec_autocmds, "User", { pattern = "LlmSidecarStatus", data = st, modeline = false })
@@ -21,12 +20,7 @@ function M.update(st)
   M.by_provider[st.provider] = st
   M.running = true
   -- Rotations and cooldowns only show in the status line (a failing :LlmAsk says why);
-  -- while a login is pending its progress and outcome are shown as messages.
-  local account = package.loaded["llm_sidecar.account"]
-  if st.message and account and account.login_pending(st.provider) then
-    require("llm_sidecar.rpc").notify(st.message, levels[st.kind] or vim.log.levels.INFO)
-    account.login_status(st)
-  end
+  -- a login's outcome comes as sidecar/didEndLogin (llm_sidecar.account).
   changed(st)
 end
 
