@@ -27,7 +27,14 @@ from sidecar.providers._types import (
 )
 from sidecar.rpc import stdio
 
-__all__ = ["WireSink", "delta_frames", "event_to_wire", "sender", "usage_to_wire"]
+__all__ = [
+    "WireSink",
+    "delta_frames",
+    "event_from_wire",
+    "event_to_wire",
+    "sender",
+    "usage_to_wire",
+]
 
 WireDelta = dict[str, Any]
 
@@ -64,6 +71,34 @@ def event_to_wire(event: StreamEvent) -> WireDelta | None:
         case Finished():
             return None
     raise TypeError(f"not a stream event: {type(event).__name__}")
+
+
+def event_from_wire(d: WireDelta) -> StreamEvent | None:
+    """The typed event of one ``sidecar/streamDelta``'s params, as a client reads it
+    back (the demo); None for a kind this version does not know."""
+    match d.get("kind"):
+        case "text":
+            return TextDelta(d["text"])
+        case "thinking":
+            return ThinkingDelta(d["text"])
+        case "signature":
+            return SignatureDelta(d["signature"])
+        case "toolUseStart":
+            return ToolUseStart(d["id"], d["name"])
+        case "toolInputDelta":
+            return ToolInputDelta(d["id"], d["json"])
+        case "toolUseStop":
+            return ToolUseStop(d["id"])
+        case "usage":
+            u = d["usage"]
+            return UsageDelta(
+                Usage(
+                    u["inputTokens"], u["outputTokens"], u["cacheReadTokens"], u["cacheWriteTokens"]
+                )
+            )
+        case "restart":
+            return Restart(d["attempt"], d["reason"])
+    return None
 
 
 # The field that concatenates when two adjacent deltas of a kind are merged.

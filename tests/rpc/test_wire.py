@@ -17,7 +17,7 @@ from sidecar.providers import (
     Usage,
     UsageDelta,
 )
-from sidecar.rpc.wire import WireSink, delta_frames, event_to_wire
+from sidecar.rpc.wire import WireSink, delta_frames, event_from_wire, event_to_wire
 
 
 def test_each_event_has_its_camel_case_wire_form() -> None:
@@ -104,3 +104,18 @@ def test_one_frame_per_delta_with_its_byte_length() -> None:
         b == {"jsonrpc": "2.0", "method": "sidecar/streamDelta", "params": b["params"]}
         for b in bodies
     )
+
+
+def test_a_client_reads_the_wire_back_into_the_same_events() -> None:
+    events = [
+        TextDelta("a"),
+        ThinkingDelta("t"),
+        SignatureDelta("s"),
+        ToolUseStart("t1", "read"),
+        ToolInputDelta("t1", "{}"),
+        ToolUseStop("t1"),
+        UsageDelta(Usage(1, 2, 3, 4)),
+        Restart(2, "overloaded"),
+    ]
+    assert [event_from_wire(event_to_wire(e) or {}) for e in events] == events
+    assert event_from_wire({"kind": "somethingNew"}) is None  # a newer server: ignored
