@@ -60,6 +60,7 @@ async def _worker(url: str, patches: str, shape: str, n: int, runs: int) -> list
     from sidecar.engine import Engine
     from sidecar.keypool import KeyPool
     from sidecar.rpc import protocol
+    from sidecar.rpc.streams import stream_request
     from sidecar.rpc.wire import WireSink, sender
     from sidecar.store import Store
 
@@ -68,7 +69,7 @@ async def _worker(url: str, patches: str, shape: str, n: int, runs: int) -> list
         keypool = KeyPool(Store(home), environ=sidecar_env(home, url, KEYS[:1]))
         engine = Engine(keypool)
         send = sender(SimpleNamespace(writer=StdoutWriter(sink)))
-        request = protocol.stream_request(
+        request = stream_request(
             protocol.parse_params(protocol.StreamParams, stream_params("hotpath"))
         )
 

@@ -190,11 +190,11 @@ async def models(server: SidecarServer, params: p.StatusParams) -> Any:
 
 @method("sidecar/stream", "StreamParams")
 async def stream(server: SidecarServer, params: p.StreamParams) -> p.StreamResult:
-    from sidecar.rpc import protocol
+    from sidecar.rpc.streams import stream_request, stream_result
     from sidecar.rpc.wire import WireSink, sender
 
     provider = _provider(params.provider)
-    request = protocol.stream_request(params)
+    request = stream_request(params)
     stream_id = params.stream_id or f"s-{uuid.uuid4().hex[:12]}"
     sink = WireSink(stream_id, sender(server.protocol))
     try:
@@ -203,4 +203,4 @@ async def stream(server: SidecarServer, params: p.StreamParams) -> p.StreamResul
         )
     finally:
         sink.flush()  # every delta goes out before the answer (or the error)
-    return protocol.stream_result(sink.stream_id, outcome)
+    return stream_result(sink.stream_id, outcome)
