@@ -1,9 +1,9 @@
 """The sidecar's own CPU cost per delta, without the stdio hop or the scheduler.
 
 A worker process runs the sidecar's :class:`~sidecar.engine.Engine` in-process
-against the fake (its own process), writing every batch of deltas through
-``SidecarServer.send_deltas`` and pygls's ``StdoutWriter`` into /dev/null, and
-reports the CPU time of its process per delta. Two shapes of stream:
+against the fake (its own process), writing every batch of deltas through the
+JSON-RPC face's :class:`~sidecar.rpc.wire.WireSink` and pygls's ``StdoutWriter``
+into /dev/null, and reports the CPU time of its process per delta. Two shapes of stream:
 
 - ``burst``: the whole stream arrives at once (as in the throughput benchmark);
 - ``trickle``: one event per network read (the fake pauses 1 ms after each), the
@@ -57,28 +57,30 @@ async def _worker(url: str, patches: str, shape: str, n: int, runs: int) -> list
     variants.apply([p for p in patches.split(",") if p])
     from pygls.io_ import StdoutWriter
 
-    from sidecar import protocol
     from sidecar.engine import Engine
     from sidecar.keypool import KeyPool
-    from sidecar.server import SidecarServer
+    from sidecar.rpc import protocol
+    from sidecar.rpc.streams import stream_request
+    from sidecar.rpc.wire import WireSink, sender
     from sidecar.store import Store
 
     with tempfile.TemporaryDirectory() as tmp, open("/dev/null", "wb") as sink:
         home = Path(tmp) / "home"
         keypool = KeyPool(Store(home), environ=sidecar_env(home, url, KEYS[:1]))
         engine = Engine(keypool)
-        server: Any = SimpleNamespace(protocol=SimpleNamespace(writer=StdoutWriter(sink)))
-        request = protocol.stream_request(
+        send = sender(SimpleNamespace(writer=StdoutWriter(sink)))
+        request = stream_request(
             protocol.parse_params(protocol.StreamParams, stream_params("hotpath"))
         )
-
-        def send(deltas: list[dict[str, Any]]) -> None:
-            SidecarServer.send_deltas(server, deltas)
 
         out = []
         for run in range(runs + 1):  # the first is a warm-up
             before = time.process_time()
-            await engine.stream("anthropic", request, send=send)
+            wire = WireSink("hotpath", send)
+            try:
+                await engine.stream("anthropic", request, wire)
+            finally:
+                wire.flush()
             await asyncio.sleep(0)  # a coalescing writer flushes here
             if run:
                 out.append((time.process_time() - before) / n * 1e6)

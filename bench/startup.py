@@ -95,9 +95,9 @@ import json, time
 t0 = time.perf_counter()
 import pygls.lsp.server, lsprotocol.types
 t1 = time.perf_counter()
-import sidecar.cli, sidecar.logs, sidecar.server
+import sidecar.cli, sidecar.logs, sidecar.rpc.server
 t2 = time.perf_counter()
-sidecar.server.create_server()
+sidecar.rpc.server.create_server()
 t3 = time.perf_counter()
 print(json.dumps([(t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3]))
 """

@@ -176,7 +176,12 @@ def _patch_status() -> None:
     original = Engine.stream
 
     async def stream(
-        self: Engine, provider_name: str, request: Any, *, on_status: Any = None, **kwargs: Any
+        self: Engine,
+        provider_name: str,
+        request: Any,
+        *args: Any,
+        on_status: Any = None,
+        **kwargs: Any,
     ) -> Any:
         loop = asyncio.get_running_loop()
         queued: set[str] = set()
@@ -191,7 +196,7 @@ def _patch_status() -> None:
                 queued.add(provider)
                 loop.call_soon(publish, provider)
 
-        return await original(self, provider_name, request, on_status=deferred, **kwargs)
+        return await original(self, provider_name, request, *args, on_status=deferred, **kwargs)
 
     Engine.stream = stream  # type: ignore[method-assign]
 

@@ -32,7 +32,14 @@ def run_ask(
     system: str | None,
 ) -> int:
     from sidecar.engine import Engine
-    from sidecar.providers import StreamRequest
+    from sidecar.events import Restart, StreamEvent
+    from sidecar.providers import (
+        StreamRequest,
+        TextDelta,
+        ThinkingDelta,
+        ToolInputDelta,
+        ToolUseStart,
+    )
 
     model = model or get_provider(provider).default_model
     if not model:
@@ -51,26 +58,31 @@ def run_ask(
             last_status["text"] = status.text
             _note(status.text + (f" ({status.message})" if status.message else ""))
 
-    def send(deltas: list[dict[str, Any]]) -> None:
-        for d in deltas:
-            kind = d["kind"]
-            if kind == "text":
-                sys.stdout.write(d["text"])
-                sys.stdout.flush()
-            elif kind == "thinking":
-                sys.stderr.write(d["text"])
-            elif kind == "toolUseStart":
-                sys.stderr.write(f"\n[tool call {d['name']}] ")
-            elif kind == "toolInputDelta":
-                sys.stderr.write(d["json"])
-            elif kind == "restart":
-                print(file=sys.stdout)
-                _note("the answer above was cut off; replaying on another credential")
+    class Terminal:
+        """The stream's events as terminal text: the answer on stdout, the rest on stderr."""
+
+        def event(self, event: StreamEvent) -> None:
+            match event:
+                case TextDelta(text=text):
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                case ThinkingDelta(text=text):
+                    sys.stderr.write(text)
+                case ToolUseStart(name=name):
+                    sys.stderr.write(f"\n[tool call {name}] ")
+                case ToolInputDelta(json=fragment):
+                    sys.stderr.write(fragment)
+                case Restart():
+                    print(file=sys.stdout)
+                    _note("the answer above was cut off; replaying on another credential")
+
+        async def ready(self) -> None:
+            pass
 
     async def go() -> Any:
         engine = Engine(keypool)
         try:
-            return await engine.stream(provider, request, send=send, on_status=on_status)
+            return await engine.stream(provider, request, Terminal(), on_status=on_status)
         finally:
             await engine.aclose()
 

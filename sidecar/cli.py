@@ -44,7 +44,7 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sidecar.server import serve
+    from sidecar.rpc.server import serve
 
     return serve(log_level=args.log_level, log_file=args.log_file)
 
@@ -84,7 +84,7 @@ def check_exit_code(statuses: Sequence[ProviderStatus]) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sidecar import protocol
+    from sidecar.rpc import protocol
     from sidecar.store.health import problem_texts
 
     keypool = _keypool()
@@ -584,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         # Editors run the bare command: serve without building the parser.
-        from sidecar.server import serve
+        from sidecar.rpc.server import serve
 
         return serve()
     if argv[0].startswith("--log"):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sidecar.editor_client import EditorClient
+from sidecar.events import Restart
 from sidecar.fake import (
     FakeProvider,
     InvalidKey,
@@ -30,6 +31,8 @@ from sidecar.fake import (
     ToolUse,
     Usage,
 )
+from sidecar.providers import TextDelta, ThinkingDelta, ToolInputDelta, ToolUseStart, ToolUseStop
+from sidecar.rpc.wire import event_from_wire
 
 __all__ = ["run_demo"]
 
@@ -116,24 +119,26 @@ async def _session(fake_url: str, home: Path, screen: Screen) -> int:
             screen.stream(label, "2")
 
     def on_delta(d: dict[str, Any]) -> None:
-        kind = d["kind"]
-        if kind == "thinking":
-            begin("thinking", "thinking: ")
-            screen.stream(d["text"], "2;3")
-        elif kind == "text":
-            begin("text", "answer:   ")
-            screen.stream(d["text"])
-        elif kind == "toolUseStart":
-            begin(d["id"], "tool call: ")
-            screen.stream(f"{d['name']}(", "36")
-        elif kind == "toolInputDelta":
-            screen.stream(d["json"], "36")
-        elif kind == "toolUseStop":
-            screen.stream(")", "36")
-            screen.end_line()
-        elif kind == "restart":
-            section["now"] = ""
-            screen.line("  [restart: the partial answer above is void]")
+        # Read back into the typed events the engine produced (sidecar.events), as
+        # every face consumes them.
+        match event_from_wire(d):
+            case ThinkingDelta(text=text):
+                begin("thinking", "thinking: ")
+                screen.stream(text, "2;3")
+            case TextDelta(text=text):
+                begin("text", "answer:   ")
+                screen.stream(text)
+            case ToolUseStart(id=id, name=name):
+                begin(id, "tool call: ")
+                screen.stream(f"{name}(", "36")
+            case ToolInputDelta(json=fragment):
+                screen.stream(fragment, "36")
+            case ToolUseStop():
+                screen.stream(")", "36")
+                screen.end_line()
+            case Restart():
+                section["now"] = ""
+                screen.line("  [restart: the partial answer above is void]")
 
     started = time.perf_counter()
     async with EditorClient(env, on_status=screen.status, on_delta=on_delta) as editor:

@@ -12,8 +12,8 @@ answers at once with the URL to open; it then ends exactly once, by
   one listens, so the new one gets the usual port and the two never race to
   write one profile.
 
-The outcome is reported to ``on_event`` (the server turns it into status
-notifications) and to whoever awaits :meth:`LoginManager.wait` (the CLI).
+The outcome is reported to ``on_event`` (the server sends it as
+``sidecar/didEndLogin``) and to whoever awaits :meth:`LoginManager.wait` (the CLI).
 
 Which redirect a login uses (``auto``):
 
@@ -54,7 +54,7 @@ __all__ = ["Login", "LoginEvent", "LoginManager", "Mode", "profile_id"]
 log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "paste"]
-EventKind = Literal["succeeded", "failed", "cancelled"]
+EventKind = Literal["succeeded", "failed", "cancelled", "superseded"]
 _REMEMBERED = 32  # ended logins whose outcome a late loginComplete is told
 
 
@@ -89,6 +89,7 @@ class Login:
 class LoginEvent:
     login_id: str
     provider: str
+    profile: str  # the profile's name (``default`` when none was given)
     kind: EventKind
     message: str
     credential: Credential | None = None
@@ -156,7 +157,7 @@ class LoginManager:
                 "superseded",
             )
             message = f"login to {provider} superseded by a new login for profile {pid}"
-            self._end(old, "cancelled", message, error=err)
+            self._end(old, "superseded", message, error=err)
             if old.callback is not None:
                 await old.callback.close()
 
@@ -324,7 +325,8 @@ class LoginManager:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         log.info("login %s to %s %s", login.id, login.provider, kind)
-        event = LoginEvent(login.id, login.provider, kind, message, credential, answered)
+        profile = login.profile_id.partition(":")[2]
+        event = LoginEvent(login.id, login.provider, profile, kind, message, credential, answered)
         try:
             self.on_event(event)
         except Exception:  # reporting must not undo the login

@@ -8,9 +8,10 @@ connection limit, a burst of cancels costs seconds of CPU per hundred
 while it waits for a slot leaves with no network traffic at all.
 
 A slot freed by a cancelled request is handed on only once the sidecar has read
-every message the client already sent (:func:`sidecar.stdio.when_input_caught_up`):
-in a storm of cancels the next waiter's own cancel is most likely among them, and
-it must not open a connection just to close it.
+every message the client already sent (the face passes ``when_caught_up``: the
+JSON-RPC face's is :func:`sidecar.rpc.stdio.when_input_caught_up`): in a storm of
+cancels the next waiter's own cancel is most likely among them, and it must not
+open a connection just to close it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-from sidecar import stdio
+__all__ = ["ConnectionGate", "EnvironmentTransport", "WhenCaughtUp"]
 
-__all__ = ["ConnectionGate", "EnvironmentTransport"]
+# Runs a callback once the face has read every message its client already sent.
+WhenCaughtUp = Callable[[Callable[[], None]], None]
 
 
 class _ReleasingStream(httpx.AsyncByteStream):
@@ -71,9 +73,15 @@ class EnvironmentTransport(httpx.AsyncBaseTransport):
 class ConnectionGate(httpx.AsyncBaseTransport):
     """``inner`` with at most ``limit`` requests in flight; others wait their turn."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        limit: int,
+        when_caught_up: WhenCaughtUp = lambda callback: callback(),
+    ) -> None:
         self._inner = inner
         self._slots = asyncio.Semaphore(limit)
+        self._when_caught_up = when_caught_up
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {}).get("pool")
@@ -95,7 +103,7 @@ class ConnectionGate(httpx.AsyncBaseTransport):
     def _release(self) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
-            stdio.when_input_caught_up(self._slots.release)
+            self._when_caught_up(self._slots.release)
         else:
             self._slots.release()
 

@@ -23,7 +23,7 @@ BODY = {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": 
 
 def test_the_stdio_sidecar_does_not_load_the_gateway_or_its_server() -> None:
     code = (
-        "import sys, sidecar.server, sidecar.cli;"
+        "import sys, sidecar.rpc.server, sidecar.cli;"
         "print(json.dumps(sorted(m for m in sys.modules"
         " if m.split('.')[0] in ('aiohttp', 'yarl', 'multidict')"
         " or m.startswith('sidecar.gateway'))))"

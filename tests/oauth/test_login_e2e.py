@@ -66,14 +66,23 @@ async def test_loopback_login_through_show_document(
     assert fields["code_challenge_method"] == "S256" and len(fields["code_challenge"]) == 43
     assert fields["state"] and fields["state"] != fields["code_challenge"]
     port = port_of(url)
-    await editor.wait_status(lambda s: s["kind"] == "Warning" and "browser" in s["message"])
+    assert "browser" in started["message"]  # what to do now, in the answer itself
 
     await shown(editor, url)
     page = await approve(url)  # the fake redirects to http://localhost:<port>/callback
     assert page.status_code == 200 and "logged in" in page.text
 
-    done = await editor.wait_status(lambda s: "logged in" in (s.get("message") or ""))
-    assert done["kind"] == "Normal" and done["text"] == "🔑 ok"
+    ended = await editor.wait_login(started["loginId"])
+    assert ended == {
+        "loginId": started["loginId"],
+        "provider": "anthropic",
+        "profile": "default",
+        "outcome": "succeeded",
+        "message": ended["message"],
+    }
+    assert "logged in" in ended["message"]
+    done = await editor.wait_status(lambda s: s["text"] == "🔑 ok")
+    assert done["kind"] == "Normal" and "message" not in done  # the status, nothing else
     [pair] = fake.oauth.issued
     login = stored(home)["anthropic:default"]
     assert (login.kind, login.secret, login.refresh) == ("oauth", pair.access, pair.refresh)
@@ -150,8 +159,8 @@ async def test_a_login_times_out(home: Path, fake: FakeProvider) -> None:
     try:
         started = await editor.request("sidecar/login", {"provider": "anthropic"})
         port = port_of(started["url"])
-        failed = await editor.wait_status(lambda s: "timed out" in (s.get("message") or ""))
-        assert failed["kind"] == "Error"
+        failed = await editor.wait_login(started["loginId"])
+        assert failed["outcome"] == "failed" and "timed out" in failed["message"]
         assert await port_closed(port)
         async with asyncio.timeout(5):
             while not any("timed out" in m for m in messages(editor)):
@@ -174,7 +183,8 @@ async def test_cancel_stops_the_login_and_closes_the_callback(
     cancelled = await editor.request("sidecar/loginCancel", {"loginId": started["loginId"]})
     assert cancelled == {"cancelled": True}
     assert await port_closed(port, timeout=0.5)
-    await editor.wait_status(lambda s: "cancelled" in (s.get("message") or ""))
+    ended = await editor.wait_login(started["loginId"])
+    assert ended["outcome"] == "cancelled" and "cancelled" in ended["message"]
     again = await editor.request("sidecar/loginCancel", {"loginId": started["loginId"]})
     assert again == {"cancelled": False}
     assert await editor.request("sidecar/loginCancel", {"loginId": "l-unknown"}) == {
@@ -204,8 +214,7 @@ async def test_a_busy_callback_port_falls_back_to_paste(
         started = await editor.request("sidecar/login", {"provider": "anthropic"})
         assert started["mode"] == "paste"
         assert query(started["url"])["redirect_uri"] == fake.url + "/oauth/code/callback"
-        progress = await editor.wait_status(lambda s: "busy" in (s.get("message") or ""))
-        assert str(busy_port) in progress["message"]
+        assert "busy" in started["message"] and str(busy_port) in started["message"]
         code, state, _ = await approve_for_paste(started["url"])
         done = await editor.request(
             "sidecar/loginComplete", {"loginId": started["loginId"], "input": f"{code}#{state}"}
@@ -268,7 +277,7 @@ async def test_the_callback_answers_only_its_path_with_the_right_state_on_loopba
     # None of that ended the login: the real callback still goes through, once.
     page = await approve(url)
     assert page.status_code == 200
-    await editor.wait_status(lambda s: "logged in" in (s.get("message") or ""))
+    assert (await editor.wait_login(started["loginId"]))["outcome"] == "succeeded"
     assert await port_closed(port)
 
 

@@ -34,16 +34,18 @@ async def test_a_new_login_for_the_profile_supersedes_the_pending_one(
     try:
         first = await editor.request("sidecar/login", {"provider": "anthropic"})
         assert first["mode"] == "auto" and port_of(first["url"]) == port
-        count = len(editor.statuses)
 
         second = await editor.request("sidecar/login", {"provider": "anthropic"})
         # The first login's port was freed before the second listened: the usual port.
         assert second["mode"] == "auto" and port_of(second["url"]) == port
         assert second["loginId"] != first["loginId"]
-        told = await editor.wait_status(
-            lambda s: "superseded" in (s.get("message") or ""), after=count
+        told = await editor.wait_login(first["loginId"])
+        assert (told["provider"], told["profile"], told["outcome"]) == (
+            "anthropic",
+            "default",
+            "superseded",
         )
-        assert told["provider"] == "anthropic"
+        assert "superseded" in told["message"]
 
         # The first login is over: its code can no longer be pasted.
         with pytest.raises(JsonRpcException) as err:
@@ -58,7 +60,7 @@ async def test_a_new_login_for_the_profile_supersedes_the_pending_one(
 
         page = await approve(second["url"])
         assert page.status_code == 200
-        await editor.wait_status(lambda s: "logged in" in (s.get("message") or ""))
+        assert (await editor.wait_login(second["loginId"]))["outcome"] == "succeeded"
         assert list(stored(home)) == ["anthropic:default"]
         assert fake.oauth.exchange_requests == 1
         await editor.request("sidecar/loginCancel", {"loginId": other["loginId"]})

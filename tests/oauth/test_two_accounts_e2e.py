@@ -16,7 +16,7 @@ from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
 
 
 async def _log_in(editor: SidecarClient) -> None:
-    before, count = len(editor.shown_documents), len(editor.statuses)
+    before = len(editor.shown_documents)
     started = await editor.request("sidecar/login", {"provider": "anthropic"})
     async with asyncio.timeout(5):
         while len(editor.shown_documents) == before:
@@ -24,7 +24,8 @@ async def _log_in(editor: SidecarClient) -> None:
     url = editor.shown_documents[-1].uri
     assert url == started["url"]
     assert (await approve(url)).status_code == 200
-    await editor.wait_status(lambda s: "logged in" in (s.get("message") or ""), after=count)
+    ended = await editor.wait_login(started["loginId"])
+    assert ended["outcome"] == "succeeded" and "logged in" in ended["message"]
 
 
 async def test_two_logins_make_a_pool_that_rotates(home: Path, fake: FakeProvider) -> None:

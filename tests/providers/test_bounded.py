@@ -51,7 +51,7 @@ async def test_a_gzip_compressed_stream_is_read_as_usual(
     env = {"ANTHROPIC_BASE_URL": fake.url, "OPENAI_BASE_URL": fake.url + "/v1"}
     engine = engine_for(home, env, key)
     try:
-        outcome = await engine.stream(flavour, REQUEST, send=lambda deltas: None)
+        outcome = await engine.stream(flavour, REQUEST)
     finally:
         await engine.aclose()
     assert outcome.message.content[0]["text"] == ANSWER
@@ -117,7 +117,7 @@ async def test_encodings_are_decoded_in_bounded_steps_or_refused(
     key = make_key()
     engine = engine_for(home, {}, key, transport=httpx.MockTransport(answer))
     try:
-        result = await engine.stream("anthropic", REQUEST, send=lambda deltas: None)
+        result = await engine.stream("anthropic", REQUEST)
         text = result.message.content[0]["text"]
     except UpstreamError as exc:
         text = exc.message

@@ -141,7 +141,7 @@ async def test_each_key_goes_only_to_its_own_providers_base_url(
             keypool.add_key("openai", key)
         try:
             for provider in ("anthropic", "openai", "anthropic", "openai"):
-                await engine.stream(provider, request(), send=lambda deltas: None)
+                await engine.stream(provider, request())
         finally:
             await engine.aclose()
         seen_a = {r.key for r in a.requests}
@@ -165,7 +165,7 @@ async def test_a_redirect_is_not_followed_so_the_key_stays_home(
         keypool.add_key("anthropic", key)
         try:
             with pytest.raises(UpstreamError) as err:
-                await engine.stream("anthropic", request(), send=lambda deltas: None)
+                await engine.stream("anthropic", request())
         finally:
             await engine.aclose()
         assert elsewhere.requests == [], "the request (and its key) followed the redirect"

@@ -26,8 +26,9 @@ import pytest
 import pytest_asyncio
 
 from sidecar.credentials import Credential
-from sidecar.engine import Engine, StreamOutcome
+from sidecar.engine import Engine
 from sidecar.errors import InvalidParams, SidecarError, UpstreamError
+from sidecar.events import StreamOutcome
 from sidecar.fake import (
     Drop,
     Error,
@@ -40,6 +41,7 @@ from sidecar.fake import (
 )
 from sidecar.keypool import KeyPool
 from sidecar.providers import StreamRequest
+from sidecar.rpc.wire import WireSink
 from sidecar.store import Store
 from sidecar.timeouts import Timeouts
 
@@ -153,13 +155,13 @@ async def run(engine: Engine, bound: float = BOUND) -> Run:
         max_tokens=64,
     )
     started = time.monotonic()
+    sink = WireSink("s", result.deltas.extend)  # what the editor would be sent
     try:
-        result.outcome = await asyncio.wait_for(
-            engine.stream("anthropic", request, send=result.deltas.extend), bound
-        )
+        result.outcome = await asyncio.wait_for(engine.stream("anthropic", request, sink), bound)
     except SidecarError as exc:  # the only kind of failure a client may ever see
         result.error = exc
     finally:
+        sink.flush()
         result.seconds = time.monotonic() - started
         await engine.aclose()
     return result

@@ -29,6 +29,7 @@ class SidecarClient(LanguageClient):
         self.wire: list[str] = []
         self.statuses: list[dict[str, Any]] = []
         self.deltas: list[dict[str, Any]] = []
+        self.logins: list[dict[str, Any]] = []  # sidecar/didEndLogin
         self._changed = asyncio.Event()
         original = self.protocol.handle_message
 
@@ -41,6 +42,11 @@ class SidecarClient(LanguageClient):
         @self.feature("sidecar/didChangeStatus")
         def on_status(params: Any) -> None:
             self.statuses.append(params)
+            self._changed.set()
+
+        @self.feature("sidecar/didEndLogin")
+        def on_login(params: Any) -> None:
+            self.logins.append(params)
             self._changed.set()
 
         @self.feature("sidecar/streamDelta")
@@ -57,14 +63,26 @@ class SidecarClient(LanguageClient):
     ) -> dict[str, Any]:
         """The first status notification matching ``predicate``, among those
         received after the first ``after`` ones or still to come."""
+        return await self._wait(self.statuses, predicate, timeout, after)
 
+    async def wait_login(self, login_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The ``sidecar/didEndLogin`` of login ``login_id``, received or still to come."""
+        return await self._wait(self.logins, lambda e: e["loginId"] == login_id, timeout, 0)
+
+    async def _wait(
+        self,
+        seen_list: list[dict[str, Any]],
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        after: int,
+    ) -> dict[str, Any]:
         async def scan() -> dict[str, Any]:
             seen = after
             while True:
-                for status in self.statuses[seen:]:
-                    if predicate(status):
-                        return status
-                seen = len(self.statuses)
+                for item in seen_list[seen:]:
+                    if predicate(item):
+                        return item
+                seen = len(seen_list)
                 self._changed.clear()
                 await self._changed.wait()
 

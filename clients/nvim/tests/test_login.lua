@@ -88,6 +88,39 @@ else
     H.wait_note("sign in in your browser", from)
   end)
 
+  H.test("sidecar/didEndLogin ends the pending login and shows its outcome", function()
+    local account = require("llm_sidecar.account")
+    local pending = account.logins.anthropic
+    H.truthy(pending and account.login_pending("anthropic"), "the :LlmLogin above is pending")
+    local from = #H.notes + 1
+    -- Cancelled from elsewhere (another window, the CLI would be another process):
+    -- only the sidecar's notification can tell the plugin.
+    local err = require("llm_sidecar.rpc").request_sync("sidecar/loginCancel", { loginId = pending.loginId }, 5000)
+    H.eq(err, nil, "loginCancel error")
+    local note = H.wait_note("login to anthropic cancelled", from)
+    H.eq(note.level, vim.log.levels.INFO, "level")
+    H.eq(account.login_pending("anthropic"), false, "pending after didEndLogin")
+    H.eq(H.statusline(), "🔑 1/2", "the status line shows the status, not the login")
+  end)
+
+  H.test("a status with a message while a login is pending is only a status", function()
+    local account = require("llm_sidecar.account")
+    account.logins.anthropic = { loginId = "l-test", url = "https://example.invalid/", mode = "auto" }
+    local from = #H.notes + 1
+    require("llm_sidecar.status").update({
+      provider = "anthropic", kind = "Normal", text = "🔑 1/2", index = 1, size = 2, rotated = false,
+      message = "a note that is not about the login",
+    })
+    vim.wait(200)
+    H.eq(H.notes_text(from), "", "notes")
+    H.eq(account.login_pending("anthropic"), true, "still pending: only didEndLogin ends it")
+    account.login_ended({ loginId = "l-other", provider = "anthropic", profile = "default", outcome = "failed", message = "x" })
+    H.eq(account.login_pending("anthropic"), true, "another login's end leaves it pending")
+    account.login_ended({ loginId = "l-test", provider = "anthropic", profile = "default", outcome = "failed", message = "the login to anthropic timed out" })
+    H.eq(account.login_pending("anthropic"), false, "ended")
+    H.eq(H.wait_note("timed out", from).level, vim.log.levels.ERROR, "a failure is an error")
+  end)
+
   --- The login as the user sees it: counted in the statusline, listed by :LlmStatus.
   local function status_text()
     vim.cmd("LlmStatus")

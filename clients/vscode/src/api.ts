@@ -13,6 +13,7 @@ import type {
   KeyRemoveParams,
   KeyRemoveResult,
   KeyResetResult,
+  LoginEnded,
   LoginParams,
   LoginResult,
   LogoutParams,
@@ -41,6 +42,7 @@ export function newStreamId(prefix = "vscode"): string {
 
 export class SidecarApi {
   private readonly statusListeners = new Set<(s: StatusNotification) => void>();
+  private readonly loginListeners = new Set<(e: LoginEnded) => void>();
   private readonly streams = new Map<string, (d: StreamDelta) => void>();
   private readonly subscriptions: Disposable[];
 
@@ -49,6 +51,9 @@ export class SidecarApi {
     this.subscriptions = [
       rpc.onNotification(Notification.didChangeStatus, (params: StatusNotification) => {
         for (const listener of [...this.statusListeners]) listener(params);
+      }),
+      rpc.onNotification(Notification.didEndLogin, (params: LoginEnded) => {
+        for (const listener of [...this.loginListeners]) listener(params);
       }),
       rpc.onNotification(Notification.streamDelta, (params: StreamDelta) => {
         if (params && typeof params.streamId === "string") this.streams.get(params.streamId)?.(params);
@@ -67,6 +72,12 @@ export class SidecarApi {
   onDidChangeStatus(listener: (s: StatusNotification) => void): Disposable {
     this.statusListeners.add(listener);
     return { dispose: () => this.statusListeners.delete(listener) };
+  }
+
+  /** `sidecar/didEndLogin`: how each login ended (succeeded, failed, cancelled, superseded). */
+  onDidEndLogin(listener: (e: LoginEnded) => void): Disposable {
+    this.loginListeners.add(listener);
+    return { dispose: () => this.loginListeners.delete(listener) };
   }
 
   status(provider?: string): Promise<StatusResult> {

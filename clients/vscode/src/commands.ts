@@ -4,6 +4,7 @@
  */
 import * as vscode from "vscode";
 import { report } from "./errors";
+import type { LoginEnded } from "./protocol";
 import { config, saveChoice } from "./settings";
 import type { Sidecar } from "./sidecar";
 import { credentialRows, type PickRow } from "./status";
@@ -12,8 +13,26 @@ export async function login(sidecar: Sidecar): Promise<void> {
   const api = await report(sidecar, "sidecar/login", () => sidecar.ready());
   if (!api) return;
   const { provider } = config();
+  // Subscribed before the request: a login can end before its answer is read.
+  let loginId: string | undefined;
+  let pasting = false;
+  const early: LoginEnded[] = [];
+  const onEnd = (e: LoginEnded): void => {
+    if (loginId === undefined) early.push(e);
+    else if (e.loginId === loginId) {
+      ended.dispose();
+      // A paste reports its own outcome (the answer to sidecar/loginComplete).
+      if (!pasting) showLoginEnded(e);
+    }
+  };
+  const ended = api.onDidEndLogin(onEnd);
   const started = await report(sidecar, "sidecar/login", () => api.login({ provider }));
-  if (!started) return;
+  if (!started) {
+    ended.dispose();
+    return;
+  }
+  loginId = started.loginId;
+  for (const e of early) onEnd(e);
 
   const paste = async (): Promise<void> => {
     const input = await new Promise<string | undefined>((resolve) => {
@@ -38,6 +57,7 @@ export async function login(sidecar: Sidecar): Promise<void> {
       });
       box.show();
     });
+    pasting = true;
     if (!input) {
       await api.loginCancel(started.loginId).catch(() => undefined);
       return;
@@ -52,7 +72,7 @@ export async function login(sidecar: Sidecar): Promise<void> {
     return;
   }
   // Auto mode: the sidecar asked VS Code (window/showDocument) to open the page;
-  // its loopback server catches the redirect and the status bar reports the outcome.
+  // its loopback server catches the redirect, and sidecar/didEndLogin says how it went.
   const choice = await vscode.window.showInformationMessage(
     `LLM Sidecar: finish logging in to ${provider} in your browser.`,
     "Open Again",
@@ -62,6 +82,14 @@ export async function login(sidecar: Sidecar): Promise<void> {
   if (choice === "Open Again") await vscode.env.openExternal(vscode.Uri.parse(started.url));
   else if (choice === "Paste Code Instead") await paste();
   else if (choice === "Cancel Login") await api.loginCancel(started.loginId).catch(() => undefined);
+}
+
+/** A login's end, as the user is told: nothing for a cancel they asked for. */
+export function showLoginEnded(e: LoginEnded): void {
+  const text = `LLM Sidecar: ${e.message}`;
+  if (e.outcome === "succeeded") void vscode.window.showInformationMessage(text);
+  else if (e.outcome === "failed") void vscode.window.showErrorMessage(text);
+  else if (e.outcome === "superseded") void vscode.window.showWarningMessage(text);
 }
 
 export async function logout(sidecar: Sidecar): Promise<void> {

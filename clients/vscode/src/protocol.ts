@@ -21,6 +21,7 @@ export const Method = {
 
 export const Notification = {
   didChangeStatus: "sidecar/didChangeStatus",
+  didEndLogin: "sidecar/didEndLogin",
   streamDelta: "sidecar/streamDelta",
 } as const;
 
@@ -121,6 +122,19 @@ export interface LoginResult {
   loginId: string;
   url: string;
   mode: "auto" | "paste";
+  /** What the user is to do now, and why an auto login runs as paste. */
+  message?: string;
+}
+
+export type LoginOutcome = "succeeded" | "failed" | "cancelled" | "superseded";
+
+/** `sidecar/didEndLogin` params: a login ended, once per login, whoever ended it. */
+export interface LoginEnded {
+  loginId: string;
+  provider: string;
+  profile: string;
+  outcome: LoginOutcome;
+  message: string;
 }
 export interface LoginCompleteParams {
   loginId: string;

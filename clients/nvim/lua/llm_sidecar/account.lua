@@ -16,13 +16,29 @@ function M.login_pending(name)
   return M.logins[name] ~= nil
 end
 
---- A status message arrived while a login was pending: a Normal or Error status ends it
---- (the outcome of a browser login comes this way), a Warning is progress.
-function M.login_status(st)
-  local login = M.logins[st.provider]
-  if login and login.mode ~= "paste" and (st.kind == "Normal" or st.kind == "Error") then
-    M.logins[st.provider] = nil
+local LEVELS = { succeeded = INFO, cancelled = INFO, superseded = WARN, failed = vim.log.levels.ERROR }
+
+--- `sidecar/didEndLogin`: a login ended (browser callback, paste, cancel, timeout, or a
+--- newer login for its profile). The pending login it names is over; its outcome is shown
+--- unless a paste in progress reports it itself.
+---@param ev {loginId: string, provider: string, profile: string, outcome: string, message: string}
+function M.login_ended(ev)
+  if type(ev) ~= "table" then
+    return
   end
+  local login = M.logins[ev.provider]
+  if not login or login.loginId ~= ev.loginId then
+    return -- ended by us (a paste, a cancel), and already said so
+  end
+  M.logins[ev.provider] = nil
+  if login.completing then
+    return -- the answer to sidecar/loginComplete says how it went
+  end
+  local text = ev.message or ("login " .. tostring(ev.outcome))
+  if ev.outcome == "succeeded" then
+    text = text .. ". :LlmKeyAdd login adds this login to the key pool."
+  end
+  rpc.notify(text, LEVELS[ev.outcome] or INFO)
 end
 
 local function update_status(st)
@@ -43,10 +59,11 @@ local function prompt_paste(name, login)
       return -- finished meanwhile (the browser callback arrived)
     end
     if input == "" then
-      finish_login(name)
+      finish_login(name) -- before the cancel's didEndLogin: this note is the one shown
       rpc.request("sidecar/loginCancel", { loginId = login.loginId }, function() end)
       return rpc.notify("login cancelled.", INFO)
     end
+    login.completing = true
     rpc.request("sidecar/loginComplete", { loginId = login.loginId, input = input }, function(err, result)
       finish_login(name)
       if err then

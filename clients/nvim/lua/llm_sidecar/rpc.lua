@@ -87,6 +87,9 @@ local function handlers()
     ["sidecar/didChangeStatus"] = function(_, params)
       require("llm_sidecar.status").update(params)
     end,
+    ["sidecar/didEndLogin"] = function(_, params)
+      require("llm_sidecar.account").login_ended(params)
+    end,
     ["sidecar/streamDelta"] = function(_, params)
       require("llm_sidecar.ask").on_delta(params)
     end,

@@ -8,8 +8,6 @@ M.running = false
 ---@type table<string, {at: integer, from: integer?, to: integer, size: integer, message: string?}>
 M.last_rotation = {}
 
-local levels = { Normal = vim.log.levels.INFO, Warning = vim.log.levels.WARN, Error = vim.log.levels.ERROR }
-
 local function changed(st)
   pcall(vim.api.nvim_exec_autocmds, "User", { pattern = "LlmSidecarStatus", data = st, modeline = false })
   pcall(vim.cmd, "redrawstatus!")
@@ -39,12 +37,7 @@ function M.update(st)
     )
   end
   -- Cooldowns only show in the status line (a failing :LlmAsk says why);
-  -- while a login is pending its progress and outcome are shown as messages.
-  local account = package.loaded["llm_sidecar.account"]
-  if st.message and account and account.login_pending(st.provider) then
-    require("llm_sidecar.rpc").notify(st.message, levels[st.kind] or vim.log.levels.INFO)
-    account.login_status(st)
-  end
+  -- a login's outcome comes as sidecar/didEndLogin (llm_sidecar.account).
   changed(st)
 end
 

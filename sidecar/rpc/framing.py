@@ -7,7 +7,7 @@ a header line glued to the next message's header, so the server stays deaf for
 good. :class:`FramedStdin` sits between standard input and pygls: it parses each
 header block leniently and hands pygls one canonical ``Content-Length`` line, a
 blank line and the body. What it cannot read at all becomes a small stand-in body
-that :class:`sidecar.rpcio.SidecarProtocol` answers with -32700 (``id: null``),
+that :class:`sidecar.rpc.rpcio.SidecarProtocol` answers with -32700 (``id: null``),
 and the reader skips input until the next ``Content-Length`` header, even one
 glued to the end of a garbage line: a client always hears back, and the next
 well-formed message is served.

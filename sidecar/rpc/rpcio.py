@@ -8,8 +8,8 @@ structure is logged and never answered. Here:
   (``jsonrpc: "2.0"``, a string method, an int or string id) and structures only
   the top-level message, so a client always gets an error with its own id:
   -32600 for a bad envelope, -32602 for params of the wrong shape or holding
-  text that cannot be encoded (:mod:`sidecar.wiretext`). It applies the LSP
-  lifecycle (:mod:`sidecar.lifecycle`), gives LSP params that are all optional
+  text that cannot be encoded (:mod:`sidecar.rpc.wiretext`). It applies the LSP
+  lifecycle (:mod:`sidecar.rpc.lifecycle`), gives LSP params that are all optional
   their default when a client leaves them out (Vim sends ``initialized`` without
   params), serves notifications sent with an id (``$/cancelRequest``) and
   answers them, reads the client's
@@ -18,7 +18,7 @@ structure is logged and never answered. Here:
   message's id cannot be known.
 - :func:`raw_params_converter` keeps the params of our custom methods as plain
   dicts (pygls would make namedtuples); the server validates them itself.
-- :class:`sidecar.framing.FramedStdin` reads LSP framing leniently and caps bodies.
+- :class:`sidecar.rpc.framing.FramedStdin` reads LSP framing leniently and caps bodies.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, default_c
 from pygls.protocol.json_rpc import RPCRequest
 from pygls.protocol.language_server import LanguageServerProtocol
 
-from sidecar.framing import MAX_MESSAGE_BYTES, OVERSIZE, UNREADABLE, FramedStdin
-from sidecar.lifecycle import Lifecycle
-from sidecar.wiretext import unencodable_field
+from sidecar.rpc.framing import MAX_MESSAGE_BYTES, OVERSIZE, UNREADABLE, FramedStdin
+from sidecar.rpc.lifecycle import Lifecycle
+from sidecar.rpc.wiretext import unencodable_field
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

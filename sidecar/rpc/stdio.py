@@ -11,7 +11,7 @@
   which :func:`when_input_caught_up` offers to work that should not run while a burst
   of messages (a cancel storm) is only half read.
 
-Both are installed by :func:`sidecar.server.serve`; in-process servers (tests) have
+Both are installed by :func:`sidecar.rpc.server.serve`; in-process servers (tests) have
 neither, and the functions below then do the plain thing at once.
 """
 

@@ -32,6 +32,7 @@ __all__ = [
     "LoginCancelResult",
     "LoginCompleteParams",
     "LoginCompleteResult",
+    "LoginEnded",
     "LoginParams",
     "LoginResult",
     "LogoutParams",
@@ -44,11 +45,10 @@ __all__ = [
     "StreamParams",
     "StreamResult",
     "credential_info",
+    "login_ended",
     "parse_params",
     "provider_state",
     "status_notification",
-    "stream_request",
-    "stream_result",
     "to_wire",
 ]
 
@@ -115,7 +115,7 @@ class StreamParams:
     model: str
     messages: list[Any]
     max_tokens: int
-    system: Any = None  # a string or a list of text blocks: checked by stream_request
+    system: Any = None  # a string or a list of text blocks: checked by streams.stream_request
     tools: list[Any] | None = None
     thinking: dict[str, Any] | None = None  # {"budgetTokens": N}
     temperature: float | None = None
@@ -181,6 +181,7 @@ class LoginResult:
     login_id: str
     url: str
     mode: str  # "auto" or "paste": paste when no loopback callback could be used
+    message: str | None = None  # what the user is to do now (and why paste, if so)
 
 
 @attrs.frozen
@@ -233,6 +234,22 @@ class StatusNotification:
     message: str | None = None
 
 
+@attrs.frozen
+class LoginEnded:
+    """``sidecar/didEndLogin``: how a login ended, once per login."""
+
+    login_id: str
+    provider: str
+    profile: str
+    outcome: str  # succeeded, failed, cancelled or superseded
+    message: str
+
+
+def login_ended(event: Any) -> LoginEnded:
+    """The wire form of an :class:`sidecar.oauth.LoginEvent`."""
+    return LoginEnded(event.login_id, event.provider, event.profile, event.kind, event.message)
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -270,88 +287,6 @@ def status_notification(s: ProviderStatus) -> StatusNotification:
     )
 
 
-# -- sidecar/stream ------------------------------------------------------------
-
-_ROLES = ("user", "assistant")
-
-
-def stream_request(params: StreamParams) -> Any:
-    """Check a stream request beyond its types and turn it into a provider StreamRequest."""
-    from sidecar.providers import StreamRequest  # not at start-up: only streams need it
-
-    if not params.model.strip():
-        raise InvalidParams("model", "must not be empty")
-    if params.max_tokens < 1:
-        raise InvalidParams("maxTokens", "must be at least 1")
-    if params.temperature is not None and not 0 <= params.temperature <= 2:
-        raise InvalidParams("temperature", "must be between 0 and 2")
-    if not params.messages:
-        raise InvalidParams("messages", "must hold at least one message")
-    for i, message in enumerate(params.messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise InvalidParams(where, f"expected an object, got {_json_type(message)}")
-        if message.get("role") not in _ROLES:
-            raise InvalidParams(f"{where}.role", 'must be "user" or "assistant"')
-        content = message.get("content")
-        if not isinstance(content, str) and not (
-            isinstance(content, list) and all(isinstance(b, dict) and "type" in b for b in content)
-        ):
-            raise InvalidParams(f"{where}.content", "must be a string or a list of blocks")
-    system = params.system
-    if (
-        system is not None
-        and not isinstance(system, str)
-        and not (isinstance(system, list) and all(isinstance(b, dict) for b in system))
-    ):
-        raise InvalidParams("system", "must be a string or a list of text blocks")
-    tools = None
-    if params.tools is not None:
-        tools = []
-        for i, tool in enumerate(params.tools):
-            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
-                raise InvalidParams(f"tools[{i}].name", "every tool needs a name")
-            schema = tool.get("inputSchema", tool.get("input_schema", {"type": "object"}))
-            if not isinstance(schema, dict):
-                raise InvalidParams(f"tools[{i}].inputSchema", "must be a JSON schema object")
-            converted = {"name": tool["name"], "input_schema": schema}
-            if isinstance(tool.get("description"), str):
-                converted["description"] = tool["description"]
-            tools.append(converted)
-    budget = None
-    if params.thinking is not None:
-        budget = params.thinking.get("budgetTokens")
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise InvalidParams("thinking.budgetTokens", "must be a positive integer")
-    return StreamRequest(
-        model=params.model,
-        messages=params.messages,
-        max_tokens=params.max_tokens,
-        system=system,
-        tools=tools,
-        thinking_budget=budget,
-        temperature=params.temperature,
-    )
-
-
-def stream_result(outcome: Any) -> StreamResult:
-    """The wire result of an engine StreamOutcome."""
-    from sidecar.engine import usage_to_wire
-
-    message, cost = outcome.message, outcome.cost
-    return StreamResult(
-        stream_id=outcome.stream_id,
-        model=outcome.model,
-        content=message.content,
-        text=message.text,
-        stop_reason=message.stop_reason,
-        usage=usage_to_wire(message.usage),
-        cost=converter.unstructure(cost),
-        credential=CredentialRef(outcome.credential.id, outcome.credential.fingerprint),
-        attempts=outcome.attempts,
-    )
-
-
 # -- the converter -------------------------------------------------------------
 
 
@@ -364,7 +299,7 @@ def _strict(kind: type, label: str) -> Any:
     def hook(value: Any, _: type) -> Any:
         # bool is an int in Python, but not on the wire.
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise TypeError(f"expected {label}, got {_json_type(value)}")
+            raise TypeError(f"expected {label}, got {json_type(value)}")
         return value
 
     return hook
@@ -372,11 +307,11 @@ def _strict(kind: type, label: str) -> Any:
 
 def _number(value: Any, _: type) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise TypeError(f"expected a number, got {_json_type(value)}")
+        raise TypeError(f"expected a number, got {json_type(value)}")
     return float(value)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     return {
         type(None): "null",
         bool: "boolean",
@@ -423,7 +358,7 @@ def parse_params(cls: type[T], params: Any) -> T:
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise InvalidParams("params", f"expected an object, got {_json_type(params)}")
+        raise InvalidParams("params", f"expected an object, got {json_type(params)}")
     for a in attrs.fields(cls):  # type: ignore[arg-type]
         wire = _camel(a.name)
         if a.default is attrs.NOTHING and params.get(wire) is None:

@@ -1,0 +1,200 @@
+"""The stdio JSON-RPC server: its services, loaded lazily, and its way out to the editor.
+
+The ``sidecar/*`` handlers are in :mod:`sidecar.rpc.handlers`; the LSP lifecycle
+methods are here. The key pool, the status feed, the engine and the login
+manager are built on first use, so the answer to ``initialize`` needs none of
+them. :mod:`sidecar.rpc.rpcio` adds the JSON-RPC checks pygls leaves out, and
+``report_server_error`` answers bodies that are not JSON (-32700), so a client
+never waits for a reply that will not come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+
+from sidecar import __version__
+from sidecar.rpc import handlers
+from sidecar.rpc.framing import FramedStdin
+from sidecar.rpc.lifecycle import watch_process
+from sidecar.rpc.rpcio import SidecarProtocol, raw_params_converter
+
+# The key pool, the store, the status feed and the wire types load after the
+# initialize reply (on `initialized` or the first request): editors spawn us
+# often, and the answer to initialize needs none of them.
+if TYPE_CHECKING:
+    from sidecar.engine import Engine
+    from sidecar.keypool import KeyPool
+    from sidecar.oauth import LoginManager
+    from sidecar.rotation import ProviderStatus
+    from sidecar.rpc.logins import LoginProgress
+    from sidecar.rpc.statusfeed import StatusFeed
+
+__all__ = ["SidecarServer", "create_server"]
+
+log = logging.getLogger(__name__)
+
+
+class SidecarServer(LanguageServer):
+    def __init__(self, keypool: KeyPool | None = None) -> None:
+        super().__init__(
+            "llm-sidecar",
+            __version__,
+            protocol_cls=SidecarProtocol,
+            converter_factory=raw_params_converter,
+        )
+        self._keypool = keypool
+        self._feed: StatusFeed | None = None
+        self._engine: Engine | None = None
+        self._logins: LoginManager | None = None
+        self._login_progress: LoginProgress | None = None
+        self._feed_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # fire-and-forget work, kept referenced
+
+    @property
+    def sidecar_protocol(self) -> SidecarProtocol:
+        assert isinstance(self.protocol, SidecarProtocol)
+        return self.protocol
+
+    def editor_gone(self) -> None:
+        """The editor that started us died: end now, as ``exit`` without ``shutdown``.
+
+        ``os._exit``: pygls's reader thread may be blocked reading a stdin that
+        another process still holds open, and a normal exit would wait for it.
+        """
+        try:
+            if self._keypool is not None:
+                self._keypool.save_usage()
+        except Exception:  # the store may be unwritable: exiting matters more
+            log.exception("could not save usage before exiting")
+        logging.shutdown()
+        os._exit(self.sidecar_protocol.lifecycle.exit_code)
+
+    def send_status(self, status: ProviderStatus) -> None:
+        from sidecar.rpc import protocol
+
+        self.protocol.notify(
+            "sidecar/didChangeStatus", protocol.to_wire(protocol.status_notification(status))
+        )
+
+    @property
+    def keypool(self) -> KeyPool:
+        if self._keypool is None:
+            from sidecar.keypool import KeyPool
+            from sidecar.store import Store
+
+            self._keypool = KeyPool(Store.default())
+        return self._keypool
+
+    @property
+    def feed(self) -> StatusFeed:
+        if self._feed is None:
+            from sidecar.rpc.statusfeed import StatusFeed
+
+            self._feed = StatusFeed(self.keypool, self.send_status)
+        return self._feed
+
+    @property
+    def engine(self) -> Engine:
+        # Imported on the first stream: httpx and the providers stay off start-up.
+        if self._engine is None:
+            from sidecar.engine import Engine
+            from sidecar.rpc import stdio
+
+            self._engine = Engine(self.keypool, when_caught_up=stdio.when_input_caught_up)
+        return self._engine
+
+    @property
+    def logins(self) -> LoginManager:
+        # Imported on the first login, like the engine.
+        if self._logins is None:
+            from sidecar.oauth import LoginManager
+
+            self._logins = LoginManager(self.keypool, on_event=self.login_progress.ended)
+        return self._logins
+
+    @property
+    def login_progress(self) -> LoginProgress:
+        if self._login_progress is None:
+            from sidecar.rpc.logins import LoginProgress
+
+            self._login_progress = LoginProgress(self)
+        return self._login_progress
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start_feed(self) -> None:
+        if self._feed_task is None:
+            self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # pygls's reader loop reports a message it could not read with
+        # source=JsonRpcException; the sender is owed an error, with a null id
+        # since we cannot know theirs. Errors of handlers were answered already.
+        if source is JsonRpcException:
+            if isinstance(error, json.JSONDecodeError | UnicodeDecodeError | RecursionError):
+                code, message = -32700, "parse error: invalid JSON"
+            else:
+                code, message = -32600, "invalid request: not a well-formed JSON-RPC message"
+            error_reply = types.ResponseError(code=code, message=message)
+            self.protocol._send_response(None, error=error_reply)  # type: ignore[arg-type]
+            log.warning("answered an unreadable message with %d", code)
+
+
+def create_server(keypool: KeyPool | None = None) -> SidecarServer:
+    ls = SidecarServer(keypool)
+
+    @ls.feature(types.SHUTDOWN)
+    async def shutdown(server: SidecarServer, _: Any) -> None:
+        server.keypool.save_usage()
+        if server._logins is not None:
+            await server._logins.aclose()
+        if server._engine is not None:
+            await server._engine.aclose()
+
+    @ls.feature(types.INITIALIZE)
+    def initialize(server: SidecarServer, params: types.InitializeParams) -> None:
+        if params.process_id is not None:
+            server.spawn(watch_process(params.process_id, server.editor_gone))
+
+    @ls.feature(types.INITIALIZED)
+    async def initialized(server: SidecarServer, _: Any) -> None:
+        server.feed.publish_all(force=True)
+        server.start_feed()
+
+    handlers.register(ls)
+    return ls
+
+
+def serve(log_level: str = "WARNING", log_file: Path | None = None) -> int:
+    """Run the server on stdin/stdout until the client exits; the exit code."""
+    from sidecar.logs import setup_logging
+    from sidecar.rpc import stdio
+
+    ls = create_server()
+    setup_logging(log_level, log_file, lambda: ls.keypool.known_secrets())
+    log.info("llm-sidecar %s serving on stdio (pid %d)", __version__, os.getpid())
+    # Neither pipe may block the event loop: see sidecar.rpc.stdio.
+    meter = stdio.InputMeter(sys.stdin.buffer)
+    outbox = stdio.Outbox(sys.stdout.buffer)
+    stdio.install(meter, outbox)
+    try:
+        ls.start_io(stdin=FramedStdin(meter), stdout=outbox)  # type: ignore[arg-type]  # duck-typed
+    finally:
+        outbox.close()  # the client hung up without `exit`: still send what is left
+    # pygls swallows the SystemExit of `exit` and its code: LSP wants 1 without shutdown.
+    lifecycle = ls.sidecar_protocol.lifecycle
+    return lifecycle.exit_code if lifecycle.exited else 0
