@@ -59,7 +59,7 @@ async def _worker(url: str, patches: str, shape: str, n: int, runs: int) -> list
 
     from sidecar import protocol
     from sidecar.engine import Engine
-    from sidecar.keypool import KeyPool
+    from sidecar.rotation.keypool import KeyPool
     from sidecar.server import SidecarServer
     from sidecar.store import Store
 

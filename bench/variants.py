@@ -273,10 +273,10 @@ def _patch_pipe() -> None:
 def _patch_writebehind() -> None:
     import copy
 
-    from sidecar import rotation
-    from sidecar.classify import FailureClass
-    from sidecar.keypool import KeyPool
-    from sidecar.rotation import Action
+    from sidecar.rotation import rules as rotation
+    from sidecar.rotation.classify import FailureClass
+    from sidecar.rotation.keypool import KeyPool
+    from sidecar.rotation.rules import Action
 
     _require(KeyPool, "report_failure", "acquire", "pool")
     durable_report, original_acquire = KeyPool.report_failure, KeyPool.acquire

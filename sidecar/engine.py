@@ -1,6 +1,6 @@
 """One model request end to end: credential → provider → deltas → outcome → failover.
 
-The engine takes a credential from the request's :class:`~sidecar.failover.Failover`
+The engine takes a credential from the request's :class:`~sidecar.rotation.failover.Failover`
 (which asks the key pool and renews OAuth logins), lets the provider stream
 the answer, forwards each delta, and reports the outcome back. When
 the provider says rate limited, overloaded or invalid key, the pool rotates
@@ -30,8 +30,6 @@ from sidecar.errors import (
     InvalidParams,
     UpstreamError,
 )
-from sidecar.failover import Failover, Refresher
-from sidecar.keypool import KeyPool
 from sidecar.limits import BodyLimits
 from sidecar.limits import from_env as limits_from_env
 from sidecar.providers import (
@@ -54,6 +52,8 @@ from sidecar.providers import (
 )
 from sidecar.providers._bounded import ACCEPT_ENCODING, bounded_responses
 from sidecar.providers._gate import ConnectionGate, EnvironmentTransport
+from sidecar.rotation.failover import Failover, Refresher
+from sidecar.rotation.keypool import KeyPool
 from sidecar.timeouts import Timeouts
 from sidecar.timeouts import from_env as timeouts_from_env
 

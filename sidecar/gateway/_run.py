@@ -11,8 +11,8 @@ import httpx
 
 from sidecar.engine import MAX_COOLDOWN_WAIT
 from sidecar.gateway._token import gateway_token
-from sidecar.keypool import KeyPool
 from sidecar.limits import from_env as limits_from_env
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 from sidecar.timeouts import from_env as timeouts_from_env
 

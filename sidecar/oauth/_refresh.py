@@ -39,9 +39,9 @@ from filelock import FileLock, Timeout
 
 from sidecar.credentials import Credential
 from sidecar.errors import InvalidParams, LoginError
-from sidecar.keypool import KeyPool
 from sidecar.oauth._config import oauth_config
 from sidecar.oauth._tokens import TokenClient
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import StoreData
 
 if TYPE_CHECKING:

@@ -19,7 +19,6 @@ import httpx
 from httpx_sse import EventSource
 
 from sidecar import __version__
-from sidecar.classify import parse_failure
 from sidecar.fingerprints import redact
 from sidecar.providers._bounded import BodyError, BodyTooLarge
 from sidecar.providers._errors import (
@@ -32,6 +31,7 @@ from sidecar.providers._errors import (
     unsendable_credential,
 )
 from sidecar.providers._types import Delta, MessageEnd
+from sidecar.rotation.classify import parse_failure
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock, Timeout
 
-from sidecar.keypool import KeyPool
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 
 WORKER = Path(__file__).with_name("crash_worker.py")

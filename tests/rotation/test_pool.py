@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from sidecar import rotation
-from sidecar.classify import Failure, FailureClass
 from sidecar.credentials import Credential
 from sidecar.errors import AllRateLimited, CredentialRejected, NoCredentials
-from sidecar.rotation import Action, StatusKind
+from sidecar.rotation import rules as rotation
+from sidecar.rotation.classify import Failure, FailureClass
+from sidecar.rotation.rules import Action, StatusKind
 
 NOW = 1_800_000_000.0
 

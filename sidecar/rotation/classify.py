@@ -27,7 +27,7 @@ from typing import NamedTuple
 import attrs
 
 from sidecar.fingerprints import redact
-from sidecar.resets import duration_seconds, retry_at
+from sidecar.rotation.resets import duration_seconds, retry_at
 
 __all__ = [
     "Failure",

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from sidecar.editor_client import EditorClient
 from sidecar.fake import (
     FakeProvider,
     InvalidKey,
@@ -30,6 +29,7 @@ from sidecar.fake import (
     ToolUse,
     Usage,
 )
+from sidecar.fake.editor_client import EditorClient
 
 __all__ = ["run_demo"]
 

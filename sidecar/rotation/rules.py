@@ -2,7 +2,7 @@
 
 Pure functions over one provider's rotation state (a JSON-able dict kept in
 ``state.json``) and its ordered credentials; the clock is a parameter. The
-store-backed :class:`sidecar.keypool.KeyPool` applies them inside the store's
+store-backed :class:`sidecar.rotation.keypool.KeyPool` applies them inside the store's
 lock, so every sidecar process of the user sees the same state.
 
 The state of one provider::
@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 import attrs
 
-from sidecar.classify import Failure, FailureClass, backoff_seconds
 from sidecar.credentials import Credential
 from sidecar.errors import AllRateLimited, CredentialRejected, NoCredentials
+from sidecar.rotation.classify import Failure, FailureClass, backoff_seconds
 
 __all__ = [
     "EXPIRING_WITHIN",

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     import argparse
     import asyncio
 
-    from sidecar.keypool import KeyPool
-    from sidecar.rotation import ProviderStatus
+    from sidecar.rotation.keypool import KeyPool
+    from sidecar.rotation.rules import ProviderStatus
 
 __all__ = ["main"]
 
@@ -29,7 +29,7 @@ Command = Callable[["argparse.Namespace"], int]
 
 
 def _keypool() -> KeyPool:
-    from sidecar.keypool import KeyPool
+    from sidecar.rotation.keypool import KeyPool
     from sidecar.store import Store
 
     return KeyPool(Store.default())
@@ -361,9 +361,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from sidecar.catalog import PROVIDERS
     from sidecar.errors import SidecarError
-    from sidecar.keypool import KeyPool
     from sidecar.oauth._config import cleartext_token_urls
     from sidecar.providers._config import INSECURE_HTTP_ENV, cleartext_base_urls
+    from sidecar.rotation.keypool import KeyPool
     from sidecar.sources import env_credentials
     from sidecar.store import Store
     from sidecar.store.health import findings
@@ -412,7 +412,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from sidecar.ask import run_ask
+    from sidecar.cli.ask import run_ask
 
     prompt = " ".join(args.prompt) if args.prompt != ["-"] else sys.stdin.read()
     if not prompt.strip():
@@ -447,7 +447,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sidecar.demo import run_demo
+    from sidecar.cli.demo import run_demo
 
     return run_demo()
 

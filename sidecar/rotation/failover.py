@@ -13,7 +13,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from sidecar.attempts import Tally
 from sidecar.credentials import Credential
 from sidecar.errors import (
     AllRateLimited,
@@ -23,10 +22,11 @@ from sidecar.errors import (
     NoCredentials,
     UpstreamError,
 )
-from sidecar.keypool import KeyPool
 from sidecar.oauth import is_permanent
 from sidecar.providers import UpstreamFailure
-from sidecar.rotation import Action
+from sidecar.rotation.attempts import Tally
+from sidecar.rotation.keypool import KeyPool
+from sidecar.rotation.rules import Action
 
 __all__ = ["NETWORK_RETRIES", "Failover", "Refresher", "upstream_error"]
 

@@ -2,7 +2,7 @@
 
 This is what the server, the engine and the CLI call. Each method is one
 short transaction on the store (or a lock-free read), applying the pure rules
-of :mod:`sidecar.rotation`.
+of :mod:`sidecar.rotation.rules`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Literal
 
 import attrs
 
-from sidecar import placement, rotation
 from sidecar.catalog import PROVIDERS, get_provider
-from sidecar.classify import Failure
 from sidecar.credentials import Credential
 from sidecar.errors import InvalidParams
 from sidecar.profiles import check_profile_id
-from sidecar.rotation import Action, Choice, ProviderStatus
+from sidecar.rotation import placement, rules
+from sidecar.rotation.classify import Failure
+from sidecar.rotation.rules import Action, Choice, ProviderStatus
 from sidecar.sources import env_credentials, kind_of_secret, load_environment
 from sidecar.store import Store, StoreData
 
@@ -54,14 +54,14 @@ class KeyPool:
         env = env_credentials(provider, self.env)
         if env.live_override:
             return env.credentials
-        return rotation.order_credentials(
+        return rules.order_credentials(
             data.order(provider), data.pool(provider), data.profiles(provider), env.credentials
         )
 
     def pool(self, provider: str, data: StoreData | None = None) -> list[Credential]:
         """The credentials rotation may use: all but the rejected ones."""
         data = data or self.store.read()
-        return rotation.usable_pool(self.credentials(provider, data), data.provider_state(provider))
+        return rules.usable_pool(self.credentials(provider, data), data.provider_state(provider))
 
     def providers(self, data: StoreData | None = None) -> list[str]:
         """Providers that have any credential, stored or in the environment."""
@@ -81,7 +81,7 @@ class KeyPool:
 
     def status(self, provider: str, data: StoreData | None = None) -> ProviderStatus:
         data = data or self.store.read()
-        return rotation.provider_status(
+        return rules.provider_status(
             provider,
             self.credentials(provider, data),
             data.provider_state(provider).copy(),
@@ -106,19 +106,19 @@ class KeyPool:
         data = self.store.read()
         st = data.provider_state(provider)
         before = (st.get("current"), st.get("rotated"))
-        choice = rotation.choose(provider, self.pool(provider, data), st, self.clock(), skip)
+        choice = rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
         if (st.get("current"), st.get("rotated")) == before:
             return choice
         with self.store.transaction() as data:
             st = data.provider_state(provider)
-            return rotation.choose(provider, self.pool(provider, data), st, self.clock(), skip)
+            return rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
 
     def report_failure(self, cred: Credential, failure: Failure) -> Action:
         """Record a failure of ``cred``; an invalid pooled key leaves the pool file."""
         with self.store.transaction() as data:
             st = data.provider_state(cred.provider)
             pool = self.pool(cred.provider, data)
-            action = rotation.record_failure(pool, st, cred, failure, self.clock())
+            action = rules.record_failure(pool, st, cred, failure, self.clock())
             if action is Action.RETRY and cred.state_key in st.get("rejected", {}):
                 self._evict(data, cred)
         return action
@@ -127,7 +127,7 @@ class KeyPool:
         """Take ``cred`` out of rotation, e.g. a login whose refresh failed for good."""
         with self.store.transaction() as data:
             st = data.provider_state(cred.provider)
-            rotation.reject(self.pool(cred.provider, data), st, cred, message, self.clock())
+            rules.reject(self.pool(cred.provider, data), st, cred, message, self.clock())
 
     def _evict(self, data: StoreData, cred: Credential) -> None:
         # Pool entries are removed from the pool file; profiles and environment
@@ -154,7 +154,7 @@ class KeyPool:
         )
         if visible_change:
             with self.store.transaction() as data:
-                rotation.record_success(data.provider_state(cred.provider), cred, now)
+                rules.record_success(data.provider_state(cred.provider), cred, now)
                 self._write_unsaved_usage(data)
         else:
             self._unsaved.append((cred, now))
@@ -170,20 +170,20 @@ class KeyPool:
     def _write_unsaved_usage(self, data: StoreData) -> None:
         # Counts only: replaying a success here must not undo a later rotation.
         for cred, when in self._unsaved:
-            rotation.record_usage(data.provider_state(cred.provider), cred, when)
+            rules.record_usage(data.provider_state(cred.provider), cred, when)
         self._unsaved = []
         self._saved_at = self.clock()
 
     def reset(self, provider: str) -> None:
         get_provider(provider)
         with self.store.transaction() as data:
-            rotation.reset(data.provider_state(provider))
+            rules.reset(data.provider_state(provider))
 
     # -- writing credentials -------------------------------------------------------
     #
     # Every write of a credential (key add, key add --login, a login, a pasted token,
     # an import) goes through _writing and _fresh_start: the new credential goes after
-    # the one in use (see sidecar.placement), and whatever the provider said about an
+    # the one in use (see sidecar.rotation.placement), and whatever the provider said about an
     # earlier copy of it (rejected, cooling down, refused) is forgotten, since the user
     # has just given it again.
 
@@ -204,7 +204,7 @@ class KeyPool:
     @staticmethod
     def _fresh_start(data: StoreData, cred: Credential) -> None:
         st = data.provider_state(cred.provider)
-        for section in rotation.PER_CREDENTIAL_VERDICTS:
+        for section in rules.PER_CREDENTIAL_VERDICTS:
             section_doc = st.get(section)
             if isinstance(section_doc, dict):
                 section_doc.pop(cred.state_key, None)
@@ -358,7 +358,7 @@ class KeyPool:
 def _forget(data: StoreData, cred: Credential) -> None:
     """Drop the rotation state of a credential that left the store."""
     st = data.provider_state(cred.provider)
-    for section in (*rotation.PER_CREDENTIAL_VERDICTS, "usage"):
+    for section in (*rules.PER_CREDENTIAL_VERDICTS, "usage"):
         st.get(section, {}).pop(cred.state_key, None)
     if st.get("current") == cred.state_key:
         st["current"] = None
