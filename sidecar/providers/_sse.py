@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ERROR_BODY_LIMIT", "USER_AGENT", "Parser", "read_bounded", "stream_deltas"]
 
-# Our own identity, never another client's: DESIGN.md, "Honest client identity".
+# Our own identity, never another client's: the sidecar never disguises its requests as
+# another vendor's app (docs/architecture.md, "Honest client identity").
 USER_AGENT = f"llm-sidecar/{__version__}"
 
 # An error body is read for its message only; a proxy streaming megabytes of HTML at

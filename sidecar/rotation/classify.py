@@ -6,7 +6,7 @@ the fake provider can share one reading of "what did the provider say" and
 tests can pin it down exactly. No I/O and no HTTP library: this module is
 imported at start-up, and editors spawn the sidecar often.
 
-The classes follow DESIGN.md, "Rotation semantics":
+The classes (docs/architecture.md, "What a failure does", has the full table):
 
 * ``RATE_LIMIT``: cool the credential down (until the provider's reset time,
   else :func:`backoff_seconds`), rotate, replay.

@@ -62,7 +62,7 @@ def test_wire_values() -> None:
     }
 
 
-# --- classify: the DESIGN.md table ---------------------------------------------
+# --- classify: the table in docs/architecture.md------------------------------------------
 
 
 @pytest.mark.parametrize(
