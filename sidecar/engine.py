@@ -31,7 +31,6 @@ from sidecar.errors import (
     UpstreamError,
 )
 from sidecar.limits import BodyLimits
-from sidecar.limits import from_env as limits_from_env
 from sidecar.providers import (
     Delta,
     Message,
@@ -55,7 +54,6 @@ from sidecar.providers._gate import ConnectionGate, EnvironmentTransport
 from sidecar.rotation.failover import Failover, Refresher
 from sidecar.rotation.keypool import KeyPool
 from sidecar.timeouts import Timeouts
-from sidecar.timeouts import from_env as timeouts_from_env
 
 __all__ = ["DeltaSink", "Engine", "Refresher", "StreamOutcome", "delta_to_wire"]
 
@@ -178,10 +176,9 @@ class Engine:
         self.refresher: Refresher = refresher
         self.ensure_fresh: Refresher = ensure_fresh
         self._transport = transport
-        # LLM_SIDECAR_CONNECT_TIMEOUT, _READ_TIMEOUT, _TOTAL_TIMEOUT (see sidecar.timeouts).
-        self.timeouts = timeout or timeouts_from_env(keypool.env)
-        # LLM_SIDECAR_MAX_EVENT_BYTES, _MAX_RESPONSE_BYTES (see sidecar.limits).
-        self.limits = limits or limits_from_env(keypool.env)
+        # Read once with every other setting (sidecar.settings); passed in by tests.
+        self.timeouts = timeout or keypool.settings.timeouts
+        self.limits = limits or keypool.settings.limits
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -238,7 +235,6 @@ class Engine:
         try:
             while True:
                 cred = await failover.next_credential()
-                failover.attempts += 1
                 if sink.sent_any:
                     # The client saw part of an answer that will not be finished.
                     reason = failover.last_reason

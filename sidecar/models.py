@@ -148,7 +148,6 @@ async def _with_failover(
     )
     while True:
         cred = await failover.next_credential()
-        failover.attempts += 1
         try:
             ids = await _fetch(engine.client, upstream, cred)
         except UpstreamFailure as exc:

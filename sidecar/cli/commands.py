@@ -22,10 +22,19 @@ if TYPE_CHECKING:
 
 
 def default_keypool() -> KeyPool:
+    """The key pool of the user's home; BadSetting (naming the variable) for a bad value.
+
+    The CLI's half of the one policy for bad settings (see sidecar.settings): a command
+    refuses to start rather than run on a default the user did not ask for.
+    """
     from sidecar.rotation.keypool import KeyPool
+    from sidecar.settings import Settings
     from sidecar.store import Store
 
-    return KeyPool(Store.default())
+    store = Store.default()
+    settings = Settings.load(store.home)
+    settings.check()
+    return KeyPool(store, settings=settings)
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -216,6 +225,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from sidecar.oauth._config import cleartext_token_urls
     from sidecar.providers._config import INSECURE_HTTP_ENV, cleartext_base_urls
     from sidecar.rotation.keypool import KeyPool
+    from sidecar.settings import Settings
     from sidecar.sources import env_credentials
     from sidecar.store import Store
     from sidecar.store.health import findings
@@ -235,7 +245,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         bad += 1
         print(f"problem: {finding.text}")  # each names its fix
     try:
-        keypool = KeyPool(store)
+        settings = Settings.load(store.home)
+        for problem in settings.problems:
+            bad += 1
+            print(f"problem: {problem.message}")
+        keypool = KeyPool(store, settings=settings)
         cleartext = [*cleartext_base_urls(keypool.env), *cleartext_token_urls(keypool.env)]
         for why, allowed in cleartext:
             if allowed:

@@ -268,7 +268,6 @@ class Proxy:
                 cred = await failover.next_credential()
             except SidecarError as err:
                 return self._give_up(route, err, last)
-            failover.attempts += 1
             entry.attempts = failover.attempts
             entry.key = fingerprint(cred.secret)
             try:

@@ -8,6 +8,7 @@ of :mod:`sidecar.rotation.rules`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,11 +22,14 @@ from sidecar.errors import InvalidParams
 from sidecar.profiles import check_profile_id
 from sidecar.rotation import placement, rules
 from sidecar.rotation.classify import Failure
-from sidecar.rotation.rules import Action, Choice, ProviderStatus
-from sidecar.sources import env_credentials, kind_of_secret, load_environment
+from sidecar.rotation.rules import Action, Choice, ProviderStatus, StatusKind
+from sidecar.settings import Settings
+from sidecar.sources import env_credentials, kind_of_secret
 from sidecar.store import Store, StoreData
 
 __all__ = ["KeyPool"]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Saved = Literal["added", "updated", "unchanged"]
@@ -39,12 +43,27 @@ class KeyPool:
         store: Store,
         environ: Mapping[str, str] | None = None,
         clock: Clock = time.time,
+        *,
+        settings: Settings | None = None,
     ) -> None:
+        """``settings`` as the process built them; else read from ``environ`` (os.environ)."""
         self.store = store
-        self.env = load_environment(store.home, os.environ if environ is None else environ)
+        if settings is None:
+            settings = Settings.load(store.home, os.environ if environ is None else environ)
+            for problem in settings.problems:
+                # The server's half of the policy (sidecar.settings): a log line here and
+                # an Error in every status (see status()). The CLI and the gateway load
+                # their settings themselves and refuse to start instead.
+                log.error("%s: using the default", problem.message)
+        self.settings = settings
         self.clock = clock
         self._unsaved: list[tuple[Credential, float]] = []  # successes not yet written
         self._saved_at = clock()
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment provider variables are looked up in (see Settings.env)."""
+        return self.settings.env
 
     # -- reading ----------------------------------------------------------------
 
@@ -81,12 +100,17 @@ class KeyPool:
 
     def status(self, provider: str, data: StoreData | None = None) -> ProviderStatus:
         data = data or self.store.read()
-        return rules.provider_status(
+        status = rules.provider_status(
             provider,
             self.credentials(provider, data),
             data.provider_state(provider).copy(),
             self.clock(),
         )
+        if not self.settings.problems:
+            return status
+        said = "; ".join(p.message for p in self.settings.problems)
+        message = f"{said}; {status.message}" if status.message else said
+        return attrs.evolve(status, kind=StatusKind.ERROR, message=message)
 
     def status_all(self, providers: Iterable[str] | None = None) -> list[ProviderStatus]:
         data = self.store.read()
@@ -339,6 +363,28 @@ class KeyPool:
 
     # -- logins --------------------------------------------------------------------
 
+    def stored_login(self, cred: Credential) -> Credential | None:
+        """The stored copy of the OAuth login ``cred`` was read from (see _find_login)."""
+        return _find_login(self.store.read(), cred)
+
+    def renew_login(
+        self, cred: Credential, *, secret: str, refresh: str | None, expires_at: float | None
+    ) -> Credential:
+        """Write a refreshed login's new tokens where the login lives now; the renewed login.
+
+        Logged out meanwhile: nothing is written, and the renewed credential serves only
+        the request that refreshed it.
+        """
+        renewed = attrs.evolve(cred, secret=secret, refresh=refresh, expires_at=expires_at)
+        with self.store.transaction() as data:
+            target = _find_login(data, cred)
+            if target is not None:
+                renewed = attrs.evolve(
+                    target, secret=secret, refresh=refresh, expires_at=expires_at
+                )
+                data.update_credential(renewed)
+        return renewed
+
     def logout(self, provider: str, profile_id: str) -> Credential | None:
         """Remove the login (OAuth or token) profile ``profile_id``; None when there is none.
 
@@ -362,3 +408,22 @@ def _forget(data: StoreData, cred: Credential) -> None:
         st.get(section, {}).pop(cred.state_key, None)
     if st.get("current") == cred.state_key:
         st["current"] = None
+
+
+def _find_login(data: StoreData, cred: Credential) -> Credential | None:
+    """The stored copy of the login ``cred`` was read from, wherever it lives now.
+
+    By id first; then by token, for a profile that ``keyAdd`` moved into the pool
+    since ``cred`` was read.
+    """
+    pool, profiles = data.pool(cred.provider), data.profiles(cred.provider)
+    same_place = pool if cred.source == "pool" else profiles
+    for stored in same_place:
+        if stored.id == cred.id and stored.kind == "oauth":
+            return stored
+    for stored in (*pool, *profiles):
+        if stored.kind == "oauth" and (
+            stored.secret == cred.secret or (cred.refresh and stored.refresh == cred.refresh)
+        ):
+            return stored
+    return None
