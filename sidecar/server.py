@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from sidecar.engine import Engine
     from sidecar.oauth import Login, LoginEvent, LoginManager
     from sidecar.rotation.keypool import KeyPool
-    from sidecar.rotation.rules import ProviderStatus, StatusKind
+    from sidecar.rotation.status import ProviderStatus, StatusKind
     from sidecar.statusfeed import StatusFeed
 
 __all__ = ["SidecarServer", "create_server"]
@@ -140,7 +140,7 @@ class SidecarServer(LanguageServer):
         end a pending login on Normal or Error); the real status follows at once
         when it differs, so the status bar does not keep the override.
         """
-        from sidecar.rotation.rules import StatusKind
+        from sidecar.rotation.status import StatusKind
 
         real = self.keypool.status(provider)
         self.send_status(attrs.evolve(real, kind=kind or real.kind, message=message))
@@ -149,7 +149,7 @@ class SidecarServer(LanguageServer):
 
     def on_login_event(self, event: LoginEvent) -> None:
         """A login ended: by the browser's callback, a paste, a cancel or the timeout."""
-        from sidecar.rotation.rules import StatusKind
+        from sidecar.rotation.status import StatusKind
 
         kinds = {"succeeded": StatusKind.NORMAL, "failed": StatusKind.ERROR, "cancelled": None}
         self.send_login_status(event.provider, kinds[event.kind], event.message)
@@ -163,7 +163,7 @@ class SidecarServer(LanguageServer):
 
     async def announce_login(self, login: Login) -> None:
         """After the answer to ``sidecar/login``: progress, then open the URL in the client."""
-        from sidecar.rotation.rules import StatusKind
+        from sidecar.rotation.status import StatusKind
 
         for _ in range(2):
             await asyncio.sleep(0)  # lets the answer go out first
@@ -363,7 +363,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
         status = server.keypool.status(cred.provider)
         info = next((c for c in status.credentials if c.id == cred.id), None)
         if info is None:  # the same token is stored elsewhere too: show the login itself
-            from sidecar.rotation.rules import credential_state
+            from sidecar.rotation.status import credential_state
 
             info = credential_state(cred, {}, server.keypool.clock())
         result = protocol.LoginCompleteResult(
@@ -389,7 +389,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
         status = server.feed.publish(provider, force=True)
         info = None
         if removed is not None:
-            from sidecar.rotation.rules import credential_state
+            from sidecar.rotation.status import credential_state
 
             info = protocol.credential_info(credential_state(removed, {}, server.keypool.clock()))
         return protocol.to_wire(protocol.LogoutResult(protocol.provider_state(status), info))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from sidecar.rotation.keypool import KeyPool
-from sidecar.rotation.rules import ProviderStatus
+from sidecar.rotation.status import ProviderStatus
 
 __all__ = ["StatusFeed"]
 

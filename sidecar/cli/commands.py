@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import argparse
 
     from sidecar.rotation.keypool import KeyPool
-    from sidecar.rotation.rules import ProviderStatus
+    from sidecar.rotation.status import ProviderStatus
 
 
 def default_keypool() -> KeyPool:

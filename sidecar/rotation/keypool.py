@@ -22,7 +22,8 @@ from sidecar.errors import InvalidParams
 from sidecar.profiles import check_profile_id
 from sidecar.rotation import placement, rules
 from sidecar.rotation.classify import Failure
-from sidecar.rotation.rules import Action, Choice, ProviderStatus, StatusKind
+from sidecar.rotation.rules import Action, Choice
+from sidecar.rotation.status import ProviderStatus, StatusKind, provider_status
 from sidecar.settings import Settings
 from sidecar.sources import env_credentials, kind_of_secret
 from sidecar.store import Store, StoreData
@@ -100,7 +101,7 @@ class KeyPool:
 
     def status(self, provider: str, data: StoreData | None = None) -> ProviderStatus:
         data = data or self.store.read()
-        status = rules.provider_status(
+        status = provider_status(
             provider,
             self.credentials(provider, data),
             data.provider_state(provider).copy(),

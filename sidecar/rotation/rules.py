@@ -1,6 +1,7 @@
-"""Rotation: which credential answers next, and what a failure does to the pool.
+"""The rules of rotation: which credential answers next, what a failure does to the state.
 
-Pure functions over one provider's rotation state (a JSON-able dict kept in
+Unlike :mod:`~sidecar.rotation.keypool` (which reads and writes the store) and
+:mod:`~sidecar.rotation.failover` (one request's loop), these are pure functions over one provider's rotation state (a JSON-able dict kept in
 ``state.json``) and its ordered credentials; the clock is a parameter. The
 store-backed :class:`sidecar.rotation.keypool.KeyPool` applies them inside the store's
 lock, so every sidecar process of the user sees the same state.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
@@ -32,27 +33,17 @@ from sidecar.errors import AllRateLimited, CredentialRejected, NoCredentials
 from sidecar.rotation.classify import Failure, FailureClass, backoff_seconds
 
 __all__ = [
-    "EXPIRING_WITHIN",
     "PER_CREDENTIAL_VERDICTS",
     "SCOPE_ADVICE",
     "Action",
-    "CredentialStatus",
-    "ProviderStatus",
-    "StatusKind",
     "choose",
-    "credential_state",
     "order_credentials",
-    "provider_status",
     "record_failure",
     "record_success",
     "record_usage",
     "reset",
     "usable_pool",
 ]
-
-EXPIRING_WITHIN = 24 * 3600.0  # a credential expiring sooner than this is "expiring"
-
-State = Literal["ok", "expiring", "expired", "coolingDown", "rejected", "refused"]
 
 # The sections of the state that hold what the provider said about one credential.
 # Saving that credential again (a new login, a re-import, a re-pasted key) clears them.
@@ -70,13 +61,6 @@ class Action(enum.Enum):
     REFRESH = "refresh"  # refresh this OAuth login once, then retry it
     SKIP = "skip"  # refused for its scope: skip it for this request, keep it on disk
     RETURN = "return"  # a request error: give it to the client as is
-
-
-class StatusKind(enum.Enum):
-    NORMAL = "Normal"
-    WARNING = "Warning"
-    ERROR = "Error"
-    INACTIVE = "Inactive"
 
 
 # -- the pool ------------------------------------------------------------------
@@ -289,151 +273,6 @@ def reset(st: dict[str, Any]) -> None:
     st["rotated"] = False
     for section in PER_CREDENTIAL_VERDICTS:
         st[section] = {}
-
-
-# -- status --------------------------------------------------------------------
-
-
-@attrs.frozen
-class CredentialStatus:
-    id: str
-    kind: str
-    source: str
-    fingerprint: str
-    state: State
-    expires_at: float | None = None
-    cooldown_until: float | None = None
-    message: str | None = None
-    label: str | None = None
-
-
-@attrs.frozen
-class ProviderStatus:
-    provider: str
-    kind: StatusKind
-    text: str
-    index: int  # 1-based position of the current credential; 0 when there is none
-    size: int
-    rotated: bool
-    credentials: tuple[CredentialStatus, ...]
-    message: str | None = None
-
-
-def credential_state(cred: Credential, st: dict[str, Any], now: float) -> CredentialStatus:
-    rejected = _section(st, "rejected").get(cred.state_key)
-    refused = _section(st, "refused").get(cred.state_key)
-    until = _cooldown_until(st, cred)
-    state: State
-    message = None
-    if isinstance(rejected, dict):
-        state = "rejected"
-        message = str(rejected.get("message") or "rejected by the provider")
-    elif isinstance(refused, dict):
-        state = "refused"
-        said = str(refused.get("message") or "").strip().rstrip(".")
-        message = f"refused for this use ({said}); {SCOPE_ADVICE}" if said else SCOPE_ADVICE
-    elif _is_expired(cred, now):
-        state, message = "expired", "expired: replace it or log in again"
-    elif until > now:
-        state = "coolingDown"
-        message = str(_section(st, "cooldowns")[cred.state_key].get("message") or "") or None
-    elif (
-        cred.kind != "oauth"
-        and cred.expires_at is not None
-        and cred.expires_at - now < EXPIRING_WITHIN
-    ):
-        state = "expiring"
-    else:
-        state = "ok"
-    return CredentialStatus(
-        id=cred.id,
-        kind=cred.kind,
-        source=cred.source,
-        fingerprint=cred.fingerprint,
-        state=state,
-        expires_at=cred.expires_at,
-        cooldown_until=until if until > now else None,
-        message=message,
-        label=cred.label,
-    )
-
-
-def provider_status(
-    provider: str, creds: list[Credential], st: dict[str, Any], now: float
-) -> ProviderStatus:
-    """What a status bar shows: ``🔑 1/3``, ``🔑 2/3 (rotated)``, or one credential's state."""
-    pool = usable_pool(creds, st)
-    in_pool = {c.state_key for c in pool}
-    statuses = tuple(credential_state(c, st, now) for c in pool) + tuple(
-        credential_state(c, st, now) for c in creds if c.state_key not in in_pool
-    )
-    size = len(pool)
-    rotated = bool(st.get("rotated")) and size > 1
-    if size == 0:
-        if creds:
-            return ProviderStatus(
-                provider,
-                StatusKind.ERROR,
-                "🔑 rejected",
-                0,
-                0,
-                False,
-                statuses,
-                f"every {provider} credential was rejected",
-            )
-        return ProviderStatus(
-            provider,
-            StatusKind.INACTIVE,
-            "🔑 no credentials",
-            0,
-            0,
-            False,
-            statuses,
-            f"no {provider} credentials",
-        )
-    index = _current_index(pool, st)
-    pool_states = statuses[:size]
-    if size == 1:
-        only = pool_states[0]
-        kind, text = _single_text(only, now)
-        return ProviderStatus(provider, kind, text, 1, 1, False, statuses, only.message)
-
-    text = f"🔑 {index + 1}/{size}"
-    kind = StatusKind.NORMAL
-    message = None
-    if all(s.state in ("coolingDown", "expired") for s in pool_states):
-        kind = StatusKind.ERROR
-        text += " (all rate limited)"
-        soonest = min((s.cooldown_until for s in pool_states if s.cooldown_until), default=None)
-        if soonest:
-            message = f"every {provider} key is cooling down until {_clock_text(soonest)}"
-    elif rotated:
-        kind = StatusKind.WARNING
-        text += " (rotated)"
-        message = f"rotated to key {index + 1} of {size}"
-    elif any(s.state in ("expired", "expiring", "refused") for s in pool_states):
-        kind = StatusKind.WARNING
-    refused = [s for s in pool_states if s.state == "refused"]
-    if refused:
-        # The status bar's tooltip shows this message: a key refused for its scope
-        # is worth a word even while another key answers.
-        which = ", ".join(s.fingerprint for s in refused)
-        note = f"{which} refused for this use; {SCOPE_ADVICE}"
-        message = f"{message}; {note}" if message else note
-    return ProviderStatus(provider, kind, text, index + 1, size, rotated, statuses, message)
-
-
-def _single_text(only: CredentialStatus, now: float) -> tuple[StatusKind, str]:
-    if only.state == "coolingDown" and only.cooldown_until:
-        return StatusKind.WARNING, f"🔑 rate limited until {_clock_text(only.cooldown_until)}"
-    if only.state == "expired":
-        return StatusKind.ERROR, "🔑 expired"
-    if only.state == "refused":
-        return StatusKind.ERROR, "🔑 refused"
-    if only.state == "expiring" and only.expires_at:
-        hours = max(0, int((only.expires_at - now) // 3600))
-        return StatusKind.WARNING, f"🔑 expires in {hours}h"
-    return StatusKind.NORMAL, "🔑 ok"
 
 
 def _iso(ts: float) -> str:

@@ -10,7 +10,8 @@ from sidecar.credentials import Credential
 from sidecar.errors import AllRateLimited, CredentialRejected, NoCredentials
 from sidecar.rotation import rules as rotation
 from sidecar.rotation.classify import Failure, FailureClass
-from sidecar.rotation.rules import Action, StatusKind
+from sidecar.rotation.rules import Action
+from sidecar.rotation.status import StatusKind, provider_status
 
 NOW = 1_800_000_000.0
 
@@ -46,7 +47,7 @@ def test_rate_limit_cools_down_until_the_providers_reset_and_rotates() -> None:
     assert st["cooldowns"][pool[0].state_key]["until"] == NOW + 30
     choice = rotation.choose("anthropic", pool, st, NOW)
     assert choice.credential == pool[1]
-    status = rotation.provider_status("anthropic", pool, st, NOW)
+    status = provider_status("anthropic", pool, st, NOW)
     assert (status.text, status.kind, status.index, status.rotated) == (
         "🔑 2/3 (rotated)",
         StatusKind.WARNING,
@@ -78,7 +79,7 @@ def test_success_clears_the_rotated_marker() -> None:
     rotation.record_failure(pool, st, pool[0], failure(FailureClass.RATE_LIMIT, NOW + 5), NOW)
     choice = rotation.choose("anthropic", pool, st, NOW)
     rotation.record_success(st, choice.credential, NOW)
-    status = rotation.provider_status("anthropic", pool, st, NOW)
+    status = provider_status("anthropic", pool, st, NOW)
     assert status.text == "🔑 2/2" and status.kind is StatusKind.NORMAL
     assert st["usage"][pool[1].state_key]["requests"] == 1
 
@@ -90,7 +91,7 @@ def test_all_cooling_down_raises_with_the_earliest_retry_time() -> None:
     with pytest.raises(AllRateLimited) as err:
         rotation.choose("anthropic", pool, st, NOW)
     assert err.value.data == {"provider": "anthropic", "keys": 2, "retryAt": "2027-01-15T08:00:20Z"}
-    status = rotation.provider_status("anthropic", pool, st, NOW)
+    status = provider_status("anthropic", pool, st, NOW)
     assert status.kind is StatusKind.ERROR and "(all rate limited)" in status.text
 
 
@@ -99,7 +100,7 @@ def test_an_invalid_key_is_rejected_and_leaves_the_rotation() -> None:
     action = rotation.record_failure(pool, st, pool[1], failure(FailureClass.AUTH), NOW)
     assert action is Action.RETRY
     assert rotation.usable_pool(pool, st) == [pool[0], pool[2]]
-    status = rotation.provider_status("anthropic", pool, st, NOW)
+    status = provider_status("anthropic", pool, st, NOW)
     assert status.size == 2
     assert status.credentials[-1].state == "rejected"
 
@@ -141,13 +142,13 @@ def test_reset_returns_to_the_first_key_with_cooldowns_cleared() -> None:
     rotation.choose("anthropic", pool, st, NOW)
     rotation.reset(st)
     assert rotation.choose("anthropic", pool, st, NOW).credential == pool[0]
-    assert rotation.provider_status("anthropic", pool, st, NOW).text == "🔑 1/2"
+    assert provider_status("anthropic", pool, st, NOW).text == "🔑 1/2"
 
 
 def test_no_credentials() -> None:
     with pytest.raises(NoCredentials, match="key add"):
         rotation.choose("anthropic", [], {}, NOW)
-    status = rotation.provider_status("anthropic", [], {}, NOW)
+    status = provider_status("anthropic", [], {}, NOW)
     assert (status.text, status.kind, status.index, status.size) == (
         "🔑 no credentials",
         StatusKind.INACTIVE,
@@ -169,7 +170,7 @@ def test_a_single_credential_names_its_state(
     expires_in: float | None, state: str, text: str, kind: StatusKind
 ) -> None:
     token = key(1, kind="token", expires_at=None if expires_in is None else NOW + expires_in)
-    status = rotation.provider_status("anthropic", [token], {}, NOW)
+    status = provider_status("anthropic", [token], {}, NOW)
     assert (status.credentials[0].state, status.text, status.kind) == (state, text, kind)
     assert "/" not in status.text  # no 🔑 i/n with a single credential
 
@@ -178,7 +179,7 @@ def test_a_single_credential_never_rotates() -> None:
     pool, st = [key(1)], {}
     rotation.record_failure(pool, st, pool[0], failure(FailureClass.RATE_LIMIT, NOW + 60), NOW)
     assert not st.get("rotated")
-    status = rotation.provider_status("anthropic", pool, st, NOW)
+    status = provider_status("anthropic", pool, st, NOW)
     assert status.text.startswith("🔑 rate limited until")
     with pytest.raises(AllRateLimited):
         rotation.choose("anthropic", pool, st, NOW)
