@@ -365,7 +365,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
         if info is None:  # the same token is stored elsewhere too: show the login itself
             from sidecar.rotation.status import credential_state
 
-            info = credential_state(cred, {}, server.keypool.clock())
+            info = credential_state(cred, None, server.keypool.clock())
         result = protocol.LoginCompleteResult(
             cred.provider, protocol.credential_info(info), protocol.provider_state(status)
         )
@@ -391,7 +391,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
         if removed is not None:
             from sidecar.rotation.status import credential_state
 
-            info = protocol.credential_info(credential_state(removed, {}, server.keypool.clock()))
+            info = protocol.credential_info(credential_state(removed, None, server.keypool.clock()))
         return protocol.to_wire(protocol.LogoutResult(protocol.provider_state(status), info))
 
     @_rpc(ls, "sidecar/models")

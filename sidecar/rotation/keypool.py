@@ -23,6 +23,7 @@ from sidecar.profiles import check_profile_id
 from sidecar.rotation import placement, rules
 from sidecar.rotation.classify import Failure
 from sidecar.rotation.rules import Action, Choice
+from sidecar.rotation.state import RotationState
 from sidecar.rotation.status import ProviderStatus, StatusKind, provider_status
 from sidecar.settings import Settings
 from sidecar.sources import env_credentials, kind_of_secret
@@ -81,7 +82,7 @@ class KeyPool:
     def pool(self, provider: str, data: StoreData | None = None) -> list[Credential]:
         """The credentials rotation may use: all but the rejected ones."""
         data = data or self.store.read()
-        return rules.usable_pool(self.credentials(provider, data), data.provider_state(provider))
+        return rules.usable_pool(self.credentials(provider, data), _state(data, provider))
 
     def providers(self, data: StoreData | None = None) -> list[str]:
         """Providers that have any credential, stored or in the environment."""
@@ -104,7 +105,7 @@ class KeyPool:
         status = provider_status(
             provider,
             self.credentials(provider, data),
-            data.provider_state(provider).copy(),
+            _state(data, provider),
             self.clock(),
         )
         if not self.settings.problems:
@@ -129,38 +130,35 @@ class KeyPool:
         get_provider(provider)
         skip = tuple(skip)
         data = self.store.read()
-        st = data.provider_state(provider)
-        before = (st.get("current"), st.get("rotated"))
+        st = _state(data, provider)
+        before = (st.current, st.rotated)
         choice = rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
-        if (st.get("current"), st.get("rotated")) == before:
+        if (st.current, st.rotated) == before:
             return choice
-        with self.store.transaction() as data:
-            st = data.provider_state(provider)
+        with self._state_of(provider) as (data, st):
             return rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
 
     def report_failure(self, cred: Credential, failure: Failure) -> Action:
         """Record a failure of ``cred``; an invalid pooled key leaves the pool file."""
-        with self.store.transaction() as data:
-            st = data.provider_state(cred.provider)
+        with self._state_of(cred.provider) as (data, st):
             pool = self.pool(cred.provider, data)
             action = rules.record_failure(pool, st, cred, failure, self.clock())
-            if action is Action.RETRY and cred.state_key in st.get("rejected", {}):
-                self._evict(data, cred)
+            if action is Action.RETRY and cred.state_key in st.rejected:
+                self._evict(data, st, cred)
         return action
 
     def reject(self, cred: Credential, message: str) -> None:
         """Take ``cred`` out of rotation, e.g. a login whose refresh failed for good."""
-        with self.store.transaction() as data:
-            st = data.provider_state(cred.provider)
+        with self._state_of(cred.provider) as (data, st):
             rules.reject(self.pool(cred.provider, data), st, cred, message, self.clock())
 
-    def _evict(self, data: StoreData, cred: Credential) -> None:
+    def _evict(self, data: StoreData, st: RotationState, cred: Credential) -> None:
         # Pool entries are removed from the pool file; profiles and environment
         # keys cannot be deleted behind the user's back, so they stay marked
         # rejected in the state until `keyReset` or the user replaces them.
         if cred.source == "pool":
             data.remove_from_pool(cred.provider, cred.id)
-            data.provider_state(cred.provider).get("rejected", {}).pop(cred.state_key, None)
+            st.rejected.pop(cred.state_key, None)
 
     def report_success(self, cred: Credential) -> None:
         """Record a success.
@@ -171,16 +169,14 @@ class KeyPool:
         does not pay an fsync per request; a crash loses only those counts.
         """
         now = self.clock()
-        st = self.store.read().provider_state(cred.provider)
+        st = _state(self.store.read(), cred.provider)
         visible_change = (
-            st.get("rotated")
-            or st.get("current") != cred.state_key
-            or cred.state_key in (st.get("cooldowns") or {})
+            st.rotated or st.current != cred.state_key or cred.state_key in st.cooldowns
         )
         if visible_change:
-            with self.store.transaction() as data:
-                rules.record_success(data.provider_state(cred.provider), cred, now)
-                self._write_unsaved_usage(data)
+            with self._state_of(cred.provider) as (data, st):
+                rules.record_success(st, cred, now)
+                self._write_unsaved_usage(data, (cred.provider, st))
         else:
             self._unsaved.append((cred, now))
             if now - self._saved_at >= USAGE_SAVE_INTERVAL:
@@ -192,17 +188,27 @@ class KeyPool:
             with self.store.transaction() as data:
                 self._write_unsaved_usage(data)
 
-    def _write_unsaved_usage(self, data: StoreData) -> None:
-        # Counts only: replaying a success here must not undo a later rotation.
+    def _write_unsaved_usage(
+        self, data: StoreData, held: tuple[str, RotationState] | None = None
+    ) -> None:
+        # Counts only: replaying a success here must not undo a later rotation. ``held``
+        # is (provider, state) the caller is editing and writes back itself.
+        states = dict([held]) if held is not None else {}
         for cred, when in self._unsaved:
-            rules.record_usage(data.provider_state(cred.provider), cred, when)
+            st = states.get(cred.provider)
+            if st is None:
+                st = states[cred.provider] = _state(data, cred.provider)
+            rules.record_usage(st, cred, when)
+        for provider, st in states.items():
+            if held is None or provider != held[0]:
+                _save(data, provider, st)
         self._unsaved = []
         self._saved_at = self.clock()
 
     def reset(self, provider: str) -> None:
         get_provider(provider)
-        with self.store.transaction() as data:
-            rules.reset(data.provider_state(provider))
+        with self._state_of(provider) as (_, st):
+            rules.reset(st)
 
     # -- writing credentials -------------------------------------------------------
     #
@@ -217,22 +223,29 @@ class KeyPool:
         with self.store.transaction() as data:
             before = self.pool(provider, data)
             yield data
-            st = data.provider_state(provider)
+            st = _state(data, provider)
             where = placement.keep_in_use(
                 before, self.credentials(provider, data), self.pool(provider, data), st
             )
             if where.order is not None:
                 data.set_order(provider, where.order)
-            if where.current != st.get("current"):
-                st["current"] = where.current
+            if where.current != st.current:
+                st.current = where.current
+                _save(data, provider, st)
 
     @staticmethod
     def _fresh_start(data: StoreData, cred: Credential) -> None:
-        st = data.provider_state(cred.provider)
-        for section in rules.PER_CREDENTIAL_VERDICTS:
-            section_doc = st.get(section)
-            if isinstance(section_doc, dict):
-                section_doc.pop(cred.state_key, None)
+        st = _state(data, cred.provider)
+        st.forget_verdicts(cred.state_key)
+        _save(data, cred.provider, st)
+
+    @contextlib.contextmanager
+    def _state_of(self, provider: str) -> Iterator[tuple[StoreData, RotationState]]:
+        """One provider's typed state inside a store transaction, written back at the end."""
+        with self.store.transaction() as data:
+            st = _state(data, provider)
+            yield data, st
+            _save(data, provider, st)
 
     def add_key(self, provider: str, secret: str) -> tuple[Credential, bool]:
         """Add a key (or static token) to the pool: (the pooled credential, whether it is new)."""
@@ -404,11 +417,22 @@ class KeyPool:
 
 def _forget(data: StoreData, cred: Credential) -> None:
     """Drop the rotation state of a credential that left the store."""
-    st = data.provider_state(cred.provider)
-    for section in (*rules.PER_CREDENTIAL_VERDICTS, "usage"):
-        st.get(section, {}).pop(cred.state_key, None)
-    if st.get("current") == cred.state_key:
-        st["current"] = None
+    st = _state(data, cred.provider)
+    st.forget(cred.state_key)
+    _save(data, cred.provider, st)
+
+
+def _state(data: StoreData, provider: str) -> RotationState:
+    """A typed copy of one provider's state: reading it never changes the store's data."""
+    return RotationState.from_doc(data.provider_state(provider))
+
+
+def _save(data: StoreData, provider: str, st: RotationState) -> None:
+    doc = data.provider_state(provider)
+    new = st.to_doc()
+    if doc != new:
+        doc.clear()
+        doc.update(new)
 
 
 def _find_login(data: StoreData, cred: Credential) -> Credential | None:

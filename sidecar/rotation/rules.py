@@ -1,22 +1,10 @@
 """The rules of rotation: which credential answers next, what a failure does to the state.
 
 Unlike :mod:`~sidecar.rotation.keypool` (which reads and writes the store) and
-:mod:`~sidecar.rotation.failover` (one request's loop), these are pure functions over one provider's rotation state (a JSON-able dict kept in
-``state.json``) and its ordered credentials; the clock is a parameter. The
-store-backed :class:`sidecar.rotation.keypool.KeyPool` applies them inside the store's
+:mod:`~sidecar.rotation.failover` (one request's loop), these are pure functions over
+one provider's typed :class:`~sidecar.rotation.state.RotationState` and its ordered
+credentials; the clock is a parameter. The key pool applies them inside the store's
 lock, so every sidecar process of the user sees the same state.
-
-The state of one provider::
-
-    {"current": state_key | None,       # the credential in use; None: the first
-     "rotated": bool,                   # a rotation happened since the last success
-     "cooldowns": {state_key: {"until": epoch, "reason": "rateLimit", "failures": n,
-                               "billing": bool, "message": str}},
-     "rejected": {state_key: {"reason": "auth", "message": str, "at": epoch}},
-     "refused": {state_key: {"message": str, "at": epoch}},   # refused for its scope
-     "usage": {state_key: {"requests": n, "failures": n, "lastUsed": epoch}}}
-
-A credential is known by its :attr:`Credential.state_key`, never its secret.
 """
 
 from __future__ import annotations
@@ -24,16 +12,15 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 
 from sidecar.credentials import Credential
 from sidecar.errors import AllRateLimited, CredentialRejected, NoCredentials
 from sidecar.rotation.classify import Failure, FailureClass, backoff_seconds
+from sidecar.rotation.state import Cooldown, RotationState, Usage, Verdict
 
 __all__ = [
-    "PER_CREDENTIAL_VERDICTS",
     "SCOPE_ADVICE",
     "Action",
     "choose",
@@ -44,10 +31,6 @@ __all__ = [
     "reset",
     "usable_pool",
 ]
-
-# The sections of the state that hold what the provider said about one credential.
-# Saving that credential again (a new login, a re-import, a re-pasted key) clears them.
-PER_CREDENTIAL_VERDICTS = ("cooldowns", "rejected", "refused")
 
 SCOPE_ADVICE = (
     "a subscription login may only be usable in its vendor's own app: use an API key instead"
@@ -91,23 +74,14 @@ def order_credentials(
     return result
 
 
-def usable_pool(creds: list[Credential], st: dict[str, Any]) -> list[Credential]:
+def usable_pool(creds: list[Credential], st: RotationState) -> list[Credential]:
     """The rotation pool: every credential the provider has not rejected."""
-    rejected = _section(st, "rejected")
-    return [c for c in creds if c.state_key not in rejected]
+    return [c for c in creds if c.state_key not in st.rejected]
 
 
-def _section(st: dict[str, Any], name: str) -> dict[str, Any]:
-    value = st.get(name)
-    if not isinstance(value, dict):
-        value = st[name] = {}
-    return value
-
-
-def _cooldown_until(st: dict[str, Any], cred: Credential) -> float:
-    entry = _section(st, "cooldowns").get(cred.state_key)
-    until = entry.get("until") if isinstance(entry, dict) else None
-    return float(until) if isinstance(until, int | float) else 0.0
+def _cooldown_until(st: RotationState, cred: Credential) -> float:
+    entry = st.cooldowns.get(cred.state_key)
+    return entry.until if entry is not None else 0.0
 
 
 def _is_expired(cred: Credential, now: float) -> bool:
@@ -115,10 +89,9 @@ def _is_expired(cred: Credential, now: float) -> bool:
     return cred.kind != "oauth" and cred.expires_at is not None and cred.expires_at <= now
 
 
-def _current_index(pool: list[Credential], st: dict[str, Any]) -> int:
-    current = st.get("current")
+def _current_index(pool: list[Credential], st: RotationState) -> int:
     for i, cred in enumerate(pool):
-        if cred.state_key == current:
+        if cred.state_key == st.current:
             return i
     return 0
 
@@ -137,7 +110,7 @@ class Choice:
 def choose(
     provider: str,
     pool: list[Credential],
-    st: dict[str, Any],
+    st: RotationState,
     now: float,
     skip: Iterable[str] = (),
 ) -> Choice:
@@ -164,8 +137,8 @@ def choose(
             continue
         moved = bool(offset) and len(pool) > 1
         if moved:
-            st["current"] = cred.state_key
-            st["rotated"] = True
+            st.current = cred.state_key
+            st.rotated = True
         return Choice(cred, i, len(pool), moved)
 
     cooling = [_cooldown_until(st, c) for c in pool if _cooldown_until(st, c) > now]
@@ -192,30 +165,28 @@ def choose(
 
 
 def record_failure(
-    pool: list[Credential], st: dict[str, Any], cred: Credential, failure: Failure, now: float
+    pool: list[Credential], st: RotationState, cred: Credential, failure: Failure, now: float
 ) -> Action:
     """Update ``st`` for a failure of ``cred`` and say what to do next.
 
     Eviction from the pool file is the caller's (it owns the store); here an
     evicted credential is marked rejected so it leaves the rotation.
     """
-    usage = _section(st, "usage").setdefault(cred.state_key, {})
-    usage["failures"] = int(usage.get("failures", 0)) + 1
+    st.usage.setdefault(cred.state_key, Usage()).failures += 1
     match failure.failure_class:
         case FailureClass.RATE_LIMIT:
-            cooldowns = _section(st, "cooldowns")
-            previous = cooldowns.get(cred.state_key) or {}
-            failures = int(previous.get("failures", 0)) + 1
+            previous = st.cooldowns.get(cred.state_key)
+            failures = (previous.failures if previous is not None else 0) + 1
             until = failure.retry_at
             if until is None or until <= now:
                 until = now + backoff_seconds(failures, billing=failure.billing)
-            cooldowns[cred.state_key] = {
-                "until": until,
-                "reason": FailureClass.RATE_LIMIT.value,
-                "failures": failures,
-                "billing": failure.billing,
-                "message": failure.message,
-            }
+            st.cooldowns[cred.state_key] = Cooldown(
+                until=until,
+                failures=failures,
+                billing=failure.billing,
+                message=failure.message,
+                reason=FailureClass.RATE_LIMIT.value,
+            )
             _advance(pool, st, cred)
             return Action.RETRY
         case FailureClass.AUTH:
@@ -226,53 +197,54 @@ def record_failure(
         case FailureClass.SCOPE:
             # Kept, and tried again by the next request; recorded so that status says
             # why it did not answer even when another key did.
-            _section(st, "refused")[cred.state_key] = {"message": failure.message, "at": now}
+            st.refused[cred.state_key] = Verdict(failure.message, now)
             return Action.SKIP
         case _:
             return Action.RETURN
 
 
 def reject(
-    pool: list[Credential], st: dict[str, Any], cred: Credential, message: str, now: float
+    pool: list[Credential], st: RotationState, cred: Credential, message: str, now: float
 ) -> None:
     """Take ``cred`` out of the rotation (invalid key, or a login that cannot be refreshed)."""
-    _section(st, "rejected")[cred.state_key] = {"reason": "auth", "message": message, "at": now}
-    _section(st, "cooldowns").pop(cred.state_key, None)
+    st.rejected[cred.state_key] = Verdict(message, now, reason="auth")
+    st.cooldowns.pop(cred.state_key, None)
     _advance(pool, st, cred)
 
 
-def _advance(pool: list[Credential], st: dict[str, Any], cred: Credential) -> None:
+def _advance(pool: list[Credential], st: RotationState, cred: Credential) -> None:
     """Make the credential after ``cred`` the current one: a rotation."""
     if len(pool) < 2:
         return
     keys = [c.state_key for c in pool]
     if cred.state_key in keys:
-        st["current"] = keys[(keys.index(cred.state_key) + 1) % len(keys)]
-        st["rotated"] = True
+        st.current = keys[(keys.index(cred.state_key) + 1) % len(keys)]
+        st.rotated = True
 
 
-def record_usage(st: dict[str, Any], cred: Credential, now: float) -> None:
+def record_usage(st: RotationState, cred: Credential, now: float) -> None:
     """Count one successful request of ``cred``, and nothing else."""
-    usage = _section(st, "usage").setdefault(cred.state_key, {})
-    usage["requests"] = int(usage.get("requests", 0)) + 1
-    usage["lastUsed"] = max(now, float(usage.get("lastUsed", 0)))
+    usage = st.usage.setdefault(cred.state_key, Usage())
+    usage.requests += 1
+    usage.last_used = max(now, usage.last_used or 0.0)
 
 
-def record_success(st: dict[str, Any], cred: Credential, now: float) -> None:
+def record_success(st: RotationState, cred: Credential, now: float) -> None:
     """``cred`` answered: it is current, cooled no more, and "(rotated)" clears."""
     record_usage(st, cred, now)
-    _section(st, "cooldowns").pop(cred.state_key, None)
-    _section(st, "refused").pop(cred.state_key, None)
-    st["current"] = cred.state_key
-    st["rotated"] = False
+    st.cooldowns.pop(cred.state_key, None)
+    st.refused.pop(cred.state_key, None)
+    st.current = cred.state_key
+    st.rotated = False
 
 
-def reset(st: dict[str, Any]) -> None:
+def reset(st: RotationState) -> None:
     """Back to the first credential; cooldowns, rejections and refusals cleared."""
-    st["current"] = None
-    st["rotated"] = False
-    for section in PER_CREDENTIAL_VERDICTS:
-        st[section] = {}
+    st.current = None
+    st.rotated = False
+    st.cooldowns.clear()
+    st.rejected.clear()
+    st.refused.clear()
 
 
 def _iso(ts: float) -> str:

@@ -8,7 +8,7 @@ until 14:05:00`` or why a credential is out.
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 
@@ -19,9 +19,9 @@ from sidecar.rotation.rules import (
     _cooldown_until,
     _current_index,
     _is_expired,
-    _section,
     usable_pool,
 )
+from sidecar.rotation.state import RotationState
 
 __all__ = [
     "EXPIRING_WITHIN",
@@ -69,24 +69,26 @@ class ProviderStatus:
     message: str | None = None
 
 
-def credential_state(cred: Credential, st: dict[str, Any], now: float) -> CredentialStatus:
-    rejected = _section(st, "rejected").get(cred.state_key)
-    refused = _section(st, "refused").get(cred.state_key)
+def credential_state(cred: Credential, st: RotationState | None, now: float) -> CredentialStatus:
+    """One credential's state; ``st`` None for one outside any pool (a login just saved)."""
+    st = st if st is not None else RotationState()
+    rejected = st.rejected.get(cred.state_key)
+    refused = st.refused.get(cred.state_key)
     until = _cooldown_until(st, cred)
     state: State
     message = None
-    if isinstance(rejected, dict):
+    if rejected is not None:
         state = "rejected"
-        message = str(rejected.get("message") or "rejected by the provider")
-    elif isinstance(refused, dict):
+        message = rejected.message or "rejected by the provider"
+    elif refused is not None:
         state = "refused"
-        said = str(refused.get("message") or "").strip().rstrip(".")
+        said = refused.message.strip().rstrip(".")
         message = f"refused for this use ({said}); {SCOPE_ADVICE}" if said else SCOPE_ADVICE
     elif _is_expired(cred, now):
         state, message = "expired", "expired: replace it or log in again"
     elif until > now:
         state = "coolingDown"
-        message = str(_section(st, "cooldowns")[cred.state_key].get("message") or "") or None
+        message = st.cooldowns[cred.state_key].message or None
     elif (
         cred.kind != "oauth"
         and cred.expires_at is not None
@@ -109,7 +111,7 @@ def credential_state(cred: Credential, st: dict[str, Any], now: float) -> Creden
 
 
 def provider_status(
-    provider: str, creds: list[Credential], st: dict[str, Any], now: float
+    provider: str, creds: list[Credential], st: RotationState, now: float
 ) -> ProviderStatus:
     """What a status bar shows: ``🔑 1/3``, ``🔑 2/3 (rotated)``, or one credential's state."""
     pool = usable_pool(creds, st)
@@ -118,7 +120,7 @@ def provider_status(
         credential_state(c, st, now) for c in creds if c.state_key not in in_pool
     )
     size = len(pool)
-    rotated = bool(st.get("rotated")) and size > 1
+    rotated = st.rotated and size > 1
     if size == 0:
         if creds:
             return ProviderStatus(
