@@ -1,4 +1,4 @@
-"""Choosing, rotating, evicting and status text: the pure rules, with an injected clock."""
+"""rotation.rules and .status: choosing, rotating, evicting, status text; injected clock."""
 
 from __future__ import annotations
 
