@@ -58,7 +58,7 @@ async def _worker(url: str, patches: str, shape: str, n: int, runs: int) -> list
     from pygls.io_ import StdoutWriter
 
     from sidecar.engine import Engine
-    from sidecar.keypool import KeyPool
+    from sidecar.rotation.keypool import KeyPool
     from sidecar.rpc import protocol
     from sidecar.rpc.streams import stream_request
     from sidecar.rpc.wire import WireSink, sender

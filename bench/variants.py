@@ -276,12 +276,11 @@ def _patch_pipe() -> None:
 
 
 def _patch_writebehind() -> None:
-    import copy
-
-    from sidecar import rotation
-    from sidecar.classify import FailureClass
-    from sidecar.keypool import KeyPool
-    from sidecar.rotation import Action
+    from sidecar.rotation import rules as rotation
+    from sidecar.rotation.classify import FailureClass
+    from sidecar.rotation.keypool import KeyPool
+    from sidecar.rotation.rules import Action
+    from sidecar.rotation.state import RotationState
 
     _require(KeyPool, "report_failure", "acquire", "pool")
     durable_report, original_acquire = KeyPool.report_failure, KeyPool.acquire
@@ -311,7 +310,7 @@ def _patch_writebehind() -> None:
         if not pending:
             return original_acquire(self, provider, skip)
         data = self.store.read()
-        state = copy.deepcopy(data.provider_state(provider))
+        state = RotationState.from_doc(data.provider_state(provider))  # a copy
         pool = self.pool(provider, data)
         return rotation.choose(provider, pool, state, self.clock(), (*skip, *pending))
 

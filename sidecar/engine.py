@@ -1,6 +1,6 @@
 """One model request end to end: credential → provider → events → outcome → failover.
 
-The engine takes a credential from the request's :class:`~sidecar.failover.Failover`
+The engine takes a credential from the request's :class:`~sidecar.rotation.failover.Failover`
 (which asks the key pool and renews OAuth logins), lets the provider stream
 the answer, hands each delta to the caller's :class:`~sidecar.events.StreamSink`,
 and reports the outcome back. When the provider says rate limited, overloaded or
@@ -28,10 +28,7 @@ from sidecar.errors import (
     UpstreamError,
 )
 from sidecar.events import DISCARD, Finished, Restart, StreamOutcome, StreamSink
-from sidecar.failover import Failover, Refresher
-from sidecar.keypool import KeyPool
 from sidecar.limits import BodyLimits
-from sidecar.limits import from_env as limits_from_env
 from sidecar.providers import (
     Message,
     MessageEnd,
@@ -44,8 +41,9 @@ from sidecar.providers import (
 )
 from sidecar.providers._bounded import ACCEPT_ENCODING, bounded_responses
 from sidecar.providers._gate import ConnectionGate, EnvironmentTransport, WhenCaughtUp
+from sidecar.rotation.failover import Failover, Refresher
+from sidecar.rotation.keypool import KeyPool
 from sidecar.timeouts import Timeouts
-from sidecar.timeouts import from_env as timeouts_from_env
 
 __all__ = ["Engine", "Refresher", "StreamOutcome"]
 
@@ -86,10 +84,9 @@ class Engine:
         self.refresher: Refresher = refresher
         self.ensure_fresh: Refresher = ensure_fresh
         self._transport = transport
-        # LLM_SIDECAR_CONNECT_TIMEOUT, _READ_TIMEOUT, _TOTAL_TIMEOUT (see sidecar.timeouts).
-        self.timeouts = timeout or timeouts_from_env(keypool.env)
-        # LLM_SIDECAR_MAX_EVENT_BYTES, _MAX_RESPONSE_BYTES (see sidecar.limits).
-        self.limits = limits or limits_from_env(keypool.env)
+        # Read once with every other setting (sidecar.settings); passed in by tests.
+        self.timeouts = timeout or keypool.settings.timeouts
+        self.limits = limits or keypool.settings.limits
         self._when_caught_up = when_caught_up
         self._client: httpx.AsyncClient | None = None
 
@@ -146,7 +143,6 @@ class Engine:
         shown = False  # the client saw part of an answer (since the last restart)
         while True:
             cred = await failover.next_credential()
-            failover.attempts += 1
             if shown:
                 # The client saw part of an answer that will not be finished.
                 sink.event(Restart(failover.attempts, failover.last_reason))

@@ -25,13 +25,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
 __all__ = ["DEFAULTS", "EVENT_ENV", "RESPONSE_ENV", "BodyLimits", "from_env"]
 
 log = logging.getLogger(__name__)
+
+# Told (variable, message) about a bad value instead of the warning: see sidecar.settings.
+Report = Callable[[str, str], None]
 
 EVENT_ENV = "LLM_SIDECAR_MAX_EVENT_BYTES"
 RESPONSE_ENV = "LLM_SIDECAR_MAX_RESPONSE_BYTES"
@@ -71,7 +74,7 @@ def describe(size: int) -> str:
     return f"{size} bytes"
 
 
-def _read(env: Mapping[str, str], name: str, default: int) -> int:
+def _read(env: Mapping[str, str], name: str, default: int, report: Report | None) -> int:
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
@@ -81,20 +84,19 @@ def _read(env: Mapping[str, str], name: str, default: int) -> int:
         # Shortened: a key pasted into the wrong variable must not land whole in a log.
         shown = raw.strip()
         shown = shown if len(shown) <= 12 else shown[:8] + "…"
-        log.warning(
-            "%s=%r is not a size in [64K, 16G] (bytes, or with K, M or G): using %s",
-            name,
-            shown,
-            describe(default),
-        )
+        text = f"{name}={shown!r} is not a size in [64K, 16G] (bytes, or with K, M or G)"
+        if report is None:
+            log.warning("%s: using %s", text, describe(default))
+        else:
+            report(name, text)  # the caller's policy (sidecar.settings) decides
         return default
     return value
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> BodyLimits:
+def from_env(environ: Mapping[str, str] | None = None, report: Report | None = None) -> BodyLimits:
     """The limits the environment asks for (``os.environ`` when None)."""
     env = os.environ if environ is None else environ
     return BodyLimits(
-        max_event=_read(env, EVENT_ENV, DEFAULTS.max_event),
-        max_response=_read(env, RESPONSE_ENV, DEFAULTS.max_response),
+        max_event=_read(env, EVENT_ENV, DEFAULTS.max_event, report),
+        max_response=_read(env, RESPONSE_ENV, DEFAULTS.max_response, report),
     )

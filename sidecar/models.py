@@ -3,7 +3,7 @@
 Where the provider has a model-list endpoint (Anthropic ``GET /v1/models``,
 OpenAI-compatible hosts ``GET {base_url}/models``) it is asked with the pool's
 credential, failing over exactly as a stream does (429/529: the next key; 401: the
-key is evicted or its login refreshed), because :class:`~sidecar.failover.Failover`
+key is evicted or its login refreshed), because :class:`~sidecar.rotation.failover.Failover`
 makes those decisions for both. A successful list is cached per provider for
 :data:`MODELS_TTL` seconds, so a picker opened twice does not spend a request.
 
@@ -134,8 +134,8 @@ async def _one(
 async def _with_failover(
     engine: Engine, provider: str, upstream: Provider, on_status: Callable[[str], object]
 ) -> list[str]:
-    from sidecar.failover import Failover
     from sidecar.providers import UpstreamFailure
+    from sidecar.rotation.failover import Failover
 
     failover = Failover(
         engine.keypool,
@@ -148,7 +148,6 @@ async def _with_failover(
     )
     while True:
         cred = await failover.next_credential()
-        failover.attempts += 1
         try:
             ids = await _fetch(engine.client, upstream, cred)
         except UpstreamFailure as exc:
@@ -173,7 +172,6 @@ async def _fetch(client: httpx.AsyncClient, upstream: Provider, cred: Credential
     """The ids of the provider's list; UpstreamFailure (secret redacted) otherwise."""
     import httpx
 
-    from sidecar.classify import parse_failure
     from sidecar.providers import UpstreamFailure
     from sidecar.providers._bounded import BodyError
     from sidecar.providers._errors import (
@@ -182,6 +180,7 @@ async def _fetch(client: httpx.AsyncClient, upstream: Provider, cred: Credential
         unsendable_credential,
     )
     from sidecar.providers._sse import USER_AGENT, _sendable
+    from sidecar.rotation.classify import parse_failure
 
     secret = cred.secret
     if not _sendable(secret):

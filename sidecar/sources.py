@@ -34,7 +34,7 @@ from sidecar.errors import InvalidParams
 from sidecar.store.envfile import read_env_file
 
 if TYPE_CHECKING:  # the key pool imports this module
-    from sidecar.keypool import KeyPool
+    from sidecar.rotation.keypool import KeyPool
 
 __all__ = [
     "EnvKeys",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Told (variable, message) about a bad value instead of the warning: see sidecar.settings.
+Report = Callable[[str, str], None]
 
 CONNECT_ENV = "LLM_SIDECAR_CONNECT_TIMEOUT"
 READ_ENV = "LLM_SIDECAR_READ_TIMEOUT"
@@ -90,7 +93,7 @@ class Timeouts:
 DEFAULTS = Timeouts()
 
 
-def _read(env: Mapping[str, str], name: str, default: float) -> float:
+def _read(env: Mapping[str, str], name: str, default: float, report: Report | None) -> float:
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
@@ -103,22 +106,20 @@ def _read(env: Mapping[str, str], name: str, default: float) -> float:
         # but a pasted key in the wrong variable must not end up whole in a log.
         shown = raw.strip()
         shown = shown if len(shown) <= 12 else shown[:8] + "…"
-        log.warning(
-            "%s=%r is not a number of seconds in (0, %g]: using %g",
-            name,
-            shown,
-            MAXIMUM,
-            default,
-        )
+        text = f"{name}={shown!r} is not a number of seconds in (0, {MAXIMUM:g}]"
+        if report is None:
+            log.warning("%s: using %g", text, default)
+        else:
+            report(name, text)  # the caller's policy (sidecar.settings) decides
         return default
     return float(value)
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> Timeouts:
+def from_env(environ: Mapping[str, str] | None = None, report: Report | None = None) -> Timeouts:
     """The timeouts the environment asks for (``os.environ`` when None)."""
     env = os.environ if environ is None else environ
     return Timeouts(
-        connect=_read(env, CONNECT_ENV, DEFAULTS.connect),
-        read=_read(env, READ_ENV, DEFAULTS.read),
-        total=_read(env, TOTAL_ENV, DEFAULTS.total),
+        connect=_read(env, CONNECT_ENV, DEFAULTS.connect, report),
+        read=_read(env, READ_ENV, DEFAULTS.read, report),
+        total=_read(env, TOTAL_ENV, DEFAULTS.total, report),
     )

@@ -1,6 +1,6 @@
 """One gateway request end to end: credential → upstream → held → bytes to the client.
 
-The attempt loop is the engine's: a :class:`~sidecar.failover.Failover` hands out
+The attempt loop is the engine's: a :class:`~sidecar.rotation.failover.Failover` hands out
 credentials (renewing OAuth logins) and decides after each failed attempt whether to
 rotate, refresh, skip or give up, recording every outcome in the shared pool. What is
 the gateway's own is the holding: a streamed answer is kept back until its first
@@ -24,7 +24,6 @@ import attrs
 import httpx
 from aiohttp import web
 
-from sidecar.classify import FailureClass, parse_failure
 from sidecar.credentials import Credential
 from sidecar.errors import (
     AllRateLimited,
@@ -34,19 +33,20 @@ from sidecar.errors import (
     NoCredentials,
     SidecarError,
 )
-from sidecar.failover import Failover, Refresher
 from sidecar.fingerprints import fingerprint, redact
 from sidecar.gateway._events import StreamWatch
 from sidecar.gateway._pump import Pump
 from sidecar.gateway._routes import Route, credential_headers
 from sidecar.gateway._scrub import Scrubber
 from sidecar.gateway._shapes import error_body
-from sidecar.keypool import KeyPool
 from sidecar.limits import BodyLimits
 from sidecar.providers import ProviderConfigError, UpstreamFailure, Usage
 from sidecar.providers._errors import response_too_large, transport_failure
 from sidecar.providers._openai import usage_from_openai
 from sidecar.providers._sse import USER_AGENT
+from sidecar.rotation.classify import FailureClass, parse_failure
+from sidecar.rotation.failover import Failover, Refresher
+from sidecar.rotation.keypool import KeyPool
 from sidecar.timeouts import Timeouts
 
 __all__ = ["Proxy", "RequestLog"]
@@ -259,7 +259,6 @@ class Proxy:
                 cred = await failover.next_credential()
             except SidecarError as err:
                 return self._give_up(route, err, last)
-            failover.attempts += 1
             entry.attempts = failover.attempts
             entry.key = fingerprint(cred.secret)
             try:

@@ -11,10 +11,9 @@ import httpx
 
 from sidecar.engine import MAX_COOLDOWN_WAIT
 from sidecar.gateway._token import gateway_token
-from sidecar.keypool import KeyPool
-from sidecar.limits import from_env as limits_from_env
+from sidecar.rotation.keypool import KeyPool
+from sidecar.settings import Settings
 from sidecar.store import Store
-from sidecar.timeouts import from_env as timeouts_from_env
 
 __all__ = ["DEFAULT_PORT", "env_lines", "is_loopback_host", "own_environment", "run"]
 
@@ -70,7 +69,9 @@ def run(host: str, port: int, *, allow_remote: bool) -> int:
 
     store = Store.default()
     token = gateway_token(store)
-    keypool = KeyPool(store, own_environment(os.environ, token, port))
+    settings = Settings.load(store.home, own_environment(os.environ, token, port))
+    settings.check()  # a bad value stops the gateway at start-up, naming the variable
+    keypool = KeyPool(store, settings=settings)
     setup_logging("INFO", known_secrets=_secrets_of(keypool, token))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not is_loopback_host(host):
@@ -88,7 +89,7 @@ async def _main(keypool: KeyPool, token: str, host: str, port: int, *, allow_rem
     from sidecar.gateway._proxy import Proxy
     from sidecar.oauth import TokenRefresher
 
-    timeouts = timeouts_from_env(keypool.env)
+    timeouts = keypool.settings.timeouts
     oauth = TokenRefresher(keypool)
     async with httpx.AsyncClient(
         timeout=timeouts.httpx(),
@@ -98,7 +99,7 @@ async def _main(keypool: KeyPool, token: str, host: str, port: int, *, allow_rem
             keypool,
             client,
             timeouts=timeouts,
-            limits=limits_from_env(keypool.env),
+            limits=keypool.settings.limits,
             refresher=oauth.refresh,
             ensure_fresh=oauth.ensure_fresh,
             max_cooldown_wait=MAX_COOLDOWN_WAIT,

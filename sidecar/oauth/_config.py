@@ -7,13 +7,20 @@ hard-wired to the real endpoints.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 
 import attrs
 
 from sidecar.errors import InvalidParams, LoginError
 from sidecar.providers._config import INSECURE_HTTP_ENV, cleartext_problem
+from sidecar.settings import (
+    OAUTH_CALLBACK_PORT_ENV,
+    OAUTH_MAX_RETRY_WAIT_ENV,
+    OAUTH_TIMEOUT_ENV,
+    BadSetting,
+    read_port,
+    read_seconds,
+)
 
 __all__ = [
     "ANTHROPIC_CLIENT_ID",
@@ -63,16 +70,10 @@ def _bad_setting(provider: str, message: str) -> LoginError:
 
 
 def _seconds(provider: str, env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise _bad_setting(provider, f"{name} must be a number of seconds, not {raw!r}")
-    return value
+        return read_seconds(env, name, default)
+    except BadSetting as bad:
+        raise _bad_setting(provider, bad.message) from None
 
 
 def cleartext_token_urls(env: Mapping[str, str]) -> Iterator[tuple[str, bool]]:
@@ -94,14 +95,11 @@ def oauth_config(provider: str, env: Mapping[str, str]) -> OAuthConfig:
             f"{provider} has no OAuth login (only {', '.join(OAUTH_PROVIDERS)} has): "
             "add an API key instead",
         )
-    raw_port = env.get("LLM_SIDECAR_OAUTH_CALLBACK_PORT", "").strip()
-    port = DEFAULT_CALLBACK_PORT
-    if raw_port:
-        if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
-            raise _bad_setting(
-                provider, f"LLM_SIDECAR_OAUTH_CALLBACK_PORT must be a port number, not {raw_port!r}"
-            )
-        port = int(raw_port)
+    try:
+        explicit_port = read_port(env, OAUTH_CALLBACK_PORT_ENV)
+    except BadSetting as bad:
+        raise _bad_setting(provider, bad.message) from None
+    port = DEFAULT_CALLBACK_PORT if explicit_port is None else explicit_port
     remote = any(env.get(name, "").strip() for name in ("SSH_CONNECTION", "SSH_TTY"))
     for why, allowed in cleartext_token_urls(env):
         if not allowed:
@@ -116,10 +114,8 @@ def oauth_config(provider: str, env: Mapping[str, str]) -> OAuthConfig:
         ),
         scopes=ANTHROPIC_SCOPES,
         callback_port=port,
-        port_explicit=bool(raw_port),
-        timeout=_seconds(provider, env, "LLM_SIDECAR_OAUTH_TIMEOUT", DEFAULT_TIMEOUT),
-        max_retry_wait=_seconds(
-            provider, env, "LLM_SIDECAR_OAUTH_MAX_RETRY_WAIT", DEFAULT_MAX_RETRY_WAIT
-        ),
+        port_explicit=explicit_port is not None,
+        timeout=_seconds(provider, env, OAUTH_TIMEOUT_ENV, DEFAULT_TIMEOUT),
+        max_retry_wait=_seconds(provider, env, OAUTH_MAX_RETRY_WAIT_ENV, DEFAULT_MAX_RETRY_WAIT),
         remote=remote,
     )

@@ -39,12 +39,12 @@ import attrs
 
 from sidecar.credentials import Credential
 from sidecar.errors import InvalidParams, LoginError
-from sidecar.keypool import KeyPool
 from sidecar.oauth._callback import CallbackServer, Outcome
 from sidecar.oauth._config import OAuthConfig, oauth_config
 from sidecar.oauth._pkce import PKCE, authorize_url, new_pkce, parse_pasted
 from sidecar.oauth._tokens import TokenClient
 from sidecar.profiles import profile_id
+from sidecar.rotation.keypool import KeyPool
 
 if TYPE_CHECKING:
     import httpx

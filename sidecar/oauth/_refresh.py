@@ -10,8 +10,9 @@ refresh is serialized and re-reads the store before it spends anything:
 2. re-read the login from the store. If its access token or expiry moved since we
    read it, another process (or stream) has refreshed it: use that token;
 3. otherwise spend the refresh token at the token endpoint and write the new pair
-   back where the login lives (its profile, or its pool entry) in one short store
-   transaction; then release the refresh lock.
+   back where the login lives (its profile, or its pool entry) through the key pool,
+   the only writer of credentials, in one short store transaction; then release the
+   refresh lock.
 
 Why a lock of its own rather than the store's: the store's lock guards every
 write of every process (each rotation, each cooldown) and is meant to be held for
@@ -34,15 +35,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import attrs
 from filelock import FileLock, Timeout
 
 from sidecar.credentials import Credential
 from sidecar.errors import InvalidParams, LoginError
-from sidecar.keypool import KeyPool
 from sidecar.oauth._config import oauth_config
 from sidecar.oauth._tokens import TokenClient
-from sidecar.store import StoreData
+from sidecar.rotation.keypool import KeyPool
 
 if TYPE_CHECKING:
     import httpx
@@ -72,25 +71,6 @@ def is_permanent(err: LoginError) -> bool:
 
 def _moved_on(stored: Credential, held: Credential) -> bool:
     return stored.secret != held.secret or (stored.expires_at or 0.0) > (held.expires_at or 0.0)
-
-
-def _find(data: StoreData, cred: Credential) -> Credential | None:
-    """The stored copy of the login ``cred`` was read from, wherever it lives now.
-
-    By id first; then by token, for a profile that ``keyAdd`` moved into the pool
-    since ``cred`` was read.
-    """
-    pool, profiles = data.pool(cred.provider), data.profiles(cred.provider)
-    same_place = pool if cred.source == "pool" else profiles
-    for stored in same_place:
-        if stored.id == cred.id and stored.kind == "oauth":
-            return stored
-    for stored in (*pool, *profiles):
-        if stored.kind == "oauth" and (
-            stored.secret == cred.secret or (cred.refresh and stored.refresh == cred.refresh)
-        ):
-            return stored
-    return None
 
 
 class TokenRefresher:
@@ -160,7 +140,7 @@ class TokenRefresher:
                 "busy",
             ) from None
         try:
-            stored = _find(store.read(), cred)
+            stored = self.keypool.stored_login(cred)
             current = stored or cred
             if stored is not None and _moved_on(stored, cred):
                 # Refreshed elsewhere since we read it: after a 401 on the old token the
@@ -176,19 +156,11 @@ class TokenRefresher:
             tokens = TokenClient(config, transport=self._transport, clock=self._clock).refresh(
                 current.refresh
             )
-            renewed = attrs.evolve(
+            # The key pool writes it (the only writer of credentials), where the login
+            # lives now: its profile, or the pool entry `keyAdd` moved it to.
+            renewed = self.keypool.renew_login(
                 current, secret=tokens.access, refresh=tokens.refresh, expires_at=tokens.expires_at
             )
-            with store.transaction() as data:
-                target = _find(data, current)
-                if target is not None:  # None: logged out meanwhile; use it for this request only
-                    renewed = attrs.evolve(
-                        target,
-                        secret=tokens.access,
-                        refresh=tokens.refresh,
-                        expires_at=tokens.expires_at,
-                    )
-                    data.update_credential(renewed)
             return renewed
         finally:
             lock.release()

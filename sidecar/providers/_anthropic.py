@@ -10,7 +10,6 @@ from typing import Any
 import attrs
 import httpx
 
-from sidecar.classify import parse_failure
 from sidecar.credentials import Credential
 from sidecar.providers._errors import UpstreamFailure, malformed_stream, stream_ended_early
 from sidecar.providers._message import MessageBuilder
@@ -28,6 +27,7 @@ from sidecar.providers._types import (
     Usage,
     UsageDelta,
 )
+from sidecar.rotation.classify import parse_failure
 
 __all__ = ["ANTHROPIC_VERSION", "OAUTH_BETA", "AnthropicParser", "AnthropicProvider"]
 

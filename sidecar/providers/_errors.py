@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from sidecar.classify import Failure, FailureClass
 from sidecar.fingerprints import redact
+from sidecar.rotation.classify import Failure, FailureClass
 
 __all__ = [
     "ProviderConfigError",
@@ -29,7 +29,7 @@ class ProviderConfigError(ValueError):
 class UpstreamFailure(Exception):
     """The provider refused or broke off a request.
 
-    ``failure`` is what :func:`sidecar.classify.parse_failure` made of the answer.
+    ``failure`` is what :func:`sidecar.rotation.classify.parse_failure` made of the answer.
     ``mid_stream`` is True when the provider had already answered 2xx (deltas may have
     gone out). ``retryable`` marks REQUEST-class failures that are nobody's fault: a
     dropped connection, a stream cut short, a 5xx or 408, an ``api_error`` event. The

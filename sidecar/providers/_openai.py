@@ -12,7 +12,6 @@ from urllib.parse import quote
 import attrs
 import httpx
 
-from sidecar.classify import parse_failure
 from sidecar.credentials import Credential
 from sidecar.providers._errors import UpstreamFailure, malformed_stream, stream_ended_early
 from sidecar.providers._message import MessageBuilder
@@ -30,6 +29,7 @@ from sidecar.providers._types import (
     Usage,
     UsageDelta,
 )
+from sidecar.rotation.classify import parse_failure
 
 __all__ = [
     "AzureConfig",

@@ -19,7 +19,6 @@ import httpx
 from httpx_sse import EventSource
 
 from sidecar import __version__
-from sidecar.classify import parse_failure
 from sidecar.fingerprints import redact
 from sidecar.providers._bounded import BodyError, BodyTooLarge
 from sidecar.providers._errors import (
@@ -32,12 +31,14 @@ from sidecar.providers._errors import (
     unsendable_credential,
 )
 from sidecar.providers._types import Delta, MessageEnd
+from sidecar.rotation.classify import parse_failure
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ERROR_BODY_LIMIT", "USER_AGENT", "Parser", "read_bounded", "stream_deltas"]
 
-# Our own identity, never another client's: DESIGN.md, "Honest client identity".
+# Our own identity, never another client's: the sidecar never disguises its requests as
+# another vendor's app (docs/architecture.md, "Honest client identity").
 USER_AGENT = f"llm-sidecar/{__version__}"
 
 # An error body is read for its message only; a proxy streaming megabytes of HTML at

@@ -146,14 +146,14 @@ async def login(server: SidecarServer, params: p.LoginParams) -> p.LoginResult:
 async def login_complete(
     server: SidecarServer, params: p.LoginCompleteParams
 ) -> p.LoginCompleteResult:
-    from sidecar.rotation import credential_state
+    from sidecar.rotation.status import credential_state
     from sidecar.rpc import protocol
 
     cred = await server.logins.complete(params.login_id, params.input)
     status = server.keypool.status(cred.provider)
     info = next((c for c in status.credentials if c.id == cred.id), None)
     if info is None:  # the same token is stored elsewhere too: show the login itself
-        info = credential_state(cred, {}, server.keypool.clock())
+        info = credential_state(cred, None, server.keypool.clock())
     return protocol.LoginCompleteResult(
         cred.provider, protocol.credential_info(info), protocol.provider_state(status)
     )
@@ -168,7 +168,7 @@ async def login_cancel(server: SidecarServer, params: p.LoginCancelParams) -> p.
 
 @method("sidecar/logout", "LogoutParams")
 async def logout(server: SidecarServer, params: p.LogoutParams) -> p.LogoutResult:
-    from sidecar.rotation import credential_state
+    from sidecar.rotation.status import credential_state
     from sidecar.rpc import protocol
 
     provider = _provider(params.provider)
@@ -176,7 +176,7 @@ async def logout(server: SidecarServer, params: p.LogoutParams) -> p.LogoutResul
     status = server.feed.publish(provider, force=True)
     info = None
     if removed is not None:
-        info = protocol.credential_info(credential_state(removed, {}, server.keypool.clock()))
+        info = protocol.credential_info(credential_state(removed, None, server.keypool.clock()))
     return protocol.LogoutResult(protocol.provider_state(status), info)
 
 

@@ -17,7 +17,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from sidecar.errors import InvalidParams
-from sidecar.rotation import CredentialStatus, ProviderStatus
+from sidecar.rotation.status import CredentialStatus, ProviderStatus
 
 __all__ = [
     "CredentialInfo",

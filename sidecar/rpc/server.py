@@ -34,9 +34,9 @@ from sidecar.rpc.rpcio import SidecarProtocol, raw_params_converter
 # often, and the answer to initialize needs none of them.
 if TYPE_CHECKING:
     from sidecar.engine import Engine
-    from sidecar.keypool import KeyPool
     from sidecar.oauth import LoginManager
-    from sidecar.rotation import ProviderStatus
+    from sidecar.rotation.keypool import KeyPool
+    from sidecar.rotation.status import ProviderStatus
     from sidecar.rpc.logins import LoginProgress
     from sidecar.rpc.statusfeed import StatusFeed
 
@@ -90,7 +90,7 @@ class SidecarServer(LanguageServer):
     @property
     def keypool(self) -> KeyPool:
         if self._keypool is None:
-            from sidecar.keypool import KeyPool
+            from sidecar.rotation.keypool import KeyPool
             from sidecar.store import Store
 
             self._keypool = KeyPool(Store.default())

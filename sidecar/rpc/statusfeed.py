@@ -14,8 +14,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from sidecar.keypool import KeyPool
-from sidecar.rotation import ProviderStatus
+from sidecar.rotation.keypool import KeyPool
+from sidecar.rotation.status import ProviderStatus
 
 __all__ = ["StatusFeed"]
 

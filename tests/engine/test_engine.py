@@ -14,7 +14,6 @@ import pytest
 from sidecar.engine import Engine
 from sidecar.events import Finished, Restart, StreamEvent
 from sidecar.fake import FakeProvider, InvalidKey, RateLimited, Reply, Text, ToolUse, Usage
-from sidecar.keypool import KeyPool
 from sidecar.providers import (
     StreamRequest,
     TextDelta,
@@ -23,6 +22,7 @@ from sidecar.providers import (
     ToolUseStop,
     UsageDelta,
 )
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 
 REQUEST = StreamRequest(

@@ -15,8 +15,8 @@ from sidecar.fake import FakeProvider
 from sidecar.gateway._app import make_app, serve
 from sidecar.gateway._proxy import Proxy
 from sidecar.gateway._token import gateway_token
-from sidecar.keypool import KeyPool
 from sidecar.limits import BodyLimits
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 from sidecar.timeouts import Timeouts
 

@@ -16,8 +16,8 @@ import pytest
 from sidecar.credentials import Credential
 from sidecar.errors import LoginError
 from sidecar.fake import FakeProvider
-from sidecar.keypool import KeyPool
 from sidecar.oauth import DEFAULT_CALLBACK_PORT, LoginManager, TokenRefresher
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 from tests.oauth.support import approve, port_closed, port_of, query, seed_login, sidecar_env
 

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 import sidecar
-from sidecar.classify import FailureClass
 from sidecar.providers import (
     SignatureDelta,
     TextDelta,
@@ -24,6 +23,7 @@ from sidecar.providers import (
     UsageDelta,
     get_provider,
 )
+from sidecar.rotation.classify import FailureClass
 from tests.providers.support import (
     anthropic_events,
     collect,

@@ -22,8 +22,8 @@ from sidecar import limits
 from sidecar.engine import Engine
 from sidecar.errors import UpstreamError
 from sidecar.fake import FakeProvider, Reply, Text
-from sidecar.keypool import KeyPool
 from sidecar.providers import StreamRequest
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 
 ANSWER = "Compressed streams are fine: every event is flushed as it is written."

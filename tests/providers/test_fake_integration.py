@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from sidecar.classify import FailureClass
 from sidecar.fake import (
     FakeProvider,
     InvalidKey,
@@ -26,6 +25,7 @@ from sidecar.fake import (
 )
 from sidecar.providers import TextDelta, UpstreamFailure, get_provider
 from sidecar.providers import Usage as OurUsage
+from sidecar.rotation.classify import FailureClass
 from tests.providers.support import collect, cred, end_of, request
 
 KEY = "sk-ant-api03-providers-fake-key-0001"

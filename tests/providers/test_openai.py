@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from sidecar.classify import FailureClass
 from sidecar.providers import (
     TextDelta,
     ThinkingDelta,
@@ -23,6 +22,7 @@ from sidecar.providers import (
     get_provider,
 )
 from sidecar.providers._openai_convert import to_openai_messages, to_openai_tools
+from sidecar.rotation.classify import FailureClass
 from tests.providers.support import DONE, collect, cred, end_of, openai_chunk, request, streaming
 
 OPENAI = get_provider("openai", {})

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from sidecar.classify import Failure, FailureClass
-from sidecar.keypool import KeyPool
+from sidecar.rotation.classify import Failure, FailureClass
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 
 COOLDOWN = 3600.0  # far beyond the test: a recorded cooldown must still be there

@@ -141,8 +141,8 @@ def test_no_cut_anywhere_leaves_a_piece_of_an_echoed_key(
 ) -> None:
     """Wherever the key sits against the 500-character cut, and wherever a proxy cut the
     text before we saw it, no run of MIN_RUN of its characters survives."""
-    from sidecar.classify import parse_failure
     from sidecar.fingerprints import fingerprint, redact
+    from sidecar.rotation.classify import parse_failure
 
     key = make_key(prefix)
     public = fingerprint(key).partition("…")[0]  # what a fingerprint shows anyway

@@ -21,9 +21,9 @@ import pytest
 from sidecar.engine import Engine
 from sidecar.errors import UpstreamError
 from sidecar.fake import Error, FakeProvider, InvalidKey, RateLimited, Reply, Text, fingerprint
-from sidecar.keypool import KeyPool
 from sidecar.logs import RedactingFilter, redact_text
 from sidecar.providers import StreamRequest
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 from tests.conftest import leaked
 from tests.reliability.support import RawServer, error_code

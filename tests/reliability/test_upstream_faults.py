@@ -39,8 +39,8 @@ from sidecar.fake import (
     Step,
     Text,
 )
-from sidecar.keypool import KeyPool
 from sidecar.providers import StreamRequest
+from sidecar.rotation.keypool import KeyPool
 from sidecar.rpc.wire import WireSink
 from sidecar.store import Store
 from sidecar.timeouts import Timeouts
@@ -336,8 +336,8 @@ async def test_a_connection_that_never_opens_ends_at_the_connect_timeout(
 def test_a_json_error_body_cut_at_the_read_limit_is_still_understood(
     status: int, document: dict[str, Any], error_class: str, billing: bool
 ) -> None:
-    from sidecar.classify import parse_failure
     from sidecar.providers._sse import ERROR_BODY_LIMIT
+    from sidecar.rotation.classify import parse_failure
 
     inner = document["error"]
     inner["message"] = "Too much: " + "z" * (ERROR_BODY_LIMIT * 2)

@@ -1,4 +1,4 @@
-"""sidecar.classify: failure classes, reset headers, error bodies, backoff."""
+"""sidecar.rotation.classify: failure classes, reset headers, error bodies, backoff."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar import classify as classify_module
-from sidecar.classify import (
+from sidecar.rotation import classify as classify_module
+from sidecar.rotation.classify import (
     Failure,
     FailureClass,
     backoff_seconds,
@@ -62,7 +62,7 @@ def test_wire_values() -> None:
     }
 
 
-# --- classify: the DESIGN.md table ---------------------------------------------
+# --- classify: the table in docs/architecture.md------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sidecar.keypool import KeyPool
-from sidecar.rotation import ProviderStatus
+from sidecar.rotation.keypool import KeyPool
+from sidecar.rotation.status import ProviderStatus
 from sidecar.rpc.statusfeed import StatusFeed
 from sidecar.store import Store
 

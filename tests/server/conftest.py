@@ -15,7 +15,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import register_lsp_features
 
-from sidecar.editor_client import raw_client_converter
+from sidecar.fake.editor_client import raw_client_converter
 from tests.conftest import leaked
 
 PROFILES = ["visual-studio-code", "neovim"]

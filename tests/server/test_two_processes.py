@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sidecar.classify import Failure, FailureClass
-from sidecar.keypool import KeyPool
+from sidecar.rotation.classify import Failure, FailureClass
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 from tests.server.conftest import start_sidecar, stop_sidecar
 

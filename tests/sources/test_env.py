@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sidecar.keypool import KeyPool
+from sidecar.rotation.keypool import KeyPool
 from sidecar.sources import env_credentials, load_environment, parse_env_file
 from sidecar.store import Store
 

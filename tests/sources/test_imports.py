@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.keypool import KeyPool
+from sidecar.rotation.keypool import KeyPool
 from sidecar.sources import import_claude_code, import_pi
 from sidecar.store import Store
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.classify import Failure, FailureClass
 from sidecar.errors import AllRateLimited
-from sidecar.keypool import KeyPool
+from sidecar.rotation.classify import Failure, FailureClass
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 
 WORKERS = 4

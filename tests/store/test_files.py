@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.errors import StoreError
-from sidecar.keypool import KeyPool
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 
 

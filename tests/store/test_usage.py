@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from sidecar.classify import Failure, FailureClass
-from sidecar.keypool import KeyPool
+from sidecar.rotation.classify import Failure, FailureClass
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 
 

@@ -1,6 +1,6 @@
 """When a rate-limited credential may be used again, as the provider's answer says.
 
-Pure and clock-free like :mod:`sidecar.classify` (which re-exports :func:`retry_at`):
+Pure and clock-free like :mod:`sidecar.rotation.classify` (which re-exports :func:`retry_at`):
 headers and ``now`` in, epoch seconds out. No I/O, nothing imported that start-up
 would pay for.
 

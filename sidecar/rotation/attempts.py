@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from sidecar.classify import Failure, FailureClass
 from sidecar.credentials import Credential
 from sidecar.errors import (
     AllRateLimited,
@@ -22,7 +21,8 @@ from sidecar.errors import (
     SidecarError,
     UpstreamError,
 )
-from sidecar.rotation import SCOPE_ADVICE
+from sidecar.rotation.classify import Failure, FailureClass
+from sidecar.rotation.rules import SCOPE_ADVICE
 
 __all__ = ["Tally"]
 

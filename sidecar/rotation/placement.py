@@ -18,11 +18,11 @@ pool by ``key add --login``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
 from sidecar.credentials import Credential
+from sidecar.rotation.state import RotationState
 
 __all__ = ["Placement", "keep_in_use"]
 
@@ -48,7 +48,7 @@ def keep_in_use(
     before: Sequence[Credential],
     after_all: Sequence[Credential],
     after_usable: Sequence[Credential],
-    st: dict[str, Any],
+    st: RotationState,
 ) -> Placement:
     """The order and current credential that keep ``before`` (the usable pool before
     the write) first and in use; ``st`` is the provider's rotation state (read only)."""
@@ -59,7 +59,7 @@ def keep_in_use(
     natural = [c.id for c in after_usable]
     order = None if [c.id for c in wanted if c.id in usable] == natural else [c.id for c in wanted]
 
-    current = st.get("current")
+    current = st.current
     in_use = next((c for c in before if c.state_key == current), None)
     if in_use is not None:
         # The credential in use may have a new state key (a login that moved into the
@@ -67,4 +67,4 @@ def keep_in_use(
         moved = next((c for c in after_all if rank.get(c.id) == before.index(in_use)), None)
         if moved is not None:
             current = moved.state_key
-    return Placement(order, current if isinstance(current, str) else None)
+    return Placement(order, current)

@@ -13,7 +13,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from sidecar.attempts import Tally
 from sidecar.credentials import Credential
 from sidecar.errors import (
     AllRateLimited,
@@ -23,10 +22,11 @@ from sidecar.errors import (
     NoCredentials,
     UpstreamError,
 )
-from sidecar.keypool import KeyPool
 from sidecar.oauth import is_permanent
 from sidecar.providers import UpstreamFailure
-from sidecar.rotation import Action
+from sidecar.rotation.attempts import Tally
+from sidecar.rotation.keypool import KeyPool
+from sidecar.rotation.rules import Action
 
 __all__ = ["NETWORK_RETRIES", "Failover", "Refresher", "upstream_error"]
 
@@ -61,7 +61,7 @@ class Failover:
         self.login_error: LoginError | None = None  # why a login could not be refreshed
         self.tally = Tally(provider)  # what each credential tried ran into: the final error
         self.last_reason = ""  # the provider's last complaint, for restart deltas
-        self.attempts = 0
+        self.attempts = 0  # credentials handed out so far; only next_credential counts
         self.network_failures = 0
         self.max_attempts = 2 * len(keypool.pool(provider)) + NETWORK_RETRIES + 2
         # When every key is cooling down, wait for one until this moment, no longer.
@@ -70,7 +70,13 @@ class Failover:
     # -- choosing ------------------------------------------------------------------
 
     async def next_credential(self) -> Credential:
-        """The credential for the next attempt; raises when none is left."""
+        """The credential for the next attempt, counted in :attr:`attempts`; raises when
+        none is left."""
+        cred = await self._next_credential()
+        self.attempts += 1  # owned here: the give-up rule in after_failure counts on it
+        return cred
+
+    async def _next_credential(self) -> Credential:
         while True:
             if self.retry_now is not None:
                 cred, self.retry_now = self.retry_now, None

@@ -6,7 +6,7 @@ the fake provider can share one reading of "what did the provider say" and
 tests can pin it down exactly. No I/O and no HTTP library: this module is
 imported at start-up, and editors spawn the sidecar often.
 
-The classes follow DESIGN.md, "Rotation semantics":
+The classes (docs/architecture.md, "What a failure does", has the full table):
 
 * ``RATE_LIMIT``: cool the credential down (until the provider's reset time,
   else :func:`backoff_seconds`), rotate, replay.
@@ -19,15 +19,14 @@ The classes follow DESIGN.md, "Rotation semantics":
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
 
 import attrs
 
 from sidecar.fingerprints import redact
-from sidecar.resets import duration_seconds, retry_at
+from sidecar.rotation.errorbody import Fields, body_retry_at, decode, read_body
+from sidecar.rotation.resets import retry_at
 
 __all__ = [
     "Failure",
@@ -192,7 +191,7 @@ def _is_billing(status: int | None, error_types: Iterable[str | None], message: 
     return _any_match(_BILLING_MESSAGES, message.lower())
 
 
-# --- error bodies ---------------------------------------------------------------
+# --- error bodies are read by sidecar.rotation.errorbody -----------------------
 
 
 def _truncate(text: str) -> str:
@@ -202,102 +201,7 @@ def _truncate(text: str) -> str:
     return text[: _MAX_MESSAGE_CHARS - len(_ELLIPSIS)] + _ELLIPSIS
 
 
-def _as_str(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value
-    # OpenAI-compatible hosts and Google sometimes send numeric codes.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _http_label(status: int | None) -> str:
-    return f"HTTP {status}" if status is not None else "provider error"
-
-
-class _Fields(NamedTuple):
-    # A NamedTuple, not attrs: attrs generates code at import time, and this
-    # private record does not need it.
-    error_type: str | None
-    code: str | None
-    message: str | None
-    retry_delay: str | None = None  # Google's RetryInfo.retryDelay, e.g. "20s"
-
-
-# Google's RetryInfo detail (google.rpc.RetryInfo, a protobuf Duration as JSON):
-# {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}.
-_RETRY_INFO_TYPE = "google.rpc.RetryInfo"
-
-
-def _retry_delay(details: object) -> str | None:
-    if not isinstance(details, list):
-        return None
-    for detail in details:
-        if isinstance(detail, Mapping):
-            kind = detail.get("@type")
-            if isinstance(kind, str) and kind.endswith(_RETRY_INFO_TYPE):
-                return _as_str(detail.get("retryDelay"))
-    return None
-
-
-# The wait a message names: OpenAI and Groq "Please try again in 20s." / "in 6m0s." /
-# "in 120ms.", Google "Please retry in 20.532994235s.", and the spelled-out
-# "try again in 30 seconds" of some gateways. "Try again later" names none.
-_MESSAGE_DELAY = re.compile(
-    r"\b(?:try|retry)(?:\s+again)?\s+(?:in|after)\s+"
-    r"(?:(?P<go>(?:\d+(?:\.\d+)?(?:ms|s|m|h))+)(?![a-z])"
-    r"|(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>milliseconds?|seconds?|secs?|minutes?|mins?)\b)"
-)
-_SPELLED_UNIT = {"milli": 1e-3, "sec": 1.0, "min": 60.0}
-_BODY_HINT_CAP_S = 24 * 60 * 60.0
-
-
-def _message_delay(message: str) -> float | None:
-    match = _MESSAGE_DELAY.search(message.lower())
-    if match is None:
-        return None
-    if match["go"] is not None:
-        return duration_seconds(match["go"])
-    scale = next(v for k, v in _SPELLED_UNIT.items() if match["unit"].startswith(k))
-    return float(match["n"]) * scale
-
-
-def _body_retry_at(fields: _Fields, now: float) -> float | None:
-    """When the error body says to retry, for answers whose headers say nothing."""
-    seconds = duration_seconds(fields.retry_delay) if fields.retry_delay else None
-    if seconds is None and fields.message:
-        seconds = _message_delay(fields.message)
-    if seconds is None or seconds < 0:
-        return None
-    # Read out of prose, so less sure than a header: never more than a day (the longest
-    # billing cooldown), whatever number a garbled message holds.
-    return now + min(seconds, _BODY_HINT_CAP_S)
-
-
-def _fields(document: object) -> _Fields | None:
-    """Pull type, code and message out of any of the providers' JSON shapes."""
-    if isinstance(document, list) and len(document) == 1:
-        # Google wraps its error object in a one-element array on some endpoints.
-        document = document[0]
-    if not isinstance(document, Mapping):
-        return None
-    error = document.get("error")
-    if isinstance(error, Mapping):
-        # Anthropic {"type":"error","error":{type,message}};
-        # OpenAI {"error":{message,type,code}}; Google {"error":{code,message,status}}.
-        error_type = _as_str(error.get("type")) or _as_str(error.get("status"))
-        code = _as_str(error.get("code"))
-        message = _as_str(error.get("message"))
-        return _Fields(error_type, code, message, _retry_delay(error.get("details")))
-    # Proxies and gateways: {"error": "…"}, {"message": "…"}, {"detail": "…"}.
-    message = _as_str(error) or _as_str(document.get("message")) or _as_str(document.get("detail"))
-    top_type = _as_str(document.get("type"))
-    if top_type == "error":
-        top_type = None  # Anthropic's envelope tag, not an error type.
-    return _Fields(top_type, _as_str(document.get("code")), message)
-
-
-def _pick_type(fields: _Fields) -> str | None:
+def _pick_type(fields: Fields) -> str | None:
     # OpenAI's "type" can be a bucket ("requests", "tokens",
     # "invalid_request_error") while "code" says what happened
     # (rate_limit_exceeded, invalid_api_key, insufficient_quota).
@@ -307,86 +211,6 @@ def _pick_type(fields: _Fields) -> str | None:
         if candidate is not None and candidate.strip().lower() in known:
             return candidate
     return fields.error_type or fields.code
-
-
-def _looks_like_html(text: str) -> bool:
-    head = text.lstrip()[:512].lower()
-    return head.startswith("<") or "<html" in head or "<!doctype" in head
-
-
-def _decode(body: bytes | str) -> str:
-    if isinstance(body, bytes):
-        # Replacement rather than failure: a garbled body is still a failure
-        # to classify, not a reason to raise from the error path.
-        return body.decode("utf-8", errors="replace")
-    return body
-
-
-_JSON_STRING_FIELD = r'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)'
-
-
-def _json_string_field(text: str, name: str) -> str | None:
-    match = re.search(_JSON_STRING_FIELD.format(name=name), text)
-    if match is None:
-        return None
-    raw = match.group(1)
-    try:
-        value = json.loads(f'"{raw}"')
-    except ValueError:
-        value = raw
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _salvage(text: str) -> _Fields | None:
-    """Type and message from the start of a JSON error body that was cut short."""
-    if not text.lstrip().startswith("{"):
-        return None
-    head = text[:16384]
-    error_type = _json_string_field(head, "type")
-    if error_type == "error":  # Anthropic's envelope tag: the inner type follows
-        inner = head[head.find('"type"') + 6 :]
-        error_type = _json_string_field(inner, "type")
-    code = _json_string_field(head, "code")
-    message = _json_string_field(head, "message")
-    if message is None:  # a message cut off before its closing quote
-        match = re.search(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)$', head)
-        message = match.group(1) if match and match.group(1).strip() else None
-    if error_type is None and code is None and message is None:
-        return None
-    return _Fields(error_type, code, message)
-
-
-def _read_body(
-    status: int | None, body: bytes | str | Mapping[str, object] | None
-) -> tuple[_Fields, str]:
-    """The parsed fields and a message fit for the user."""
-    label = _http_label(status)
-    if body is None:
-        return _Fields(None, None, None), f"{label} (empty body)"
-    if isinstance(body, Mapping):
-        document: object = body
-    else:
-        text = _decode(body)
-        if not text.strip():
-            return _Fields(None, None, None), f"{label} (empty body)"
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError):
-            salvaged = _salvage(text)
-            if salvaged is not None:
-                # JSON cut short (a huge body is read only in part): its leading fields.
-                return salvaged, salvaged.message or f"{label} (truncated JSON body)"
-            if _looks_like_html(text):
-                # A proxy's error page: its markup is noise to the user.
-                return _Fields(None, None, None), f"{label} (non-JSON body)"
-            # Plain text from a gateway ("Too Many Requests") is worth keeping,
-            # on one line and short.
-            first_line = " ".join(text.split())[:200]
-            return _Fields(None, None, first_line), f"{label}: {first_line}"
-    fields = _fields(document)
-    if fields is None:
-        return _Fields(None, None, None), f"{label} (unrecognised JSON body)"
-    return fields, fields.message or f"{label} (no error message)"
 
 
 def parse_failure(
@@ -406,8 +230,8 @@ def parse_failure(
     """
     secrets = tuple(secrets)
     if secrets and isinstance(body, bytes | str):
-        body = redact(_decode(body), secrets)
-    fields, message = _read_body(status, body)
+        body = redact(decode(body), secrets)
+    fields, message = read_body(status, body)
     if secrets:  # a parsed event's fields (a Mapping body) were not redacted above
         message = redact(message, secrets)
         fields = fields._replace(
@@ -425,7 +249,7 @@ def parse_failure(
     # hint is for hosts (Google, gateways) that put the wait only there.
     when = retry_at(headers, now)
     if when is None:
-        when = _body_retry_at(fields, now)
+        when = body_retry_at(fields, now)
     return Failure(
         failure_class=failure_class,
         status=status,

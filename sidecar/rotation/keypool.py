@@ -2,12 +2,13 @@
 
 This is what the server, the engine and the CLI call. Each method is one
 short transaction on the store (or a lock-free read), applying the pure rules
-of :mod:`sidecar.rotation`.
+of :mod:`sidecar.rotation.rules`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -15,17 +16,22 @@ from typing import Literal
 
 import attrs
 
-from sidecar import placement, rotation
 from sidecar.catalog import PROVIDERS, get_provider
-from sidecar.classify import Failure
 from sidecar.credentials import Credential
 from sidecar.errors import InvalidParams
 from sidecar.profiles import check_profile_id
-from sidecar.rotation import Action, Choice, ProviderStatus
-from sidecar.sources import env_credentials, kind_of_secret, load_environment
+from sidecar.rotation import placement, rules
+from sidecar.rotation.classify import Failure
+from sidecar.rotation.rules import Action, Choice
+from sidecar.rotation.state import RotationState
+from sidecar.rotation.status import ProviderStatus, StatusKind, provider_status
+from sidecar.settings import Settings
+from sidecar.sources import env_credentials, kind_of_secret
 from sidecar.store import Store, StoreData
 
 __all__ = ["KeyPool"]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Saved = Literal["added", "updated", "unchanged"]
@@ -39,12 +45,27 @@ class KeyPool:
         store: Store,
         environ: Mapping[str, str] | None = None,
         clock: Clock = time.time,
+        *,
+        settings: Settings | None = None,
     ) -> None:
+        """``settings`` as the process built them; else read from ``environ`` (os.environ)."""
         self.store = store
-        self.env = load_environment(store.home, os.environ if environ is None else environ)
+        if settings is None:
+            settings = Settings.load(store.home, os.environ if environ is None else environ)
+            for problem in settings.problems:
+                # The server's half of the policy (sidecar.settings): a log line here and
+                # an Error in every status (see status()). The CLI and the gateway load
+                # their settings themselves and refuse to start instead.
+                log.error("%s: using the default", problem.message)
+        self.settings = settings
         self.clock = clock
         self._unsaved: list[tuple[Credential, float]] = []  # successes not yet written
         self._saved_at = clock()
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment provider variables are looked up in (see Settings.env)."""
+        return self.settings.env
 
     # -- reading ----------------------------------------------------------------
 
@@ -54,14 +75,14 @@ class KeyPool:
         env = env_credentials(provider, self.env)
         if env.live_override:
             return env.credentials
-        return rotation.order_credentials(
+        return rules.order_credentials(
             data.order(provider), data.pool(provider), data.profiles(provider), env.credentials
         )
 
     def pool(self, provider: str, data: StoreData | None = None) -> list[Credential]:
         """The credentials rotation may use: all but the rejected ones."""
         data = data or self.store.read()
-        return rotation.usable_pool(self.credentials(provider, data), data.provider_state(provider))
+        return rules.usable_pool(self.credentials(provider, data), _state(data, provider))
 
     def providers(self, data: StoreData | None = None) -> list[str]:
         """Providers that have any credential, stored or in the environment."""
@@ -81,12 +102,17 @@ class KeyPool:
 
     def status(self, provider: str, data: StoreData | None = None) -> ProviderStatus:
         data = data or self.store.read()
-        return rotation.provider_status(
+        status = provider_status(
             provider,
             self.credentials(provider, data),
-            data.provider_state(provider).copy(),
+            _state(data, provider),
             self.clock(),
         )
+        if not self.settings.problems:
+            return status
+        said = "; ".join(p.message for p in self.settings.problems)
+        message = f"{said}; {status.message}" if status.message else said
+        return attrs.evolve(status, kind=StatusKind.ERROR, message=message)
 
     def status_all(self, providers: Iterable[str] | None = None) -> list[ProviderStatus]:
         data = self.store.read()
@@ -104,38 +130,35 @@ class KeyPool:
         get_provider(provider)
         skip = tuple(skip)
         data = self.store.read()
-        st = data.provider_state(provider)
-        before = (st.get("current"), st.get("rotated"))
-        choice = rotation.choose(provider, self.pool(provider, data), st, self.clock(), skip)
-        if (st.get("current"), st.get("rotated")) == before:
+        st = _state(data, provider)
+        before = (st.current, st.rotated)
+        choice = rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
+        if (st.current, st.rotated) == before:
             return choice
-        with self.store.transaction() as data:
-            st = data.provider_state(provider)
-            return rotation.choose(provider, self.pool(provider, data), st, self.clock(), skip)
+        with self._state_of(provider) as (data, st):
+            return rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
 
     def report_failure(self, cred: Credential, failure: Failure) -> Action:
         """Record a failure of ``cred``; an invalid pooled key leaves the pool file."""
-        with self.store.transaction() as data:
-            st = data.provider_state(cred.provider)
+        with self._state_of(cred.provider) as (data, st):
             pool = self.pool(cred.provider, data)
-            action = rotation.record_failure(pool, st, cred, failure, self.clock())
-            if action is Action.RETRY and cred.state_key in st.get("rejected", {}):
-                self._evict(data, cred)
+            action = rules.record_failure(pool, st, cred, failure, self.clock())
+            if action is Action.RETRY and cred.state_key in st.rejected:
+                self._evict(data, st, cred)
         return action
 
     def reject(self, cred: Credential, message: str) -> None:
         """Take ``cred`` out of rotation, e.g. a login whose refresh failed for good."""
-        with self.store.transaction() as data:
-            st = data.provider_state(cred.provider)
-            rotation.reject(self.pool(cred.provider, data), st, cred, message, self.clock())
+        with self._state_of(cred.provider) as (data, st):
+            rules.reject(self.pool(cred.provider, data), st, cred, message, self.clock())
 
-    def _evict(self, data: StoreData, cred: Credential) -> None:
+    def _evict(self, data: StoreData, st: RotationState, cred: Credential) -> None:
         # Pool entries are removed from the pool file; profiles and environment
         # keys cannot be deleted behind the user's back, so they stay marked
         # rejected in the state until `keyReset` or the user replaces them.
         if cred.source == "pool":
             data.remove_from_pool(cred.provider, cred.id)
-            data.provider_state(cred.provider).get("rejected", {}).pop(cred.state_key, None)
+            st.rejected.pop(cred.state_key, None)
 
     def report_success(self, cred: Credential) -> None:
         """Record a success.
@@ -146,16 +169,14 @@ class KeyPool:
         does not pay an fsync per request; a crash loses only those counts.
         """
         now = self.clock()
-        st = self.store.read().provider_state(cred.provider)
+        st = _state(self.store.read(), cred.provider)
         visible_change = (
-            st.get("rotated")
-            or st.get("current") != cred.state_key
-            or cred.state_key in (st.get("cooldowns") or {})
+            st.rotated or st.current != cred.state_key or cred.state_key in st.cooldowns
         )
         if visible_change:
-            with self.store.transaction() as data:
-                rotation.record_success(data.provider_state(cred.provider), cred, now)
-                self._write_unsaved_usage(data)
+            with self._state_of(cred.provider) as (data, st):
+                rules.record_success(st, cred, now)
+                self._write_unsaved_usage(data, (cred.provider, st))
         else:
             self._unsaved.append((cred, now))
             if now - self._saved_at >= USAGE_SAVE_INTERVAL:
@@ -167,23 +188,33 @@ class KeyPool:
             with self.store.transaction() as data:
                 self._write_unsaved_usage(data)
 
-    def _write_unsaved_usage(self, data: StoreData) -> None:
-        # Counts only: replaying a success here must not undo a later rotation.
+    def _write_unsaved_usage(
+        self, data: StoreData, held: tuple[str, RotationState] | None = None
+    ) -> None:
+        # Counts only: replaying a success here must not undo a later rotation. ``held``
+        # is (provider, state) the caller is editing and writes back itself.
+        states = dict([held]) if held is not None else {}
         for cred, when in self._unsaved:
-            rotation.record_usage(data.provider_state(cred.provider), cred, when)
+            st = states.get(cred.provider)
+            if st is None:
+                st = states[cred.provider] = _state(data, cred.provider)
+            rules.record_usage(st, cred, when)
+        for provider, st in states.items():
+            if held is None or provider != held[0]:
+                _save(data, provider, st)
         self._unsaved = []
         self._saved_at = self.clock()
 
     def reset(self, provider: str) -> None:
         get_provider(provider)
-        with self.store.transaction() as data:
-            rotation.reset(data.provider_state(provider))
+        with self._state_of(provider) as (_, st):
+            rules.reset(st)
 
     # -- writing credentials -------------------------------------------------------
     #
     # Every write of a credential (key add, key add --login, a login, a pasted token,
     # an import) goes through _writing and _fresh_start: the new credential goes after
-    # the one in use (see sidecar.placement), and whatever the provider said about an
+    # the one in use (see sidecar.rotation.placement), and whatever the provider said about an
     # earlier copy of it (rejected, cooling down, refused) is forgotten, since the user
     # has just given it again.
 
@@ -192,22 +223,29 @@ class KeyPool:
         with self.store.transaction() as data:
             before = self.pool(provider, data)
             yield data
-            st = data.provider_state(provider)
+            st = _state(data, provider)
             where = placement.keep_in_use(
                 before, self.credentials(provider, data), self.pool(provider, data), st
             )
             if where.order is not None:
                 data.set_order(provider, where.order)
-            if where.current != st.get("current"):
-                st["current"] = where.current
+            if where.current != st.current:
+                st.current = where.current
+                _save(data, provider, st)
 
     @staticmethod
     def _fresh_start(data: StoreData, cred: Credential) -> None:
-        st = data.provider_state(cred.provider)
-        for section in rotation.PER_CREDENTIAL_VERDICTS:
-            section_doc = st.get(section)
-            if isinstance(section_doc, dict):
-                section_doc.pop(cred.state_key, None)
+        st = _state(data, cred.provider)
+        st.forget_verdicts(cred.state_key)
+        _save(data, cred.provider, st)
+
+    @contextlib.contextmanager
+    def _state_of(self, provider: str) -> Iterator[tuple[StoreData, RotationState]]:
+        """One provider's typed state inside a store transaction, written back at the end."""
+        with self.store.transaction() as data:
+            st = _state(data, provider)
+            yield data, st
+            _save(data, provider, st)
 
     def add_key(self, provider: str, secret: str) -> tuple[Credential, bool]:
         """Add a key (or static token) to the pool: (the pooled credential, whether it is new)."""
@@ -339,6 +377,28 @@ class KeyPool:
 
     # -- logins --------------------------------------------------------------------
 
+    def stored_login(self, cred: Credential) -> Credential | None:
+        """The stored copy of the OAuth login ``cred`` was read from (see _find_login)."""
+        return _find_login(self.store.read(), cred)
+
+    def renew_login(
+        self, cred: Credential, *, secret: str, refresh: str | None, expires_at: float | None
+    ) -> Credential:
+        """Write a refreshed login's new tokens where the login lives now; the renewed login.
+
+        Logged out meanwhile: nothing is written, and the renewed credential serves only
+        the request that refreshed it.
+        """
+        renewed = attrs.evolve(cred, secret=secret, refresh=refresh, expires_at=expires_at)
+        with self.store.transaction() as data:
+            target = _find_login(data, cred)
+            if target is not None:
+                renewed = attrs.evolve(
+                    target, secret=secret, refresh=refresh, expires_at=expires_at
+                )
+                data.update_credential(renewed)
+        return renewed
+
     def logout(self, provider: str, profile_id: str) -> Credential | None:
         """Remove the login (OAuth or token) profile ``profile_id``; None when there is none.
 
@@ -357,8 +417,38 @@ class KeyPool:
 
 def _forget(data: StoreData, cred: Credential) -> None:
     """Drop the rotation state of a credential that left the store."""
-    st = data.provider_state(cred.provider)
-    for section in (*rotation.PER_CREDENTIAL_VERDICTS, "usage"):
-        st.get(section, {}).pop(cred.state_key, None)
-    if st.get("current") == cred.state_key:
-        st["current"] = None
+    st = _state(data, cred.provider)
+    st.forget(cred.state_key)
+    _save(data, cred.provider, st)
+
+
+def _state(data: StoreData, provider: str) -> RotationState:
+    """A typed copy of one provider's state: reading it never changes the store's data."""
+    return RotationState.from_doc(data.provider_state(provider))
+
+
+def _save(data: StoreData, provider: str, st: RotationState) -> None:
+    doc = data.provider_state(provider)
+    new = st.to_doc()
+    if doc != new:
+        doc.clear()
+        doc.update(new)
+
+
+def _find_login(data: StoreData, cred: Credential) -> Credential | None:
+    """The stored copy of the login ``cred`` was read from, wherever it lives now.
+
+    By id first; then by token, for a profile that ``keyAdd`` moved into the pool
+    since ``cred`` was read.
+    """
+    pool, profiles = data.pool(cred.provider), data.profiles(cred.provider)
+    same_place = pool if cred.source == "pool" else profiles
+    for stored in same_place:
+        if stored.id == cred.id and stored.kind == "oauth":
+            return stored
+    for stored in (*pool, *profiles):
+        if stored.kind == "oauth" and (
+            stored.secret == cred.secret or (cred.refresh and stored.refresh == cred.refresh)
+        ):
+            return stored
+    return None

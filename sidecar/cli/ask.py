@@ -13,7 +13,7 @@ from typing import Any
 
 from sidecar.catalog import get_provider
 from sidecar.errors import InvalidParams
-from sidecar.keypool import KeyPool
+from sidecar.rotation.keypool import KeyPool
 
 __all__ = ["run_ask"]
 

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from sidecar.editor_client import EditorClient
 from sidecar.events import Restart
 from sidecar.fake import (
     FakeProvider,
@@ -31,6 +30,7 @@ from sidecar.fake import (
     ToolUse,
     Usage,
 )
+from sidecar.fake.editor_client import EditorClient
 from sidecar.providers import TextDelta, ThinkingDelta, ToolInputDelta, ToolUseStart, ToolUseStop
 from sidecar.rpc.wire import event_from_wire
 
