@@ -135,6 +135,39 @@ class StoreData:
         self._pool_list(cred.provider).append({"id": pooled.id, **pooled.to_record()})
         return pooled, True
 
+    def add_many_to_pool(self, creds: list[Credential]) -> list[tuple[Credential, bool]]:
+        """:meth:`add_to_pool` for many credentials, in one pass over each pool.
+
+        The pool is parsed once, not once per credential: adding 1,000 keys one by one
+        was quadratic.
+        """
+        results: list[tuple[Credential, bool]] = []
+        by_secret: dict[tuple[str, str], Credential] = {}
+        by_refresh: dict[tuple[str, str], Credential] = {}
+
+        def index(c: Credential) -> None:
+            by_secret.setdefault((c.provider, c.secret), c)
+            if c.refresh is not None:
+                by_refresh.setdefault((c.provider, c.refresh), c)
+
+        for provider in {c.provider for c in creds}:
+            for existing in self.pool(provider):
+                index(existing)
+        for cred in creds:
+            found = by_secret.get((cred.provider, cred.secret))
+            if found is None and cred.refresh is not None:
+                found = by_refresh.get((cred.provider, cred.refresh))
+            if found is not None:
+                results.append((found, False))
+                continue
+            pooled = attrs.evolve(
+                cred, id=f"{cred.provider}:pool-{secret_hash(cred.secret)[:8]}", source="pool"
+            )
+            self._pool_list(cred.provider).append({"id": pooled.id, **pooled.to_record()})
+            index(pooled)
+            results.append((pooled, True))
+        return results
+
     def remove_from_pool(self, provider: str, id: str) -> bool:
         entries = self._pool_list(provider)
         kept = [e for e in entries if not (isinstance(e, dict) and e.get("id") == id)]
