@@ -20,7 +20,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sidecar import paths
 from sidecar.errors import StoreError
@@ -35,6 +35,9 @@ from sidecar.store._jsonfile import (
 )
 from sidecar.store._lock import LockTimeout, StoreLock
 from sidecar.store.safefile import kind_of
+
+if TYPE_CHECKING:
+    from sidecar.store._watch import StoreChanges
 
 __all__ = ["Store", "StoreData"]
 
@@ -244,6 +247,12 @@ class Store:
             except OSError:
                 result.append((0, 0))
         return tuple(result)
+
+    def changes(self) -> StoreChanges:
+        """A waiter woken when any process changes the store's files."""
+        from sidecar.store._watch import StoreChanges
+
+        return StoreChanges(self.home, _FILES)
 
     def set_aside_files(self) -> list[Path]:
         """Corrupt files set aside earlier, for status and doctor to report."""
