@@ -84,13 +84,14 @@ def check_exit_code(statuses: Sequence[ProviderStatus]) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sidecar import protocol
     from sidecar.store.health import problem_texts
 
     keypool = _keypool()
     statuses = keypool.status_all([args.provider] if args.provider else None)
     problems = problem_texts(keypool.store)
     if args.json:
+        from sidecar import protocol  # cattrs: a third of the command's start-up
+
         result = protocol.StatusResult([protocol.provider_state(s) for s in statuses], problems)
         print(json.dumps(protocol.to_wire(result), indent=2, ensure_ascii=False))
     else:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -89,6 +88,8 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> os.stat_result:
     Compact: indentation made a 1,000-key pool three times slower to write, and
     nobody edits these files by hand (the CLI does).
     """
+    import tempfile  # only writers need it (and its import of random)
+
     data = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode() + b"\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -1,9 +1,10 @@
-"""`llm-sidecar key add` with many keys on stdin: all added, in one write of the pool."""
+"""`llm-sidecar key add` with many keys on stdin, and what `llm-sidecar status` loads."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +50,16 @@ def test_a_bad_key_among_many_adds_none_of_them(home: Path, make_key: Callable[.
     assert "added: " not in result.stdout
     status = run(home, "status").stdout
     assert "no credentials" in status
+
+
+def test_status_does_not_load_what_only_json_output_needs(home: Path) -> None:
+    code = (
+        "import sys\n"
+        "from sidecar.cli import main\n"
+        "main(['status'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'cattrs', 'tempfile'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
