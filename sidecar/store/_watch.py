@@ -5,9 +5,10 @@ another within a few milliseconds, yet an idle editor should not wake its sideca
 twice a second. On Linux the home directory is watched with inotify
 (``inotify_simple``: a thin ctypes wrapper, no threads, its file descriptor read by
 the event loop): every store write renames a finished file into place, which
-inotify reports at once. Elsewhere, or when the watch cannot be set up (no home
-yet, no inotify instances left), the caller's poll interval is used instead, and
-the watch is tried again at each poll.
+inotify reports at once. A home that does not exist yet is waited for by watching
+its parent for its creation. Elsewhere, or when no watch can be set up (no parent
+either, no inotify instances left), the caller's poll interval is used instead,
+and the watch is tried again at each poll.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class StoreChanges:
         self._inotify: INotify | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
+        self._watching_parent = False  # the home is missing: waiting for its creation
 
     @property
     def notified(self) -> bool:
@@ -61,7 +63,10 @@ class StoreChanges:
             self._inotify = None
 
     def _start(self) -> None:
-        if not sys.platform.startswith("linux") or not self.home.is_dir():
+        if not sys.platform.startswith("linux"):
+            return
+        home = self.home.is_dir()
+        if not home and not self.home.parent.is_dir():
             return
         try:
             # Imported here: only a serving sidecar watches, never the CLI.
@@ -80,8 +85,10 @@ class StoreChanges:
             | flags.DELETE_SELF
             | flags.MOVE_SELF
         )
+        if not home:
+            mask = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
         try:
-            inotify.add_watch(self.home, mask)
+            inotify.add_watch(self.home if home else self.home.parent, mask)
         except OSError as exc:
             inotify.close()
             log.info("cannot watch %s (%s); polling the store", self.home, exc.strerror)
@@ -89,6 +96,7 @@ class StoreChanges:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(inotify.fileno(), self._on_events)
         self._inotify = inotify
+        self._watching_parent = not home
 
     def _on_events(self) -> None:
         if self._inotify is None:
@@ -103,9 +111,12 @@ class StoreChanges:
         for event in events:
             if event.mask & (flags.DELETE_SELF | flags.MOVE_SELF | flags.IGNORED):
                 gone = True
-            if event.name in self.names or gone:
+            elif self._watching_parent:
+                gone = gone or event.name == self.home.name  # the home appeared
+            elif event.name in self.names:
                 self._changed.set()
         if gone:
-            # The home itself went away or moved: poll until it is back, then watch it.
+            # The watched directory went away, or the home appeared: watch afresh at
+            # the next wait (whatever now exists), and look at the store now.
             self.close()
             self._changed.set()

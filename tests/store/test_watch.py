@@ -54,7 +54,30 @@ async def test_files_other_than_the_stores_do_not_wake_it(home: Path) -> None:
         changes.close()
 
 
-async def test_without_a_home_it_polls(tmp_path: Path) -> None:
-    changes = Store(tmp_path / "absent").changes()
+async def test_without_a_home_or_its_parent_it_polls(tmp_path: Path) -> None:
+    changes = Store(tmp_path / "absent" / "home").changes()
     await changes.wait(0.0, NEVER)  # returns after the poll interval: nothing to watch
     assert not changes.notified
+
+
+async def test_a_home_created_later_is_watched_once_it_exists(
+    tmp_path: Path, make_key: Callable[..., str]
+) -> None:
+    home = tmp_path / "home"
+    changes = Store(home).changes()
+    try:
+        waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
+        await asyncio.sleep(0)
+        assert changes.notified  # watching the parent for the home to appear
+        KeyPool(Store(home), environ={}).add_key("anthropic", make_key())
+        await asyncio.wait_for(waiting, 10)  # only against a hang
+        waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
+        await asyncio.sleep(0)
+        assert changes.notified
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", ADD, str(home), make_key()
+        )
+        assert await writer.wait() == 0
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        changes.close()
