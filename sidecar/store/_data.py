@@ -26,6 +26,28 @@ def _empty(key: str) -> dict[str, Any]:
     return {"version": 1, key: {}}
 
 
+# Parsed pool entries, by content: rotation reads every pooled key several times per
+# request, and at 1,000 keys parsing them again each time was most of its cost.
+# Credentials are frozen, so one parse can be shared. Bounded: cleared when full.
+_PARSED: dict[tuple[str, tuple[tuple[str, Any], ...]], Credential] = {}
+_PARSED_MAX = 20_000
+
+
+def _pool_credential(provider: str, id: str, entry: dict[str, Any]) -> Credential:
+    try:
+        key = (provider, tuple(entry.items()))
+        hash(key)
+    except TypeError:  # a value that is a list or an object: parse it every time
+        return Credential.from_record(id, "pool", {**entry, "provider": provider})
+    cred = _PARSED.get(key)
+    if cred is None:
+        cred = Credential.from_record(id, "pool", {**entry, "provider": provider})
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = cred
+    return cred
+
+
 @attrs.define
 class StoreData:
     credentials: dict[str, Any] = attrs.field(factory=lambda: {**_empty("profiles"), "order": {}})
@@ -116,7 +138,7 @@ class StoreData:
                 id = entry["id"]
                 if not isinstance(id, str):
                     raise TypeError(f"an entry's id is {type(id).__name__}, not a string")
-                found.append(Credential.from_record(id, "pool", {**entry, "provider": provider}))
+                found.append(_pool_credential(provider, id, entry))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self.problems.append(f"pool.json: skipped a {provider} entry: {exc}")
         return found
