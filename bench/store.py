@@ -15,8 +15,8 @@ itself and whatever else runs; contenders are alternated within one run.
   request written → first text delta received, per stream, p90 over all streams of
   all rounds.
 - Status propagation: two sidecars on one home; the bench records a rate limit in
-  the store (as the CLI or a third sidecar would) and times from that write's return
-  to the ``sidecar/didChangeStatus`` of the other sidecar arriving.
+  the store (as the CLI or a third sidecar would), in a thread, and times from the
+  start of that write to the ``sidecar/didChangeStatus`` of the other sidecar arriving.
 - Idle wakeups: context switches (voluntary and not, every thread) of an idle
   sidecar over a window after its start-up settled, per second.
 - CLI: ``llm-sidecar status`` (a home of one key, text output) vs ``python -c pass``,
@@ -221,6 +221,7 @@ async def _propagation(fake: FakeHost, sizes: Sizes, section: Section) -> None:
 
     runs = 3 if sizes.smoke else 21
     delays: list[float] = []
+    write_ms: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-prop-") as tmp:
         home = Path(tmp) / "home"
         keys = _pool_keys(3, "prop")
@@ -249,8 +250,15 @@ async def _propagation(fake: FakeHost, sizes: Sizes, section: Section) -> None:
                 await asyncio.sleep(0.3)  # the notifications of these writes have come
                 before = len(seen)
                 failure = Failure(FailureClass.RATE_LIMIT, 429, None, "", time.time() + 600, False)
-                keypool.report_failure(current, failure)
-                written = time.perf_counter_ns()
+
+                def write(current: Any = current, failure: Any = failure) -> tuple[int, int]:
+                    started = time.perf_counter_ns()
+                    keypool.report_failure(current, failure)
+                    return started, time.perf_counter_ns()
+
+                # In a thread: this loop must read the notification the moment it comes.
+                written, returned = await asyncio.to_thread(write)
+                write_ms.append(_ms(returned - written))
                 rotated = "2/3 (rotated)"  # the second key of three, after the 429
                 for _ in range(600):
                     if any(rotated in p.get("text", "") for _, p in seen[before:]):
@@ -262,8 +270,9 @@ async def _propagation(fake: FakeHost, sizes: Sizes, section: Section) -> None:
                 delays.append(_ms(max(arrived - written, 0)))
     p50 = median(delays)
     section.add(
-        "status propagation: a store write → the other sidecar's `didChangeStatus` arrives",
-        _fig(delays),
+        "status propagation: a rate limit's store write begins (bench process) → the other"
+        " sidecar's `didChangeStatus` arrives (same clock)",
+        f"{_fig(delays)}; the write itself (lock, read, two fsyncs) took {_fig(write_ms)}",
         f"p50 ≤ {GOAL_PROPAGATION_MS:.0f} ms",
         p50 <= GOAL_PROPAGATION_MS,
     )
