@@ -47,8 +47,10 @@ class StoreChanges:
     async def wait(self, poll: float, idle: float) -> None:
         """Until a change is reported, or ``idle`` seconds pass; ``poll`` without a watch."""
         if self._inotify is None:
-            self._start()
-        if self._inotify is None:
+            if self._start():
+                # A fresh watch: whatever changed before it was set up raised no event,
+                # so the caller looks once now.
+                return
             await asyncio.sleep(poll)
             return
         with contextlib.suppress(TimeoutError):
@@ -62,12 +64,13 @@ class StoreChanges:
             self._inotify.close()
             self._inotify = None
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
+        """Set the watch up; whether it is now set up."""
         if not sys.platform.startswith("linux"):
-            return
+            return False
         home = self.home.is_dir()
         if not home and not self.home.parent.is_dir():
-            return
+            return False
         try:
             # Imported here: only a serving sidecar watches, never the CLI.
             from inotify_simple import INotify, flags
@@ -75,7 +78,7 @@ class StoreChanges:
             inotify = INotify()
         except (ImportError, OSError) as exc:
             log.info("no file notifications (%s); polling the store", exc)
-            return
+            return False
         mask = (
             flags.MOVED_TO  # a store write: a finished file renamed into place
             | flags.CLOSE_WRITE  # a file edited in place
@@ -92,11 +95,16 @@ class StoreChanges:
         except OSError as exc:
             inotify.close()
             log.info("cannot watch %s (%s); polling the store", self.home, exc.strerror)
-            return
+            return False
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(inotify.fileno(), self._on_events)
         self._inotify = inotify
         self._watching_parent = not home
+        if not home and self.home.is_dir():
+            # Created between the check and the watch: its event was missed.
+            self.close()
+            self._changed.set()
+        return self._inotify is not None
 
     def _on_events(self) -> None:
         if self._inotify is None:

@@ -25,6 +25,7 @@ async def test_a_write_by_another_process_wakes_the_waiter(
     KeyPool(store, environ={}).add_key("anthropic", make_key())
     changes = store.changes()
     try:
+        await changes.wait(NEVER, NEVER)  # sets the watch up, and returns at once
         waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
         await asyncio.sleep(0)  # the watch is set up on the first wait
         assert changes.notified
@@ -42,6 +43,7 @@ async def test_files_other_than_the_stores_do_not_wake_it(home: Path) -> None:
     store.ensure_home()
     changes = store.changes()
     try:
+        await changes.wait(NEVER, NEVER)  # sets the watch up, and returns at once
         waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
         await asyncio.sleep(0)
         (home / "notes.txt").write_text("unrelated")
@@ -66,11 +68,13 @@ async def test_a_home_created_later_is_watched_once_it_exists(
     home = tmp_path / "home"
     changes = Store(home).changes()
     try:
+        await changes.wait(NEVER, NEVER)  # sets the watch up, and returns at once
         waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
         await asyncio.sleep(0)
         assert changes.notified  # watching the parent for the home to appear
         KeyPool(Store(home), environ={}).add_key("anthropic", make_key())
         await asyncio.wait_for(waiting, 10)  # only against a hang
+        await changes.wait(NEVER, NEVER)  # sets the watch up, and returns at once
         waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
         await asyncio.sleep(0)
         assert changes.notified
