@@ -22,6 +22,7 @@ from bench import (
     prototypes,
     report,
     startup,
+    store,
     throughput,
 )
 from bench.sizes import FULL, SMOKE, Sizes
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "concurrency": lambda sizes, lite: concurrency.run(sizes),
     "prototypes": lambda sizes, lite: prototypes.run(sizes),
     "goodput": lambda sizes, lite: goodput.run(sizes, litellm=lite),
+    "store": lambda sizes, lite: store.run(sizes),
 }
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -32,6 +32,7 @@ import asyncio
 import inspect
 import io
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
@@ -296,13 +297,16 @@ def _patch_writebehind() -> None:
             return durable_report(self, cred, failure)
         pending = cooling(self)
         pending.add(cred.state_key)
-        loop = asyncio.get_running_loop()
 
-        def write() -> None:  # on the loop's next turn: once the replay request is out
-            written = loop.run_in_executor(None, durable_report, self, cred, failure)
-            written.add_done_callback(lambda _: pending.discard(cred.state_key))
+        def write() -> None:
+            try:
+                durable_report(self, cred, failure)
+            finally:
+                pending.discard(cred.state_key)
 
-        loop.call_soon(write)
+        # A thread of its own: failover now calls this from a worker thread (no running
+        # loop there), and the replay must not wait for the write either way.
+        threading.Thread(target=write, name="writebehind", daemon=True).start()
         return Action.RETRY  # what record_failure answers for every rate limit
 
     def acquire(self: KeyPool, provider: str, skip: Any = ()) -> Any:

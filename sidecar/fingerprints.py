@@ -30,6 +30,7 @@ def fingerprint(secret: str) -> str:
     return f"{prefix}…{secret[-4:]}"
 
 
+@functools.lru_cache(maxsize=8192)  # rotation asks for every pooled key's, many times
 def secret_hash(secret: str) -> str:
     """A stable identifier for a secret, for state files: 16 hex chars of SHA-256."""
     return hashlib.sha256(secret.encode()).hexdigest()[:16]

@@ -98,7 +98,8 @@ class Failover:
     async def _acquire(self) -> Credential:
         while True:
             try:
-                choice = self.keypool.acquire(self.provider, self.skip)
+                # Off the loop: a rotation is a store transaction, which may wait for the lock.
+                choice = await asyncio.to_thread(self.keypool.acquire, self.provider, self.skip)
             except AllRateLimited as exc:
                 wait = exc.retry_at - self.keypool.clock()
                 if time.monotonic() + wait > self.deadline:
@@ -126,7 +127,7 @@ class Failover:
             return await self.ensure_fresh(cred)
         except LoginError as err:
             if is_permanent(err):
-                self.keypool.reject(cred, _log_in_again(err.message))
+                await asyncio.to_thread(self.keypool.reject, cred, _log_in_again(err.message))
             elif cred.expires_at is not None and cred.expires_at > self.keypool.clock():
                 return cred
             return err
@@ -148,7 +149,7 @@ class Failover:
                 raise upstream_error(self.provider, exc) from None
             return
         self.tally.failed(cred, exc.failure)
-        action = self.keypool.report_failure(cred, exc.failure)
+        action = await asyncio.to_thread(self.keypool.report_failure, cred, exc.failure)
         if action is Action.REFRESH:
             renewed = await self._refresh(cred, exc)
             if isinstance(renewed, Credential):
@@ -182,11 +183,11 @@ class Failover:
                 return await self.refresher(cred)
             except LoginError as err:
                 if is_permanent(err):
-                    self.keypool.reject(cred, _log_in_again(err.message))
+                    await asyncio.to_thread(self.keypool.reject, cred, _log_in_again(err.message))
                 return err
         # Refused again right after a refresh: the login itself is no longer accepted.
         message = _log_in_again(f"{cred.provider} refused the renewed login: {exc.failure.message}")
-        self.keypool.reject(cred, message)
+        await asyncio.to_thread(self.keypool.reject, cred, message)
         return LoginError(message, {"provider": cred.provider, "reason": "rejected"})
 
 

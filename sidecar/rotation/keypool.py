@@ -249,20 +249,33 @@ class KeyPool:
 
     def add_key(self, provider: str, secret: str) -> tuple[Credential, bool]:
         """Add a key (or static token) to the pool: (the pooled credential, whether it is new)."""
+        return self.add_to_pool(self._key_credential(provider, secret))
+
+    def add_keys(self, provider: str, secrets: list[str]) -> list[tuple[Credential, bool]]:
+        """:meth:`add_key` for many keys in one transaction; none is added if one is invalid."""
+        creds = [self._key_credential(provider, secret) for secret in secrets]
+        with self._writing(provider) as data:
+            added = data.add_many_to_pool(creds)
+            for pooled, _ in added:
+                self._fresh_start(data, pooled)
+        shown = {c.secret: c for c in reversed(self.credentials(provider))}
+        return [(shown.get(pooled.secret, pooled), new) for pooled, new in added]
+
+    @staticmethod
+    def _key_credential(provider: str, secret: str) -> Credential:
         get_provider(provider)
         secret = secret.strip()
         if not secret or not secret.isascii() or not secret.isprintable() or " " in secret:
             raise InvalidParams("key", "must be printable ASCII without spaces")
         if len(secret) > MAX_KEY_LENGTH:
             raise InvalidParams("key", f"is longer than {MAX_KEY_LENGTH} characters")
-        cred = Credential(
+        return Credential(
             id="",
             provider=provider,
             kind=kind_of_secret(provider, secret),
             source="pool",
             secret=secret,
         )
-        return self.add_to_pool(cred)
 
     def add_to_pool(self, cred: Credential) -> tuple[Credential, bool]:
         """Add ``cred`` to its provider's pool: (the pooled credential, whether it is new)."""

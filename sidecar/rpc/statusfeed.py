@@ -1,7 +1,8 @@
 """Pushing status-bar updates when anything changes, in this process or another.
 
 Every sidecar process of the user shares one store. Each watches the store's
-files (a cheap ``stat`` twice a second) and re-derives every provider's
+files (file notifications where the platform has them, else a cheap ``stat``
+twice a second; see :mod:`sidecar.store._watch`) and re-derives every provider's
 status when they change, and every few seconds anyway so that a cooldown that
 runs out is noticed; it sends only the statuses that differ from what it sent
 last. Changes made by this process are published at once by their handler.
@@ -9,7 +10,6 @@ last. Changes made by this process are published at once by their handler.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -69,9 +69,13 @@ class StatusFeed:
             self.publish_all()
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                self.check()
-            except Exception:  # a bad file must not stop the feed
-                log.exception("status poll failed")
+        changes = self.keypool.store.changes()
+        try:
+            while True:
+                await changes.wait(self.interval, self.refresh_every)
+                try:
+                    self.check()
+                except Exception:  # a bad file must not stop the feed
+                    log.exception("status poll failed")
+        finally:
+            changes.close()

@@ -20,25 +20,29 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
-
-from filelock import FileLock, Timeout
+from typing import TYPE_CHECKING, Any, Literal
 
 from sidecar import paths
 from sidecar.errors import StoreError
+from sidecar.store._cache import DocCache, clone
 from sidecar.store._data import StoreData
 from sidecar.store._jsonfile import (
     CorruptFile,
-    read_json,
+    read_json_stat,
     remove_stale_temp_files,
     set_aside,
     write_json_atomic,
 )
+from sidecar.store._lock import LockTimeout, StoreLock
 from sidecar.store.safefile import kind_of
+
+if TYPE_CHECKING:
+    from sidecar.store._watch import StoreChanges
 
 __all__ = ["Store", "StoreData"]
 
 _FILES = (paths.CREDENTIALS_FILE, paths.POOL_FILE, paths.STATE_FILE)
+_ATTRS = ("credentials", "pool_doc", "state")
 LOCK_TIMEOUT = 15.0  # seconds; every hold is a few milliseconds of file I/O
 
 # What _load does with a corrupt file: raise (a lock-free read, to retry under the
@@ -49,8 +53,9 @@ Corrupt = Literal["raise", "set_aside", "report"]
 class Store:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self._lock: FileLock | None = None
+        self._lock: StoreLock | None = None
         self._home_checked = False
+        self._cache = DocCache()
 
     @classmethod
     def default(cls) -> Store:
@@ -76,16 +81,18 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreData]:
-        """Lock, re-read, let the caller change the data, write what changed."""
+        """Lock, re-read, let the caller change the data, write what changed.
+
+        Blocking (the lock wait and the file I/O): code on an event loop runs the
+        whole transaction in a worker thread. Threads may share one Store.
+        """
         with self._locked():
-            data, unreadable = self._load("set_aside")
-            before = data.fingerprints()
+            data, unreadable, before = self._load("set_aside")
             yield data
-            after = data.fingerprints()
-            docs = (data.credentials, data.pool_doc, data.state)
-            changed = [
-                i for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new
-            ]
+            docs = [getattr(data, attr) for attr in _ATTRS]
+            # Compared as trees, not serialized: at 1,000 keys two dumps per file per
+            # transaction cost more than the write.
+            changed = [i for i in range(len(_FILES)) if docs[i] != before[i]]
             for i in changed:
                 # Its content is unknown, so what we hold is not it: writing would
                 # replace it. Checked before the first write: all or nothing.
@@ -97,19 +104,29 @@ class Store:
                 remove_stale_temp_files(self.home, _FILES)
             for i in changed:
                 path = self.home / _FILES[i]
+                # Kept for the next read: the caller may go on mutating ``data``.
+                doc = clone(docs[i])
+                self._cache.forget(_FILES[i])
                 try:
-                    write_json_atomic(path, docs[i])
+                    st = write_json_atomic(path, doc)
                 except OSError as exc:
                     raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+                self._cache.wrote(_FILES[i], st, doc)
 
-    def _load(self, corrupt: Corrupt) -> tuple[StoreData, dict[str, str]]:
-        """The documents, and the files that could not be read at all (name → why)."""
+    def _load(
+        self, corrupt: Corrupt
+    ) -> tuple[StoreData, dict[str, str], list[dict[str, Any] | None]]:
+        """The documents (copies, the caller's to change); the files that could not be
+        read at all (name → why); and the documents as read, to tell what changed."""
         data = StoreData()
         unreadable: dict[str, str] = {}
-        for name, attr in zip(_FILES, ("credentials", "pool_doc", "state"), strict=True):
+        before: list[dict[str, Any] | None] = []
+        for name, attr in zip(_FILES, _ATTRS, strict=True):
+            # A missing file reads as the empty document (a copy: the caller changes data's).
+            before.append(clone(getattr(data, attr)))
             path = self.home / name
             try:
-                doc = read_json(path)
+                doc = self._read_doc(name, path)
             except CorruptFile as exc:
                 if corrupt == "raise":
                     raise
@@ -137,8 +154,30 @@ class Store:
                 data.problems.append(why)
                 continue
             if doc is not None:
-                setattr(data, attr, doc)
-        return data, unreadable
+                before[-1] = doc
+                setattr(data, attr, clone(doc))
+        return data, unreadable, before
+
+    def _read_doc(self, name: str, path: Path) -> dict[str, Any] | None:
+        """The parsed document at ``path`` (shared: never mutate it); None when absent."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None  # read_json_stat says what is wrong, if anything
+        if st is not None and stat.S_ISREG(st.st_mode):
+            cached = self._cache.get(name, st)
+            if cached is not None:
+                return cached
+        try:
+            doc, st = read_json_stat(path)
+        except BaseException:
+            self._cache.forget(name)
+            raise
+        if doc is None or st is None:
+            self._cache.forget(name)
+            return None
+        self._cache.read(name, st, doc)
+        return doc
 
     # -- locking ----------------------------------------------------------------
 
@@ -150,12 +189,12 @@ class Store:
         if problem:
             raise StoreError(problem)
         if self._lock is None:
-            # fcntl-based: a lock held by a process that died is released by the kernel.
-            self._lock = FileLock(self.home / paths.LOCK_FILE, timeout=LOCK_TIMEOUT, mode=0o600)
+            # flock-based: a lock held by a process that died is released by the kernel.
+            self._lock = StoreLock(self.home / paths.LOCK_FILE, timeout=LOCK_TIMEOUT)
         try:
-            with self._lock:
+            with self._lock.held():
                 yield
-        except Timeout as exc:
+        except LockTimeout as exc:
             raise StoreError(
                 f"the store at {self.home} stayed locked for {LOCK_TIMEOUT:.0f} s"
             ) from exc
@@ -208,6 +247,12 @@ class Store:
             except OSError:
                 result.append((0, 0))
         return tuple(result)
+
+    def changes(self) -> StoreChanges:
+        """A waiter woken when any process changes the store's files."""
+        from sidecar.store._watch import StoreChanges
+
+        return StoreChanges(self.home, _FILES)
 
     def set_aside_files(self) -> list[Path]:
         """Corrupt files set aside earlier, for status and doctor to report."""

@@ -26,6 +26,28 @@ def _empty(key: str) -> dict[str, Any]:
     return {"version": 1, key: {}}
 
 
+# Parsed pool entries, by content: rotation reads every pooled key several times per
+# request, and at 1,000 keys parsing them again each time was most of its cost.
+# Credentials are frozen, so one parse can be shared. Bounded: cleared when full.
+_PARSED: dict[tuple[str, tuple[tuple[str, Any], ...]], Credential] = {}
+_PARSED_MAX = 20_000
+
+
+def _pool_credential(provider: str, id: str, entry: dict[str, Any]) -> Credential:
+    try:
+        key = (provider, tuple(entry.items()))
+        hash(key)
+    except TypeError:  # a value that is a list or an object: parse it every time
+        return Credential.from_record(id, "pool", {**entry, "provider": provider})
+    cred = _PARSED.get(key)
+    if cred is None:
+        cred = Credential.from_record(id, "pool", {**entry, "provider": provider})
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = cred
+    return cred
+
+
 @attrs.define
 class StoreData:
     credentials: dict[str, Any] = attrs.field(factory=lambda: {**_empty("profiles"), "order": {}})
@@ -116,7 +138,7 @@ class StoreData:
                 id = entry["id"]
                 if not isinstance(id, str):
                     raise TypeError(f"an entry's id is {type(id).__name__}, not a string")
-                found.append(Credential.from_record(id, "pool", {**entry, "provider": provider}))
+                found.append(_pool_credential(provider, id, entry))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self.problems.append(f"pool.json: skipped a {provider} entry: {exc}")
         return found
@@ -134,6 +156,39 @@ class StoreData:
         )
         self._pool_list(cred.provider).append({"id": pooled.id, **pooled.to_record()})
         return pooled, True
+
+    def add_many_to_pool(self, creds: list[Credential]) -> list[tuple[Credential, bool]]:
+        """:meth:`add_to_pool` for many credentials, in one pass over each pool.
+
+        The pool is parsed once, not once per credential: adding 1,000 keys one by one
+        was quadratic.
+        """
+        results: list[tuple[Credential, bool]] = []
+        by_secret: dict[tuple[str, str], Credential] = {}
+        by_refresh: dict[tuple[str, str], Credential] = {}
+
+        def index(c: Credential) -> None:
+            by_secret.setdefault((c.provider, c.secret), c)
+            if c.refresh is not None:
+                by_refresh.setdefault((c.provider, c.refresh), c)
+
+        for provider in {c.provider for c in creds}:
+            for existing in self.pool(provider):
+                index(existing)
+        for cred in creds:
+            found = by_secret.get((cred.provider, cred.secret))
+            if found is None and cred.refresh is not None:
+                found = by_refresh.get((cred.provider, cred.refresh))
+            if found is not None:
+                results.append((found, False))
+                continue
+            pooled = attrs.evolve(
+                cred, id=f"{cred.provider}:pool-{secret_hash(cred.secret)[:8]}", source="pool"
+            )
+            self._pool_list(cred.provider).append({"id": pooled.id, **pooled.to_record()})
+            index(pooled)
+            results.append((pooled, True))
+        return results
 
     def remove_from_pool(self, provider: str, id: str) -> bool:
         entries = self._pool_list(provider)

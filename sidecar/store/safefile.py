@@ -12,7 +12,14 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["MAX_FILE_BYTES", "NotRegularFile", "TooLarge", "kind_of", "read_capped"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "NotRegularFile",
+    "TooLarge",
+    "kind_of",
+    "read_capped",
+    "read_capped_stat",
+]
 
 # Generous: a pool of a thousand OAuth logins is well under 4 MiB.
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -55,10 +62,21 @@ def read_capped(path: Path, limit: int = MAX_FILE_BYTES) -> bytes | None:
     Raises :class:`NotRegularFile` or :class:`TooLarge` without reading past the
     limit, and any other ``OSError`` (permission denied) as it comes.
     """
+    return read_capped_stat(path, limit)[0]
+
+
+def read_capped_stat(
+    path: Path, limit: int = MAX_FILE_BYTES
+) -> tuple[bytes | None, os.stat_result | None]:
+    """:func:`read_capped`, with the ``fstat`` of the very file that was read.
+
+    The stat comes from the open file, not the path: should the file be replaced
+    between the two, the stat still describes the bytes returned (what a cache keys on).
+    """
     try:
         st = os.stat(path)  # follows a link: its target is what would be read
     except FileNotFoundError:
-        return None  # nothing, or a dangling link
+        return None, None  # nothing, or a dangling link
     if not stat.S_ISREG(st.st_mode):
         raise NotRegularFile(path, kind_of(st.st_mode))
     # O_NONBLOCK: should the file have been swapped for a FIFO since the stat, the
@@ -66,7 +84,7 @@ def read_capped(path: Path, limit: int = MAX_FILE_BYTES) -> bytes | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None
+        return None, None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
@@ -74,4 +92,4 @@ def read_capped(path: Path, limit: int = MAX_FILE_BYTES) -> bytes | None:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(path, limit)
-    return data
+    return data, st

@@ -36,6 +36,7 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
         "Concurrency",
         "Prototyped changes",
         "Goodput under rate limits",
+        "Store",
     ]
     for section in sections:
         assert section.rows, section.title

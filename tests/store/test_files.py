@@ -109,14 +109,17 @@ def test_a_file_that_cannot_be_read_is_reported_and_never_replaced(
     keypool = KeyPool(Store(home), environ={})
     keypool.add_key("anthropic", make_key())
     content = (home / "pool.json").read_bytes()
-    real = _jsonfile.read_capped
+    real = _jsonfile.read_capped_stat
 
-    def denied(path: Path) -> bytes | None:
+    def denied(path: Path) -> tuple[bytes | None, os.stat_result | None]:
         if path.name == "pool.json":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(_jsonfile, "read_capped", denied)
+    monkeypatch.setattr(_jsonfile, "read_capped_stat", denied)
+    # A new process's store: this one keeps what it wrote (the file's mode did not
+    # change, so nothing tells it the file became unreadable).
+    keypool = KeyPool(Store(home), environ={})
     assert any("cannot read" in p and "pool.json" in p for p in keypool.store.read().problems)
     with pytest.raises(StoreError, match="nothing was saved"):
         keypool.add_key("anthropic", make_key())
