@@ -217,6 +217,7 @@ async def _shared_home(fake: FakeHost, sizes: Sizes, section: Section) -> None:
 async def _propagation(fake: FakeHost, sizes: Sizes, section: Section) -> None:
     from sidecar.classify import Failure, FailureClass
     from sidecar.keypool import KeyPool
+
     from sidecar.store import Store
 
     runs = 3 if sizes.smoke else 21

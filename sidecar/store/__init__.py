@@ -28,6 +28,7 @@ from sidecar.store._cache import DocCache, clone
 from sidecar.store._data import StoreData
 from sidecar.store._jsonfile import (
     CorruptFile,
+    read_json,
     read_json_stat,
     remove_stale_temp_files,
     set_aside,

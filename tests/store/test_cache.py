@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sidecar.keypool import KeyPool
+
 from sidecar.store import Store
 
 ADD = """
