@@ -215,9 +215,8 @@ async def _shared_home(fake: FakeHost, sizes: Sizes, section: Section) -> None:
 
 
 async def _propagation(fake: FakeHost, sizes: Sizes, section: Section) -> None:
-    from sidecar.classify import Failure, FailureClass
-    from sidecar.keypool import KeyPool
-
+    from sidecar.rotation.classify import Failure, FailureClass
+    from sidecar.rotation.keypool import KeyPool
     from sidecar.store import Store
 
     runs = 3 if sizes.smoke else 21

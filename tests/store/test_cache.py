@@ -9,14 +9,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sidecar.keypool import KeyPool
-
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 
 ADD = """
 import sys
 from pathlib import Path
-from sidecar.keypool import KeyPool
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 KeyPool(Store(Path(sys.argv[1])), environ={}).add_key("anthropic", sys.argv[2])
 """

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sidecar.keypool import KeyPool
 
+from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 from tests.store.test_cache import ADD
 
