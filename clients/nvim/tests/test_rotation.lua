@@ -78,7 +78,7 @@ H.test(":LlmKeyReset brings back 🔑 1/2 and the next answer comes from key 1",
 end)
 
 H.test("every credential state the sidecar reports is said in words, a refused key's advice too", function()
-  local out = vim.system({ H.python, "-c", "import json, typing, sidecar.rotation as r; print(json.dumps(typing.get_args(r.State)))" }):wait(30000)
+  local out = vim.system({ H.python, "-c", "import json, typing, sidecar.rotation.status as r; print(json.dumps(typing.get_args(r.State)))" }):wait(30000)
   H.eq(out.code, 0, "asking the sidecar for its states: " .. tostring(out.stderr))
   local states = vim.json.decode(out.stdout)
   H.truthy(vim.tbl_contains(states, "refused"), "refused among " .. out.stdout)

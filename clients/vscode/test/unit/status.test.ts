@@ -105,7 +105,7 @@ describe("errors", () => {
 describe("every credential state the sidecar reports", () => {
   // Asked of the sidecar itself, so that a state it gains is not shown raw here.
   const states = JSON.parse(
-    execFileSync(sidecarPython(), ["-c", "import json, typing, sidecar.rotation as r; print(json.dumps(typing.get_args(r.State)))"], {
+    execFileSync(sidecarPython(), ["-c", "import json, typing, sidecar.rotation.status as r; print(json.dumps(typing.get_args(r.State)))"], {
       encoding: "utf8",
     }),
   ) as string[];
