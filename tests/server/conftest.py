@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import register_lsp_features
 
+from sidecar.fake import FakeProvider
 from sidecar.fake.editor_client import raw_client_converter
 from tests.conftest import leaked
 
@@ -138,5 +139,22 @@ async def stop_sidecar(client: SidecarClient) -> None:
 async def sidecar(request: pytest.FixtureRequest, home: Path) -> AsyncIterator[SidecarClient]:
     """The real sidecar on an empty home, as the VS Code or the Neovim client starts it."""
     client = await start_sidecar(home, request.param, getattr(request, "env", None))
+    yield client
+    await stop_sidecar(client)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    """The provider stand-in on 127.0.0.1, both API flavours."""
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def editor(home: Path, fake: FakeProvider) -> AsyncIterator[SidecarClient]:
+    """The real sidecar, pointed at :func:`fake` for Anthropic and OpenAI alike."""
+    client = await start_sidecar(
+        home, env={"ANTHROPIC_BASE_URL": fake.url, "OPENAI_BASE_URL": fake.url + "/v1"}
+    )
     yield client
     await stop_sidecar(client)

@@ -12,11 +12,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from pygls.exceptions import JsonRpcException
 
 from sidecar.fake import FakeProvider, InvalidKey, RateLimited, Reply, ScopeRefused, Text
@@ -24,19 +23,6 @@ from tests.conftest import leaked
 from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
 
 ANSWER = Reply([Text("The answer is 42.")])
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest_asyncio.fixture
-async def editor(home: Path, fake: FakeProvider) -> AsyncIterator[SidecarClient]:
-    client = await start_sidecar(home, env={"ANTHROPIC_BASE_URL": fake.url})
-    yield client
-    await stop_sidecar(client)
 
 
 def ask() -> dict[str, object]:

@@ -11,31 +11,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-import pytest_asyncio
 from pygls.exceptions import JsonRpcException
 
 from sidecar.fake import FakeProvider, InvalidKey, RateLimited, Reply
 from sidecar.fake._models import ANTHROPIC_MODELS, OPENAI_MODELS
-from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest_asyncio.fixture
-async def editor(home: Path, fake: FakeProvider) -> AsyncIterator[SidecarClient]:
-    client = await start_sidecar(
-        home, env={"ANTHROPIC_BASE_URL": fake.url, "OPENAI_BASE_URL": fake.url + "/v1"}
-    )
-    yield client
-    await stop_sidecar(client)
+from tests.server.conftest import SidecarClient
 
 
 def listings(fake: FakeProvider) -> list[str]:

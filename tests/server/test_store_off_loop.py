@@ -11,31 +11,17 @@ import asyncio
 import fcntl
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from sidecar.fake import FakeProvider, RateLimited, Reply, Text
-from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
+from tests.server.conftest import SidecarClient
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="waiters are seen in /proc/locks"
 )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest_asyncio.fixture
-async def editor(home: Path, fake: FakeProvider) -> AsyncIterator[SidecarClient]:
-    client = await start_sidecar(home, env={"ANTHROPIC_BASE_URL": fake.url})
-    yield client
-    await stop_sidecar(client)
 
 
 def lock_waiters(lock_file: Path) -> int:

@@ -12,12 +12,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
@@ -36,21 +35,6 @@ from sidecar.fake import (
 from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
 
 ANSWER = Reply([Text("The answer is 42.")])
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest_asyncio.fixture
-async def editor(home: Path, fake: FakeProvider) -> AsyncIterator[SidecarClient]:
-    client = await start_sidecar(
-        home, env={"ANTHROPIC_BASE_URL": fake.url, "OPENAI_BASE_URL": fake.url + "/v1"}
-    )
-    yield client
-    await stop_sidecar(client)
 
 
 async def pool_of(editor: SidecarClient, keys: list[str], provider: str = "anthropic") -> None:
