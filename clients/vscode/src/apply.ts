@@ -40,7 +40,8 @@ export class Applier implements vscode.Disposable {
       void vscode.window.showWarningMessage("LLM Sidecar: open an editor to insert the code into.");
       return;
     }
-    await editor.edit((b) => b.replace(editor.selection.active, code));
+    const done = await editor.edit((b) => b.replace(editor.selection.active, code));
+    if (!done) void vscode.window.showWarningMessage(`LLM Sidecar: could not insert into ${editor.document.uri.path.split("/").pop()}.`);
   }
 
   /**

@@ -56,13 +56,23 @@ export function captureFile(doc: vscode.TextDocument): Attachment | undefined {
 }
 
 /** The files open in editor tabs (text ones: not diffs, settings UIs or output), each once. */
+/**
+ * The documents an answer's code may be written into: the user's own files. Not the
+ * output panel, nor the read-only sides of a diff (our proposed change, git's HEAD).
+ */
+const EDITABLE_SCHEMES = new Set(["file", "untitled", "vscode-remote"]);
+
+export function isEditable(uri: vscode.Uri): boolean {
+  return EDITABLE_SCHEMES.has(uri.scheme);
+}
+
 export function openFileUris(): vscode.Uri[] {
   const seen = new Map<string, vscode.Uri>();
   for (const group of vscode.window.tabGroups.all) {
     for (const tab of group.tabs) {
       if (!(tab.input instanceof vscode.TabInputText)) continue;
       const uri = tab.input.uri;
-      if (uri.scheme === "file" || uri.scheme === "untitled" || uri.scheme === "vscode-remote") seen.set(uri.toString(), uri);
+      if (isEditable(uri)) seen.set(uri.toString(), uri);
     }
   }
   return [...seen.values()];

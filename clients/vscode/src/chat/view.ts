@@ -7,7 +7,7 @@ import * as vscode from "vscode";
 import { CancellationTokenSource } from "vscode";
 import type { Attachment } from "../context";
 import { attachmentLabel, fileMentions, matchOpenFile } from "../context";
-import { captureAttachment, captureFile, openFileUris } from "../editorContext";
+import { captureAttachment, captureFile, isEditable, openFileUris } from "../editorContext";
 import { showError } from "../errors";
 import { ErrorCode } from "../protocol";
 import { config } from "../settings";
@@ -48,7 +48,9 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
     private readonly pickModel: () => Promise<void>,
   ) {
     const track = (editor: vscode.TextEditor | undefined) => {
-      if (editor && editor.document.uri.scheme !== "output") this.lastEditor = editor;
+      // Only the user's files: after "Replace Selection" the diff's read-only sides
+      // pass through here, and an insert aimed at them would silently do nothing.
+      if (editor && isEditable(editor.document.uri)) this.lastEditor = editor;
       this.updateContext();
     };
     this.subscriptions.push(

@@ -424,6 +424,9 @@ async function main() {
       const text = await editorText();
       return text.includes("console.log(42);") && !text.includes("const answer = 41;");
     }, 15000);
+    // The diff's left side is the file itself, so the text above shows while the diff
+    // is still open: the diff must close and leave the file in front.
+    await waitFor("the diff closed after Apply", async () => (await page.locator(".tab", { hasText: "proposed change" }).count()) === 0, 10000);
   });
 
   await check("Insert at Cursor puts the code at the cursor; Copy puts it on the clipboard", async () => {
