@@ -7,7 +7,10 @@ and reports the outcome back. When the provider says rate limited, overloaded or
 invalid key, the pool rotates and the engine replays the request on the next
 credential: invisibly before the first delta went out, announced by a
 :class:`~sidecar.events.Restart` event after. Everything else (a bad request, an
-unknown model) goes back to the caller as it is.
+unknown model) goes back to the caller as it is. When no credential of the
+provider can answer, or its daily budget is spent, :meth:`Engine.stream` goes on
+with the fallbacks the user listed (:mod:`sidecar.rotation.fallback`), announced
+by a :class:`~sidecar.events.Fallback` event, never silently.
 
 The engine knows no wire format: each face renders the typed events its own way
 (the JSON-RPC face merges and frames them in :mod:`sidecar.rpc.wire`).
@@ -19,15 +22,25 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 
+import attrs
 import httpx
 
 from sidecar import pricing
 from sidecar.credentials import Credential
 from sidecar.errors import (
     InvalidParams,
+    SidecarError,
     UpstreamError,
 )
-from sidecar.events import DISCARD, Finished, Restart, StreamOutcome, StreamSink
+from sidecar.events import (
+    DISCARD,
+    Fallback,
+    Finished,
+    Restart,
+    StreamEvent,
+    StreamOutcome,
+    StreamSink,
+)
 from sidecar.limits import BodyLimits
 from sidecar.providers import (
     Message,
@@ -42,7 +55,9 @@ from sidecar.providers import (
 from sidecar.providers._bounded import ACCEPT_ENCODING, bounded_responses
 from sidecar.providers._gate import ConnectionGate, EnvironmentTransport, WhenCaughtUp
 from sidecar.rotation.failover import Failover, Refresher
+from sidecar.rotation.fallback import Target, reason_to_fall_back, with_fallbacks_tried
 from sidecar.rotation.keypool import KeyPool
+from sidecar.rotation.routing import Routing
 from sidecar.timeouts import Timeouts
 
 __all__ = ["Engine", "Refresher", "StreamOutcome"]
@@ -89,6 +104,7 @@ class Engine:
         self.limits = limits or keypool.settings.limits
         self._when_caught_up = when_caught_up
         self._client: httpx.AsyncClient | None = None
+        self._routing: Routing | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -112,7 +128,7 @@ class Engine:
         if self._client is not None:
             await self._client.aclose()
 
-    async def stream(
+    async def _stream_on(
         self,
         provider_name: str,
         request: StreamRequest,
@@ -122,7 +138,7 @@ class Engine:
         profile: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> StreamOutcome:
-        """Stream one request, failing over between credentials; the final outcome.
+        """Stream one request on one provider, failing over between its credentials.
 
         ``sink`` gets the events in order (deltas, restarts, then Finished);
         ``on_status`` is called with the provider's name whenever the pool changed.
@@ -192,6 +208,90 @@ class Engine:
         if message is None:  # the provider contract says this cannot happen
             raise UpstreamError("the provider's stream ended without a message")
         return message
+
+    # -- fallback to another provider, and the daily budget (sidecar/rotation/fallback.py) --
+
+    async def stream(
+        self,
+        provider_name: str,
+        request: StreamRequest,
+        sink: StreamSink = DISCARD,
+        *,
+        on_status: Callable[[str], object] = lambda provider: None,
+        profile: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> StreamOutcome:
+        """Stream one request, failing over between credentials; the final outcome.
+
+        ``sink`` gets the events in order (deltas, restarts, fallbacks, then Finished);
+        ``on_status`` is called with the provider's name whenever the pool changed.
+        When the provider cannot answer (every credential cooling down, out of credit or
+        rejected, or its daily budget spent) the request goes on with the fallbacks the
+        user listed for it, each announced by a :class:`~sidecar.events.Fallback` event;
+        none listed, or all failing, the provider's own error (naming those tried).
+        A pinned ``profile`` never falls back: the user asked for that credential.
+        """
+        watch = _Watch(sink)
+        target = Target(provider_name, request.model)
+        first: SidecarError | None = None
+        tried: list[tuple[Target, SidecarError]] = []
+        targets: list[Target] | None = None
+        fallback: Fallback | None = None
+        while True:
+            try:
+                self.routing.check_budget(target.provider)
+                asked = (
+                    request
+                    if target.model == request.model
+                    else attrs.evolve(request, model=target.model)
+                )
+                outcome = await self._stream_on(
+                    target.provider, asked, watch, on_status=on_status, profile=profile, env=env
+                )
+            except SidecarError as exc:
+                if first is None:
+                    first = exc
+                    if profile is not None or reason_to_fall_back(exc) is None:
+                        raise
+                    targets = self.routing.targets(provider_name, request.model)
+                else:
+                    tried.append((target, exc))
+                if not targets:
+                    raise with_fallbacks_tried(first, tried) from None
+                target = targets.pop(0)
+                fallback = Fallback(
+                    target.provider, target.model, exc.message, provider_name, request.model
+                )
+                watch.event(fallback)
+                continue
+            if outcome.cost.known:
+                await asyncio.to_thread(
+                    self.routing.record_spend, outcome.provider, outcome.cost.total
+                )
+            outcome = attrs.evolve(outcome, fallback=fallback)
+            sink.event(Finished(outcome))
+            return outcome
+
+    @property
+    def routing(self) -> Routing:
+        if self._routing is None:
+            self._routing = Routing(self.keypool.store, self.keypool.clock)
+        return self._routing
+
+
+class _Watch:
+    """The caller's sink, but the inner stream's :class:`Finished` held back: the outcome
+    the caller gets says whether a fallback answered."""
+
+    def __init__(self, sink: StreamSink) -> None:
+        self.sink = sink
+
+    def event(self, event: StreamEvent) -> None:
+        if not isinstance(event, Finished):
+            self.sink.event(event)
+
+    async def ready(self) -> None:
+        await self.sink.ready()
 
 
 class _Failed(Exception):

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "AllRateLimited",
+    "BudgetExceeded",
     "CredentialRejected",
     "InvalidParams",
     "LoginError",
@@ -87,3 +88,13 @@ class StoreError(SidecarError):
     """A file in the sidecar's home could not be read or written."""
 
     code = -32006
+
+
+class BudgetExceeded(SidecarError):
+    """The provider's daily budget is spent; ``resets_at``: when the next day begins."""
+
+    code = -32007
+
+    def __init__(self, message: str, data: dict[str, Any], resets_at: float) -> None:
+        super().__init__(message, data)
+        self.resets_at = resets_at

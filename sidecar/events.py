@@ -3,10 +3,12 @@
 The engine hands every event of a request to the :class:`StreamSink` its caller
 gives it, in order: the provider's deltas as they arrive (the types of
 :mod:`sidecar.providers`), a :class:`Restart` when an answer that had begun is
-replayed on another credential, and :class:`Finished` with the final message and
-outcome, last. Each face renders them its own way: the JSON-RPC face as
-``sidecar/streamDelta`` notifications (:mod:`sidecar.rpc.wire`, which merges
-neighbours and frames them), ``llm-sidecar ask`` as terminal text. Nothing here
+replayed on another credential, a :class:`Fallback` when the requested provider
+cannot answer and the user's fallback list sends the request elsewhere, and
+:class:`Finished` with the final message and outcome, last. Each face renders them
+its own way: the JSON-RPC face as ``sidecar/streamDelta`` notifications
+(:mod:`sidecar.rpc.wire`, which merges neighbours and frames them), ``llm-sidecar
+ask`` as terminal text. Nothing here
 knows JSON-RPC, camelCase or framing.
 """
 
@@ -31,7 +33,15 @@ if TYPE_CHECKING:
     from sidecar.credentials import Credential
     from sidecar.pricing import Cost
 
-__all__ = ["DISCARD", "Finished", "Restart", "StreamEvent", "StreamOutcome", "StreamSink"]
+__all__ = [
+    "DISCARD",
+    "Fallback",
+    "Finished",
+    "Restart",
+    "StreamEvent",
+    "StreamOutcome",
+    "StreamSink",
+]
 
 
 @attrs.frozen
@@ -43,6 +53,18 @@ class Restart:
 
 
 @attrs.frozen
+class Fallback:
+    """The requested provider cannot answer: the answer now comes from ``provider``'s
+    ``model``, a fallback the user listed. Deltas sent before it (if any) are void."""
+
+    provider: str
+    model: str
+    reason: str  # why the previous provider could not answer, in its words
+    from_provider: str  # what the request asked for
+    from_model: str
+
+
+@attrs.frozen
 class StreamOutcome:
     """A stream that succeeded: the final message, who answered, what it cost."""
 
@@ -51,6 +73,12 @@ class StreamOutcome:
     credential: Credential
     attempts: int
     cost: Cost
+    fallback: Fallback | None = None  # set when a fallback answered, not the requested provider
+
+    @property
+    def provider(self) -> str:
+        """The provider that answered."""
+        return self.credential.provider
 
 
 @attrs.frozen
@@ -69,6 +97,7 @@ StreamEvent = (
     | ToolUseStop
     | UsageDelta
     | Restart
+    | Fallback
     | Finished
 )
 

@@ -6,8 +6,9 @@ server) never pays for argparse.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sidecar import __version__
 from sidecar.cli.commands import (
@@ -22,6 +23,7 @@ from sidecar.cli.commands import (
     cmd_status,
 )
 from sidecar.cli.login import cmd_login, cmd_logout
+from sidecar.cli.routing import cmd_budget, cmd_fallback
 
 if TYPE_CHECKING:
     import argparse
@@ -146,7 +148,45 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_env.add_argument("--port", type=int, default=8765)
     gateway.set_defaults(func=cmd_gateway)
 
+    _routing_commands(sub, provider_arg)
+
     doctor = sub.add_parser("doctor", help="check permissions, files, environment and expiries")
     doctor.add_argument("--fix", action="store_true", help="fix file permissions")
     doctor.set_defaults(func=cmd_doctor)
     return parser
+
+
+def _routing_commands(sub: Any, provider_arg: Callable[..., None]) -> None:
+    """``fallback`` and ``budget``: where a request goes when its provider cannot answer,
+    and what a provider may cost a day."""
+    fallback = sub.add_parser(
+        "fallback", help="where requests go when every credential of a provider is unusable"
+    )
+    fallback_sub = fallback.add_subparsers(dest="fallback_action", required=True, metavar="ACTION")
+    fallback_sub.add_parser("list", help="show the fallbacks, in order")
+    for name, help_text in (
+        ("add", "append targets to the fallbacks of a provider and model pattern"),
+        ("remove", "remove a rule, or one of its targets with --to"),
+    ):
+        p = fallback_sub.add_parser(name, help=help_text)
+        provider_arg(p)
+        p.add_argument(
+            "--model", required=True, help="the requested model, a pattern: 'claude-sonnet-4-5*'"
+        )
+        p.add_argument(
+            "--to",
+            action="append",
+            required=name == "add",
+            metavar="PROVIDER:MODEL",
+            help="where to go instead, e.g. openrouter:anthropic/claude-sonnet-4.5 (repeatable)",
+        )
+    fallback.set_defaults(func=cmd_fallback)
+
+    budget = sub.add_parser("budget", help="a daily spending limit in US dollars per provider")
+    budget_sub = budget.add_subparsers(dest="budget_action", required=True, metavar="ACTION")
+    budget_set = budget_sub.add_parser("set", help="refuse requests past this many dollars a day")
+    provider_arg(budget_set)
+    budget_set.add_argument("--daily", type=float, required=True, help="US dollars a day")
+    provider_arg(budget_sub.add_parser("show", help="budgets and today's spend"), required=False)
+    provider_arg(budget_sub.add_parser("clear", help="remove a provider's budget"))
+    budget.set_defaults(func=cmd_budget)

@@ -190,7 +190,7 @@ async def models(server: SidecarServer, params: p.StatusParams) -> Any:
 
 @method("sidecar/stream", "StreamParams")
 async def stream(server: SidecarServer, params: p.StreamParams) -> p.StreamResult:
-    from sidecar.rpc.streams import stream_request, stream_result
+    from sidecar.rpc.streams import fallback_note, stream_request, stream_result
     from sidecar.rpc.wire import WireSink, sender
 
     provider = _provider(params.provider)
@@ -203,4 +203,5 @@ async def stream(server: SidecarServer, params: p.StreamParams) -> p.StreamResul
         )
     finally:
         sink.flush()  # every delta goes out before the answer (or the error)
+    server.feed.fell_back(provider, fallback_note(outcome))
     return stream_result(sink.stream_id, outcome)

@@ -219,6 +219,8 @@ class StreamResult:
     cost: dict[str, Any]
     credential: CredentialRef
     attempts: int
+    provider: str  # the provider that answered: another than asked when a fallback did
+    fallback_from: dict[str, str] | None = None  # {provider, model, reason} that was asked
 
 
 @attrs.frozen

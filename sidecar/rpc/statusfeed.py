@@ -6,6 +6,9 @@ twice a second; see :mod:`sidecar.store._watch`) and re-derives every provider's
 status when they change, and every few seconds anyway so that a cooldown that
 runs out is noticed; it sends only the statuses that differ from what it sent
 last. Changes made by this process are published at once by their handler.
+
+A provider whose requests went to a fallback (:mod:`sidecar.rotation.fallback`)
+says so in its status's ``message``, until it answers a request itself again.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import logging
 import time
 from collections.abc import Callable
 
+import attrs
+
 from sidecar.rotation.keypool import KeyPool
-from sidecar.rotation.status import ProviderStatus
+from sidecar.rotation.status import ProviderStatus, StatusKind
 
 __all__ = ["StatusFeed"]
 
@@ -42,6 +47,15 @@ class StatusFeed:
         self._last: dict[str, tuple[object, ...]] = {}
         self._stamp = keypool.store.stamp()
         self._refreshed = time.monotonic()
+        self._fallbacks: dict[str, str] = {}  # provider -> where its last request went
+
+    def fell_back(self, provider: str, note: str | None) -> None:
+        """Say in ``provider``'s status where its requests went (None: it answers again)."""
+        if note is None and self._fallbacks.pop(provider, None) is None:
+            return
+        if note is not None:
+            self._fallbacks[provider] = note
+        self.publish(provider)
 
     def publish(self, provider: str, *, force: bool = False) -> ProviderStatus:
         """Send ``provider``'s status if it changed (always when ``force``)."""
@@ -55,6 +69,11 @@ class StatusFeed:
             self._send_if_new(status, force)
 
     def _send_if_new(self, status: ProviderStatus, force: bool) -> None:
+        note = self._fallbacks.get(status.provider)
+        if note is not None:
+            kind = StatusKind.WARNING if status.kind is StatusKind.NORMAL else status.kind
+            message = f"{status.message}; {note}" if status.message else note
+            status = attrs.evolve(status, kind=kind, message=message)
         visible = _visible(status)
         if force or self._last.get(status.provider) != visible:
             self._last[status.provider] = visible

@@ -7,13 +7,15 @@ conversion to the provider layer's :class:`~sidecar.providers.StreamRequest`.
 
 from __future__ import annotations
 
+import time
+
 from sidecar.errors import InvalidParams
 from sidecar.events import StreamOutcome
 from sidecar.providers import StreamRequest
 from sidecar.rpc.protocol import CredentialRef, StreamParams, StreamResult, converter, json_type
 from sidecar.rpc.wire import usage_to_wire
 
-__all__ = ["stream_request", "stream_result"]
+__all__ = ["fallback_note", "stream_request", "stream_result"]
 
 _ROLES = ("user", "assistant")
 
@@ -88,4 +90,24 @@ def stream_result(stream_id: str, outcome: StreamOutcome) -> StreamResult:
         cost=converter.unstructure(cost),
         credential=CredentialRef(outcome.credential.id, outcome.credential.fingerprint),
         attempts=outcome.attempts,
+        provider=outcome.provider,
+        fallback_from=_fallback_from(outcome),
     )
+
+
+def _fallback_from(outcome: StreamOutcome) -> dict[str, str] | None:
+    """What the request asked for, when a fallback answered it instead."""
+    f = outcome.fallback
+    if f is None:
+        return None
+    return {"provider": f.from_provider, "model": f.from_model, "reason": f.reason}
+
+
+def fallback_note(outcome: StreamOutcome) -> str | None:
+    """What the requested provider's status says after a fallback answered; None when
+    the provider answered itself."""
+    f = outcome.fallback
+    if f is None:
+        return None
+    at = time.strftime("%H:%M:%S", time.localtime())
+    return f"answered by the fallback {f.provider} {f.model} at {at}: {f.reason}"

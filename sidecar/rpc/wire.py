@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sidecar.events import Finished, Restart, StreamEvent
+from sidecar.events import Fallback, Finished, Restart, StreamEvent
 from sidecar.providers._types import (
     SignatureDelta,
     TextDelta,
@@ -68,6 +68,8 @@ def event_to_wire(event: StreamEvent) -> WireDelta | None:
             return {"kind": "usage", "usage": usage_to_wire(usage)}
         case Restart(attempt=attempt, reason=reason):
             return {"kind": "restart", "attempt": attempt, "reason": reason}
+        case Fallback(provider=provider, model=model, reason=reason):
+            return {"kind": "fallback", "provider": provider, "model": model, "reason": reason}
         case Finished():
             return None
     raise TypeError(f"not a stream event: {type(event).__name__}")
@@ -98,6 +100,9 @@ def event_from_wire(d: WireDelta) -> StreamEvent | None:
             )
         case "restart":
             return Restart(d["attempt"], d["reason"])
+        case "fallback":
+            # The wire leaves out what was asked for: the client knows its own request.
+            return Fallback(d["provider"], d["model"], d["reason"], "", "")
     return None
 
 

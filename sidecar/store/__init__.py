@@ -20,7 +20,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sidecar import paths
 from sidecar.errors import StoreError
@@ -49,6 +49,7 @@ LOCK_TIMEOUT = 15.0  # seconds; every hold is a few milliseconds of file I/O
 # What _load does with a corrupt file: raise (a lock-free read, to retry under the
 # lock), set it aside (under the lock), or only report it (when the lock is unusable).
 Corrupt = Literal["raise", "set_aside", "report"]
+T = TypeVar("T")
 
 
 class Store:
@@ -321,3 +322,39 @@ class Store:
             doc = create()
             write_json_atomic(path, doc)  # mkstemp: 0600 from the start
             return doc
+
+    def read_file(self, name: str) -> dict[str, Any] | None:
+        """The JSON object in the home's file ``name`` (one beside the store's own), or
+        None when it is absent or unusable; read without the lock, never moved."""
+        if not self.home.is_dir():
+            return None
+        try:
+            return read_json(self.home / name)
+        except (CorruptFile, OSError):
+            return None
+
+    def update_file(self, name: str, change: Callable[[dict[str, Any]], T]) -> T:
+        """Let ``change`` edit the JSON object in the home's file ``name`` under the store's
+        lock, then write it (0600, atomically) if it changed; ``change``'s return value.
+
+        A file the store cannot use is set aside first, as its own are; one it cannot
+        read at all (permission denied) is refused, so it is never replaced.
+        """
+        path = self.home / name
+        with self._locked():
+            try:
+                doc = read_json(path)
+            except CorruptFile:
+                set_aside(path)
+                doc = None
+            except OSError as exc:
+                raise StoreError(f"cannot read {path}: {exc.strerror}; nothing was saved") from exc
+            before = clone(doc) if doc is not None else None
+            doc = doc if doc is not None else {}
+            result = change(doc)
+            if doc != before:
+                try:
+                    write_json_atomic(path, doc)
+                except OSError as exc:
+                    raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+            return result
