@@ -32,7 +32,7 @@ def run_ask(
     system: str | None,
 ) -> int:
     from sidecar.engine import Engine
-    from sidecar.events import Restart, StreamEvent
+    from sidecar.events import Fallback, Restart, StreamEvent
     from sidecar.providers import (
         StreamRequest,
         TextDelta,
@@ -75,6 +75,9 @@ def run_ask(
                 case Restart():
                     print(file=sys.stdout)
                     _note("the answer above was cut off; replaying on another credential")
+                case Fallback(provider=to, model=to_model, reason=reason):
+                    print(file=sys.stdout)
+                    _note(f"falling back to {to} {to_model}: {reason}")
 
         async def ready(self) -> None:
             pass
@@ -93,6 +96,7 @@ def run_ask(
     _note(
         f"{outcome.message.stop_reason}; {usage.input_tokens} in, {usage.output_tokens} out, "
         f"{usage.cache_read_tokens} cache read, {usage.cache_write_tokens} cache write; {price}; "
-        f"answered by {outcome.credential.fingerprint} after {outcome.attempts} attempt(s)"
+        f"answered by {outcome.provider} {outcome.model} ({outcome.credential.fingerprint})"
+        f" after {outcome.attempts} attempt(s)"
     )
     return 0

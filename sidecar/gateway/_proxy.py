@@ -8,6 +8,10 @@ content event or an error event, so that a 429 status, or an ``overloaded_error`
 right after ``message_start``, is replayed on the next key without the client ever
 seeing it. Once bytes went out they are the client's; a later error event passes
 through as the provider sent it, and the key is still cooled.
+
+A provider's daily budget (:mod:`sidecar.rotation.budget`) is checked before a request
+goes out and its answer's cost counted after. The gateway never falls back to another
+provider (docs/gateway.md): the body is the client's, in its flavour, for its model.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import httpx
 from aiohttp import web
 
 from sidecar.credentials import Credential
+from sidecar import pricing
 from sidecar.errors import (
     AllRateLimited,
+    BudgetExceeded,
     CredentialRejected,
     InvalidParams,
     LoginError,
@@ -47,6 +53,7 @@ from sidecar.providers._sse import USER_AGENT
 from sidecar.rotation.classify import FailureClass, parse_failure
 from sidecar.rotation.failover import Failover, Refresher
 from sidecar.rotation.keypool import KeyPool
+from sidecar.rotation.routing import Routing
 from sidecar.timeouts import Timeouts
 
 __all__ = ["Proxy", "RequestLog"]
@@ -207,6 +214,7 @@ class Proxy:
         self.refresher = refresher
         self.ensure_fresh = ensure_fresh
         self.max_cooldown_wait = max_cooldown_wait
+        self.routing = Routing(keypool.store, keypool.clock)
 
     def error(
         self,
@@ -235,10 +243,28 @@ class Proxy:
             raise
         finally:
             log.info("%s", entry.line())
+            self._count_spend(entry)
+
+    def _count_spend(self, entry: RequestLog) -> None:
+        """Count an answer's cost against its provider's daily budget, if it has one."""
+        if entry.usage is None or entry.model is None or entry.status >= 400:
+            return
+        if entry.provider not in self.routing.budgets():
+            return
+        cost = pricing.cost(entry.model, entry.usage, self.keypool.store.home)
+        # Not awaited: a handler being cancelled must not wait on the store's lock.
+        asyncio.get_running_loop().run_in_executor(
+            None, self.routing.record_spend, entry.provider, cost.total
+        )
 
     async def _handle(
         self, request: web.Request, route: Route, body: bytes, entry: RequestLog
     ) -> web.StreamResponse:
+        try:
+            self.routing.check_budget(route.provider)
+        except BudgetExceeded as exc:
+            # 402, never 429: a client would retry a rate limit until midnight.
+            return self.error(route.shape, 402, "billing_error", f"llm-sidecar gateway: {exc}")
         env = self.keypool.env
         try:
             url = route.upstream_url(env, entry.model, request.query_string)

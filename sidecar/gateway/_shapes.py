@@ -15,6 +15,7 @@ _OPENAI = {
     "request_too_large": ("invalid_request_error", "request_too_large"),
     "invalid_request_error": ("invalid_request_error", None),
     "api_error": ("server_error", None),
+    "billing_error": ("insufficient_quota", "insufficient_quota"),
 }
 
 

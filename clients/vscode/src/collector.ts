@@ -22,6 +22,8 @@ export class StreamCollector {
   /** Bumped by every `restart`: everything streamed before it is void. */
   generation = 0;
   restarts: { attempt?: number; reason?: string }[] = [];
+  /** Every `fallback`: the answer now comes from this provider and model (what was streamed before is void). */
+  fallbacks: { provider: string; model: string; reason?: string }[] = [];
   deltas = 0;
   result: StreamResult | undefined;
 
@@ -54,13 +56,15 @@ export class StreamCollector {
         this.usage = delta.usage;
         break;
       case "restart":
+      case "fallback":
         this.text = "";
         this.thinking = "";
         this.signature = "";
         this.tools = [];
         this.usage = undefined;
         this.generation++;
-        this.restarts.push({ attempt: delta.attempt, reason: delta.reason });
+        if (delta.kind === "restart") this.restarts.push({ attempt: delta.attempt, reason: delta.reason });
+        else this.fallbacks.push({ provider: delta.provider, model: delta.model, reason: delta.reason });
         break;
       default:
         // A delta kind this client does not know yet: ignore it.

@@ -206,6 +206,10 @@ export interface StreamResult {
   cost?: Cost;
   credential?: { id: string; fingerprint: string };
   attempts?: number;
+  /** The provider that answered (another than asked when a fallback did). */
+  provider?: string;
+  /** What was asked for, when a fallback answered instead. */
+  fallbackFrom?: { provider: string; model: string; reason?: string };
 }
 
 export type StreamDelta =
@@ -216,7 +220,8 @@ export type StreamDelta =
   | { streamId: string; kind: "toolInputDelta"; id: string; json: string }
   | { streamId: string; kind: "toolUseStop"; id: string }
   | { streamId: string; kind: "usage"; usage: Usage }
-  | { streamId: string; kind: "restart"; attempt?: number; reason?: string };
+  | { streamId: string; kind: "restart"; attempt?: number; reason?: string }
+  | { streamId: string; kind: "fallback"; provider: string; model: string; reason?: string };
 
 export interface ModelInfo {
   provider: string;

@@ -19,6 +19,8 @@ export interface Turn {
   text: string;
   /** Partial answers a `restart` voided, oldest first, each with why. */
   replaced: { text: string; reason: string }[];
+  /** Where the answer went instead of the provider asked, when a `fallback` came: shown above it. */
+  fallback?: string;
   state: TurnState;
   /** Model, answering key, tokens and cost, once done; or why it failed. */
   footer?: string;
@@ -56,6 +58,13 @@ export class Conversation {
     turn.text = "";
   }
 
+  /** A `fallback`: the provider asked cannot answer; another the user listed does. Never silent. */
+  fallback(turn: Turn, provider: string, model: string, reason: string | undefined): void {
+    const why = reason ? `: ${reason}` : "";
+    this.restart(turn, `moved to the fallback ${provider} ${model}`);
+    turn.fallback = `Answered by the fallback ${provider} ${model}${why}`;
+  }
+
   get busy(): boolean {
     return this.turns.some((t) => t.state === "streaming");
   }
@@ -67,7 +76,10 @@ export class Conversation {
 
 /** `claude-sonnet-4-5 · key sk-ant-…a1b2 · 12 in / 40 out · $0.000636 · 2 attempts` */
 export function footerText(result: StreamResult): string {
-  const parts = [result.model];
+  const from = result.fallbackFrom;
+  const parts = [
+    from ? `${result.provider ?? "?"} ${result.model} (fallback for ${from.provider} ${from.model})` : result.model,
+  ];
   if (result.credential) parts.push(`key ${result.credential.fingerprint}`);
   if (result.usage) parts.push(`${result.usage.inputTokens} in / ${result.usage.outputTokens} out`);
   if (result.cost) parts.push(`$${result.cost.total.toFixed(6)}`);

@@ -55,6 +55,7 @@ export function renderTurn(turn: Turn): string {
         `<div class="answer">${renderMarkdown(r.text, -1)}</div></details>`,
     );
   }
+  if (turn.fallback) out.push(`<div class="fallback" role="status">↪ ${escapeHtml(turn.fallback)}</div>`);
   const waiting = turn.state === "streaming" && !turn.text ? `<div class="waiting">…</div>` : "";
   out.push(`<div class="answer">${renderMarkdown(turn.text, turn.id)}${waiting}</div>`);
   if (turn.footer) out.push(`<div class="footer">${escapeHtml(turn.footer)}</div>`);

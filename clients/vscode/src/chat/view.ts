@@ -199,6 +199,7 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
           token: cancel.token,
           onDelta: (delta, collector) => {
             if (delta.kind === "restart") conversation.restart(turn, delta.reason);
+            if (delta.kind === "fallback") conversation.fallback(turn, delta.provider, delta.model, delta.reason);
             turn.text = collector.text;
             this.schedule();
           },

@@ -39,6 +39,7 @@ button.link { background: none; color: var(--vscode-textLink-foreground); paddin
 .footer { opacity: 0.7; font-size: 0.9em; margin-top: 4px; }
 .turn[data-state="failed"] .footer { color: var(--vscode-errorForeground); opacity: 1; }
 .replaced { opacity: 0.6; margin: 4px 0; }
+.fallback { color: var(--vscode-editorWarning-foreground); margin: 4px 0; }
 .replaced .answer { text-decoration: line-through; }
 .replaced .code-actions { display: none; }
 .code-block { margin: 6px 0; border: 1px solid var(--vscode-panel-border); }

@@ -102,6 +102,35 @@ describe("conversation", () => {
     assert.match(renderTurn(turn), /<details class="replaced"><summary>/);
   });
 
+  it("shows a fallback above the answer and names the provider that answered", () => {
+    const c = new Conversation();
+    const { turn } = c.ask("Hi");
+    turn.text = "Half";
+    c.fallback(turn, "openrouter", "anthropic/claude-sonnet-4.5", "1 anthropic credential tried (1 rate limited)");
+    turn.text = "Whole answer";
+    const html = renderTurn(turn);
+    assert.match(
+      html,
+      /<div class="fallback" role="status">↪ Answered by the fallback openrouter anthropic\/claude-sonnet-4.5: 1 anthropic credential tried \(1 rate limited\)<\/div>/,
+    );
+    assert.match(html, /Partial answer replaced: moved to the fallback openrouter/);
+    assert.ok(html.indexOf('class="fallback"') < html.indexOf("Whole answer"), "announced before the answer");
+    const footer = footerText({
+      streamId: "s",
+      model: "anthropic/claude-sonnet-4.5",
+      content: [],
+      text: "",
+      stopReason: "end_turn",
+      usage: { inputTokens: 1, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 },
+      provider: "openrouter",
+      fallbackFrom: { provider: "anthropic", model: "claude-sonnet-4-5", reason: "rate limited" },
+    });
+    assert.equal(
+      footer,
+      "openrouter anthropic/claude-sonnet-4.5 (fallback for anthropic claude-sonnet-4-5) · 1 in / 2 out",
+    );
+  });
+
   it("says which key answered and what it cost", () => {
     const footer = footerText({
       streamId: "s",

@@ -53,6 +53,16 @@ describe("StreamCollector", () => {
     assert.equal(c.text, "Full answer");
   });
 
+  it("a fallback delta voids what was streamed and records where the answer now comes from", () => {
+    const c = new StreamCollector();
+    c.apply(d({ kind: "text", text: "cut off by a rate limit" }));
+    c.apply(d({ kind: "fallback", provider: "openrouter", model: "anthropic/claude-sonnet-4.5", reason: "all rate limited" }));
+    assert.equal(c.text, "");
+    assert.equal(c.generation, 1);
+    assert.deepEqual(c.fallbacks, [{ provider: "openrouter", model: "anthropic/claude-sonnet-4.5", reason: "all rate limited" }]);
+    assert.deepEqual(c.restarts, []);
+  });
+
   it("ignores delta kinds it does not know", () => {
     const c = new StreamCollector();
     c.apply(d({ kind: "somethingNew" as "text", text: "x" }) as StreamDelta);
