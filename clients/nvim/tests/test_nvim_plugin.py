@@ -93,6 +93,7 @@ def _env(tmp_path: Path, fake_url: str) -> dict[str, str]:
         LLM_SIDECAR_HOME=str(home / "sidecar"),
         ANTHROPIC_API_KEYS=f"{KEY1},{KEY2}",
         ANTHROPIC_BASE_URL=fake_url,
+        OPENROUTER_BASE_URL=f"{fake_url}/v1",  # a fallback target (test_ask.lua)
         FAKE_URL=fake_url,
         # Logins go to the fake's OAuth server (sidecar.fake's oauth_env()).
         LLM_SIDECAR_ANTHROPIC_AUTHORIZE_URL=f"{fake_url}/oauth/authorize",

@@ -83,6 +83,15 @@ end
 --- The footer of a finished answer: model, tokens, cost, the credential that answered.
 function M.usage_line(result)
   local parts = { result.model }
+  local from = result.fallbackFrom
+  if type(from) == "table" then
+    parts[1] = ("%s %s (fallback for %s %s)"):format(
+      tostring(result.provider),
+      tostring(result.model),
+      tostring(from.provider),
+      tostring(from.model)
+    )
+  end
   local u = result.usage
   if type(u) == "table" then
     local tokens = ("%d in, %d out"):format(u.inputTokens or 0, u.outputTokens or 0)
@@ -266,7 +275,24 @@ function M.on_delta(params)
   elseif params.kind == "restart" then
     set_answer(ask, "")
     rpc.notify("retrying on another credential: the partial answer was cleared.", vim.log.levels.INFO)
+  elseif params.kind == "fallback" then
+    M.fallback(ask, params)
   end
+end
+
+--- A `fallback` delta: the provider asked cannot answer, one the user listed does.
+--- Never silent: a line above the answer says where it comes from, and a WARN why.
+function M.fallback(ask, params)
+  local where = ("%s %s"):format(tostring(params.provider), tostring(params.model))
+  set_answer(ask, "")
+  if api.nvim_buf_is_valid(ask.buf) then
+    with_modifiable(ask.buf, function()
+      api.nvim_buf_set_lines(ask.buf, ask.answer_row, ask.answer_row, false, { "> ↪ answered by the fallback " .. where, "" })
+    end)
+    ask.answer_row = ask.answer_row + 2
+  end
+  local why = type(params.reason) == "string" and params.reason ~= "" and (": " .. params.reason) or ""
+  rpc.notify(("falling back to %s%s"):format(where, why), vim.log.levels.WARN)
 end
 
 --- The reply to `sidecar/stream`: the final message, or an error.
