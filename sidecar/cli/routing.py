@@ -32,6 +32,8 @@ def cmd_fallback(args: argparse.Namespace) -> int:
     routing = _routing()
     if args.fallback_action == "list":
         rules = routing.rules()
+        for problem in routing.problems.values():
+            print(f"problem: {problem}; no fallback applies until `fallback add` rewrites it")
         if not rules:
             print("no fallbacks: a provider that cannot answer returns its error")
         for rule in rules:
@@ -71,6 +73,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
         print(f"{args.provider}: no daily budget")
         return 0
     budgets = routing.budgets()
+    for problem in routing.problems.values():
+        print(f"problem: {problem}; no budget applies until `budget set` rewrites it")
     if args.provider:
         budgets = {k: v for k, v in budgets.items() if k == args.provider}
     if not budgets:

@@ -9,6 +9,7 @@ atomically (:meth:`sidecar.store.Store.update_file`). The rules themselves are p
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +24,12 @@ from sidecar.rotation.fallback import (
     rules_to_doc,
     targets_for,
 )
+from sidecar.errors import StoreError
 from sidecar.store import Store
 
 __all__ = ["Routing"]
+
+log = logging.getLogger(__name__)
 
 
 class Routing:
@@ -34,11 +38,25 @@ class Routing:
         self.clock = clock
         # Parsed budgets by the file's (mtime, size): read before every request, rarely changed.
         self._budgets: tuple[tuple[int, int] | None, dict[str, float]] = (None, {})
+        self.problems: dict[str, str] = {}  # file name -> why it is not used
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        """A file's document; a broken one is logged, kept for ``problems``, and read as
+        absent (a request must not fail on it), until a command rewrites it."""
+        try:
+            doc = self.store.read_file(name)
+        except StoreError as exc:
+            if self.problems.get(name) != exc.message:
+                log.warning("%s; it is ignored until fixed", exc.message)
+            self.problems[name] = exc.message
+            return None
+        self.problems.pop(name, None)
+        return doc
 
     # -- fallbacks -----------------------------------------------------------------
 
     def rules(self) -> list[Rule]:
-        return rules_from_doc(self.store.read_file(FALLBACKS_FILE))
+        return rules_from_doc(self._read(FALLBACKS_FILE))
 
     def targets(self, provider: str, model: str) -> list[Target]:
         """Where a request to ``provider``/``model`` may go when its provider cannot answer."""
@@ -96,7 +114,7 @@ class Routing:
         except OSError:
             return {}
         if stamp != self._budgets[0]:
-            self._budgets = (stamp, b.budgets_from_doc(self.store.read_file(b.BUDGETS_FILE)))
+            self._budgets = (stamp, b.budgets_from_doc(self._read(b.BUDGETS_FILE)))
         return self._budgets[1]
 
     def set_budget(self, provider: str, dollars: float) -> None:
@@ -123,7 +141,7 @@ class Routing:
         return self.store.update_file(b.BUDGETS_FILE, change)
 
     def spent_today(self, provider: str) -> float:
-        return b.spent_on(self.store.read_file(b.SPEND_FILE), b.day_of(self.clock()), provider)
+        return b.spent_on(self._read(b.SPEND_FILE), b.day_of(self.clock()), provider)
 
     def check_budget(self, provider: str) -> None:
         """Raise :class:`~sidecar.errors.BudgetExceeded` when ``provider``'s budget is spent."""

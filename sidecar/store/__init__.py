@@ -325,13 +325,17 @@ class Store:
 
     def read_file(self, name: str) -> dict[str, Any] | None:
         """The JSON object in the home's file ``name`` (one beside the store's own), or
-        None when it is absent or unusable; read without the lock, never moved."""
+        None when it is absent; read without the lock, never moved. StoreError, naming
+        the file, when it cannot be read or used."""
         if not self.home.is_dir():
             return None
+        path = self.home / name
         try:
-            return read_json(self.home / name)
-        except (CorruptFile, OSError):
-            return None
+            return read_json(path)
+        except CorruptFile as exc:
+            raise StoreError(f"{path}: {exc.problem}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
 
     def update_file(self, name: str, change: Callable[[dict[str, Any]], T]) -> T:
         """Let ``change`` edit the JSON object in the home's file ``name`` under the store's
