@@ -28,8 +28,8 @@ import attrs
 import httpx
 from aiohttp import web
 
-from sidecar.credentials import Credential
 from sidecar import pricing
+from sidecar.credentials import Credential
 from sidecar.errors import (
     AllRateLimited,
     BudgetExceeded,

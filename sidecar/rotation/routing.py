@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sidecar.errors import StoreError
 from sidecar.rotation import budget as b
 from sidecar.rotation.fallback import (
     FALLBACKS_FILE,
@@ -24,7 +25,6 @@ from sidecar.rotation.fallback import (
     rules_to_doc,
     targets_for,
 )
-from sidecar.errors import StoreError
 from sidecar.store import Store
 
 __all__ = ["Routing"]

@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from sidecar.events import Finished, Restart
+from sidecar.events import Fallback, Finished, Restart
 from sidecar.providers import (
     SignatureDelta,
     TextDelta,
@@ -44,6 +44,17 @@ def test_each_event_has_its_camel_case_wire_form() -> None:
         "attempt": 2,
         "reason": "overloaded",
     }
+    # What was asked for stays off the wire: the client knows its own request.
+    fallback = Fallback("openrouter", "a/b", "all rate limited", "anthropic", "claude-x")
+    assert event_to_wire(fallback) == {
+        "kind": "fallback",
+        "provider": "openrouter",
+        "model": "a/b",
+        "reason": "all rate limited",
+    }
+    assert event_from_wire(event_to_wire(fallback) or {}) == Fallback(
+        "openrouter", "a/b", "all rate limited", "", ""
+    )
     assert event_to_wire(Finished(outcome=None)) is None  # type: ignore[arg-type]
 
 
