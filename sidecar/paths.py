@@ -16,10 +16,14 @@ from pathlib import Path
 from sidecar.errors import StoreError
 
 __all__ = [
+    "BUDGETS_FILE",
     "CREDENTIALS_FILE",
     "ENV_FILE",
+    "FALLBACKS_FILE",
     "LOCK_FILE",
     "POOL_FILE",
+    "ROUTING_FILES",
+    "SPEND_FILE",
     "STATE_FILE",
     "home",
     "secure_home",
@@ -32,6 +36,10 @@ POOL_FILE = "pool.json"  # the key pool per provider
 STATE_FILE = "state.json"  # rotation state shared by every sidecar process
 LOCK_FILE = ".lock"  # one cross-process lock guards all three
 ENV_FILE = ".env"  # optional provider variables for a sidecar without a shell environment
+FALLBACKS_FILE = "fallbacks.json"  # where requests go when a provider cannot answer
+BUDGETS_FILE = "budgets.json"  # daily spending limits per provider
+SPEND_FILE = "spend.json"  # the day's spend of providers with a budget
+ROUTING_FILES = (FALLBACKS_FILE, BUDGETS_FILE, SPEND_FILE)  # sidecar.rotation.routing's
 
 
 def home(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from sidecar import paths
 from sidecar.errors import BudgetExceeded
 
 __all__ = [
@@ -37,8 +38,8 @@ __all__ = [
     "spent_on",
 ]
 
-BUDGETS_FILE = "budgets.json"
-SPEND_FILE = "spend.json"
+BUDGETS_FILE = paths.BUDGETS_FILE
+SPEND_FILE = paths.SPEND_FILE
 KEEP_DAYS = 7
 
 

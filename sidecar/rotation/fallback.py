@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 
+from sidecar import paths
 from sidecar.errors import (
     AllRateLimited,
     BudgetExceeded,
@@ -47,7 +48,7 @@ __all__ = [
     "with_fallbacks_tried",
 ]
 
-FALLBACKS_FILE = "fallbacks.json"
+FALLBACKS_FILE = paths.FALLBACKS_FILE
 
 # The errors that mean "this provider cannot answer now, whoever asks": every credential
 # cooling down or out of credit, rejected, missing, a login that cannot be renewed, or

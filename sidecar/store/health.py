@@ -2,7 +2,8 @@
 
 One list, built in one place, so the three report the same things: files set aside
 or refused, unreadable files, a ``.lock`` that blocks every write, a ``.env`` that
-was not read, and anything others can read. Each finding names the file and the
+was not read, a fallbacks or budgets file that cannot be used, and anything others
+can read. Each finding names the file and the
 fix; the ones ``doctor --fix`` can repair carry the repair.
 """
 
@@ -49,6 +50,17 @@ def findings(store: Store) -> list[Finding]:
         Finding(f"{p}: corrupt file set aside; inspect it, then delete it")
         for p in store.set_aside_files()
     ]
+    for name in paths.ROUTING_FILES:
+        try:
+            store.read_file(name)
+        except StoreError as exc:
+            # Read as absent meanwhile (no fallback, no budget): say so, with the way out.
+            found.append(
+                Finding(
+                    f"{exc.message}; it is ignored until fixed: delete it, or save a new"
+                    " setting (`llm-sidecar fallback add`, `budget set`), which sets it aside"
+                )
+            )
     env = read_env_file(store.home)
     if env.problem:
         found.append(Finding(env.problem))

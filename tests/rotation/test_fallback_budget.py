@@ -147,3 +147,13 @@ def test_a_broken_budget_file_is_reported_not_silently_ignored(
     assert "ignored until fixed" in caplog.text
     routing.set_budget("anthropic", 1.0)  # rewrites it: the broken one is set aside
     assert routing.budgets() == {"anthropic": 1.0} and not routing.problems
+
+
+def test_status_and_doctor_name_a_broken_fallbacks_file(home: Path) -> None:
+    from sidecar.store.health import problem_texts
+
+    home.mkdir(mode=0o700)
+    (home / "fallbacks.json").write_text("[1, 2]")
+    (home / "fallbacks.json").chmod(0o600)
+    [problem] = problem_texts(Store(home))
+    assert "fallbacks.json" in problem and "ignored until fixed" in problem
