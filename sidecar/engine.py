@@ -285,13 +285,12 @@ class _Watch:
 
     def __init__(self, sink: StreamSink) -> None:
         self.sink = sink
+        # The caller's own: no extra coroutine per delta on the hot path.
+        self.ready = sink.ready
 
     def event(self, event: StreamEvent) -> None:
         if not isinstance(event, Finished):
             self.sink.event(event)
-
-    async def ready(self) -> None:
-        await self.sink.ready()
 
 
 class _Failed(Exception):
