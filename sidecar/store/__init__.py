@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["Store", "StoreData"]
 
 _FILES = (paths.CREDENTIALS_FILE, paths.POOL_FILE, paths.STATE_FILE)
+# A file that does not parse is read again this often, this far apart, before it is
+# set aside: long enough for an editor's truncate-then-write to finish.
+SETTLE_TRIES, SETTLE_WAIT = 5, 0.04
 _ATTRS = ("credentials", "pool_doc", "state")
 LOCK_TIMEOUT = 15.0  # seconds; every hold is a few milliseconds of file I/O
 
@@ -128,7 +132,12 @@ class Store:
             before.append(clone(getattr(data, attr)))
             path = self.home / name
             try:
-                doc = self._read_doc(name, path)
+                try:
+                    doc = self._read_doc(name, path)
+                except CorruptFile as exc:
+                    if corrupt != "set_aside" or not exc.unparsed:
+                        raise
+                    doc = self._read_settled(name, path, exc)
             except CorruptFile as exc:
                 if corrupt == "raise":
                     raise
@@ -159,6 +168,22 @@ class Store:
                 before[-1] = doc
                 setattr(data, attr, clone(doc))
         return data, unreadable, before
+
+    def _read_settled(self, name: str, path: Path, first: CorruptFile) -> dict[str, Any] | None:
+        """Read again a file that did not parse, before it is set aside as corrupt.
+
+        Our own writes are atomic, but a user's editor, a script or another tool may
+        truncate the file and then write it: read in between, a good file looks
+        corrupt, and setting it aside would take the user's credentials out of use.
+        A file still unparsable after a short while is corrupt.
+        """
+        for _ in range(SETTLE_TRIES):
+            time.sleep(SETTLE_WAIT)
+            try:
+                return self._read_doc(name, path)
+            except CorruptFile as exc:
+                first = exc
+        raise first
 
     def _read_doc(self, name: str, path: Path) -> dict[str, Any] | None:
         """The parsed document at ``path`` (shared: never mutate it); None when absent."""

@@ -41,10 +41,13 @@ class CorruptFile(Exception):
     is set aside as it is, never read as empty and then overwritten.
     """
 
-    def __init__(self, path: Path, problem: str) -> None:
+    def __init__(self, path: Path, problem: str, *, unparsed: bool = False) -> None:
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+        # Not JSON (an empty or cut-off file among them): possibly a write in progress
+        # by someone who does not write atomically, where the other problems are not.
+        self.unparsed = unparsed
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -73,7 +76,9 @@ def read_json_stat(path: Path) -> tuple[dict[str, Any] | None, os.stat_result | 
         # Every way parsing can fail: JSONDecodeError and UnicodeDecodeError are
         # ValueErrors, so is an integer of more digits than Python converts, and
         # nesting deeper than the parser's stack raises RecursionError.
-        raise CorruptFile(path, f"not valid JSON ({exc.__class__.__name__})") from None
+        raise CorruptFile(
+            path, f"not valid JSON ({exc.__class__.__name__})", unparsed=True
+        ) from None
     if not isinstance(doc, dict):
         raise CorruptFile(path, f"expected a JSON object, found {type(doc).__name__}")
     problem = shape_problem(path.name, doc)

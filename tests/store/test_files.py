@@ -58,6 +58,46 @@ def test_a_corrupt_file_is_set_aside_and_the_others_keep_working(
     )
 
 
+def test_a_file_caught_mid_write_by_another_tool_is_read_not_set_aside(
+    home: Path, make_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor or script that truncates then writes: read in between, the file is
+    empty. It must not be taken for corrupt and moved away with the user's keys."""
+    import sidecar.store as store_module
+
+    keypool = KeyPool(Store(home), environ={})
+    key = make_key()
+    keypool.add_key("anthropic", key)
+    whole = (home / "pool.json").read_text()
+    (home / "pool.json").write_text("")  # the other tool has truncated it...
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # ...and finishes writing while the store waits
+        waits.append(seconds)
+        (home / "pool.json").write_text(whole)
+
+    monkeypatch.setattr(store_module.time, "sleep", sleep)
+    keypool.reset("anthropic")  # a transaction: reads every file under the lock
+    assert keypool.store.set_aside_files() == []
+    assert [c.secret for c in keypool.pool("anthropic")] == [key]
+    assert len(waits) == 1
+
+
+def test_a_file_that_stays_unparsable_is_set_aside_after_a_few_reads(
+    home: Path, make_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sidecar.store as store_module
+
+    keypool = KeyPool(Store(home), environ={})
+    keypool.add_key("anthropic", make_key())
+    (home / "state.json").write_text("{ cut off")
+    waits: list[float] = []
+    monkeypatch.setattr(store_module.time, "sleep", waits.append)
+    keypool.reset("anthropic")
+    assert [p.name.split(".corrupt-")[0] for p in keypool.store.set_aside_files()] == ["state.json"]
+    assert len(waits) == store_module.SETTLE_TRIES  # bounded: then it is corrupt
+
+
 def test_a_file_holding_a_non_object_is_corrupt_too(home: Path) -> None:
     store = Store(home)
     store.ensure_home()
