@@ -212,7 +212,11 @@ class FakeServer:
         keep = request.keep_alive
         if not keep:
             all_headers.append(("connection", "close"))
-        conn.writer.write(response_head(status, all_headers) + body)
+        # A HEAD answer has the GET's headers and no body (RFC 9110 9.3.2): bytes after
+        # it would be read as the next answer on this connection.
+        conn.writer.write(
+            response_head(status, all_headers) + (b"" if request.method == "HEAD" else body)
+        )
         await conn.writer.drain()
         return keep
 

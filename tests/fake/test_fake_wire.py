@@ -126,3 +126,13 @@ def test_google_quota_exceeded_is_geminis_body(fake: FakeProvider, http: httpx.C
 def test_bad_new_fields_are_clear_errors(step: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"window|clock_skew|content_parts|remaining"):
         parse_step(step)
+
+
+def test_a_head_request_is_answered_without_a_body(fake: FakeProvider, http: httpx.Client) -> None:
+    # HTTP has no body after a HEAD answer: bytes there would be read as the next
+    # answer on the same connection (a gateway's pooled upstream connection broke on it).
+    head = http.head(fake.url + "/v1/models", headers={"authorization": f"Bearer {OPENAI_KEY}"})
+    assert head.content == b""
+    models = http.get(fake.url + "/v1/models", headers={"authorization": f"Bearer {OPENAI_KEY}"})
+    assert models.status_code == 200, models.text
+    assert models.json()["object"] == "list"
