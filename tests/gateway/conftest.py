@@ -106,7 +106,11 @@ def fake() -> Iterator[FakeProvider]:
 
 @pytest.fixture
 def gateway(home: Path, fake: FakeProvider) -> Iterator[Gateway]:
-    env = {"ANTHROPIC_BASE_URL": fake.url, "OPENAI_BASE_URL": f"{fake.url}/v1"}
+    env = {
+        "ANTHROPIC_BASE_URL": fake.url,
+        "OPENAI_BASE_URL": f"{fake.url}/v1",
+        "AZURE_OPENAI_BASE_URL": fake.url,
+    }
     gw = Gateway(home, env).start()
     try:
         yield gw

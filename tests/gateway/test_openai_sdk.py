@@ -179,73 +179,62 @@ def test_azure_goes_to_the_deployment_of_the_bodys_model_with_its_api_key_header
         gw.stop()
 
 
-def azure_gateway(home: Path, fake: FakeProvider, make_key: Callable[..., str]) -> Gateway:
-    """A gateway whose azure-openai pool is a rate-limited key, then a good one."""
-    from tests.gateway.conftest import Gateway as G
-
-    gw = G(home, {"AZURE_OPENAI_BASE_URL": fake.url}).start()
+def azure_pool(gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]) -> None:
+    """The azure-openai pool: a rate-limited key, then a good one."""
     busy, good = make_key("azkey-"), make_key("azkey-")
     fake.script(busy, [], default=RateLimited(retry_after=300))
     fake.script(good, [], default=Reply("from azure"))
-    gw.add_keys("azure-openai", [busy, good])
-    return gw
+    gateway.add_keys("azure-openai", [busy, good])
 
 
 def test_the_azure_sdks_own_deployment_paths_go_upstream_as_they_are_and_rotate(
-    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
 ) -> None:
     # AzureOpenAI (and every tool built on it: LiteLLM's azure/, aider, Continue's
     # azure provider) writes the deployment path and api-version itself.
-    gw = azure_gateway(home, fake, make_key)
-    try:
-        client = openai.AzureOpenAI(
-            azure_endpoint=f"{gw.url}/azure-openai",
-            api_key=gw.token,
-            api_version="2024-06-01",
-            max_retries=0,
-        )
-        completion = client.chat.completions.create(
-            model="my-deployment", messages=[{"role": "user", "content": "hi"}]
-        )
-        assert completion.choices[0].message.content == "from azure"
-        stream = client.chat.completions.create(
-            model="my-deployment", messages=[{"role": "user", "content": "hi"}], stream=True
-        )
-        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        assert text == "from azure"
-        # Each request: the rate-limited key, then the good one (the cooldown is
-        # per key, and the second request finds the first key cooling down).
-        assert [r.status for r in fake.requests] == [429, 200, 200]
-        for sent in fake.requests:
-            assert sent.path == "/openai/deployments/my-deployment/chat/completions"
-            assert sent.query == "api-version=2024-06-01"  # the client's, once
-        assert [m.id for m in client.models.list()] == [m[0] for m in OPENAI_MODELS]
-        assert (fake.requests[-1].path, fake.requests[-1].query) == (
-            "/openai/models",
-            "api-version=2024-06-01",
-        )
-    finally:
-        gw.stop()
+    azure_pool(gateway, fake, make_key)
+    client = openai.AzureOpenAI(
+        azure_endpoint=f"{gateway.url}/azure-openai",
+        api_key=gateway.token,
+        api_version="2024-06-01",
+        max_retries=0,
+    )
+    completion = client.chat.completions.create(
+        model="my-deployment", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].message.content == "from azure"
+    stream = client.chat.completions.create(
+        model="my-deployment", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "from azure"
+    # The first request rotates past the rate-limited key; the second finds it cooling.
+    assert [r.status for r in fake.requests] == [429, 200, 200]
+    for sent in fake.requests:
+        assert sent.path == "/openai/deployments/my-deployment/chat/completions"
+        assert sent.query == "api-version=2024-06-01"  # the client's, once
+    assert [m.id for m in client.models.list()] == [m[0] for m in OPENAI_MODELS]
+    assert (fake.requests[-1].path, fake.requests[-1].query) == (
+        "/openai/models",
+        "api-version=2024-06-01",
+    )
 
 
 def test_azures_v1_api_path_goes_upstream_as_it_is_and_rotates(
-    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
 ) -> None:
-    gw = azure_gateway(home, fake, make_key)
-    try:
-        client = openai.OpenAI(
-            base_url=f"{gw.url}/azure-openai/openai/v1/", api_key=gw.token, max_retries=0
-        )
-        completion = client.chat.completions.create(
-            model="my-deployment", messages=[{"role": "user", "content": "hi"}]
-        )
-        assert completion.choices[0].message.content == "from azure"
-        assert [(r.path, r.status) for r in fake.requests] == [
-            ("/openai/v1/chat/completions", 429),
-            ("/openai/v1/chat/completions", 200),
-        ]
-    finally:
-        gw.stop()
+    azure_pool(gateway, fake, make_key)
+    client = openai.OpenAI(
+        base_url=f"{gateway.url}/azure-openai/openai/v1/", api_key=gateway.token, max_retries=0
+    )
+    completion = client.chat.completions.create(
+        model="my-deployment", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].message.content == "from azure"
+    assert [(r.path, r.status) for r in fake.requests] == [
+        ("/openai/v1/chat/completions", 429),
+        ("/openai/v1/chat/completions", 200),
+    ]
 
 
 @pytest.mark.parametrize(
