@@ -75,6 +75,10 @@ _DROP_REQUEST = frozenset(
         "authorization",
         "x-api-key",
         "api-key",
+        # The client's own key's organization and project: a pool key of another one
+        # gets 401 mismatched_organization, which would evict it.
+        "openai-organization",
+        "openai-project",
         "cookie",
         "accept-encoding",
         "user-agent",

@@ -261,3 +261,29 @@ def test_a_base_url_without_v1_or_with_a_trailing_slash_still_rotates(
         ("/v1/chat/completions", 429),
         ("/v1/chat/completions", 200),
     ]
+
+
+def test_the_clients_organization_and_project_headers_do_not_go_upstream(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    # The SDKs send OpenAI-Organization / OpenAI-Project when OPENAI_ORG_ID /
+    # OPENAI_PROJECT_ID are set. They name the caller's own key's organization: with a
+    # pool key of another one OpenAI answers 401 mismatched_organization, which would
+    # evict good keys from the pool one after another.
+    key = make_key("sk-proj-")
+    fake.script(key, [], default=Reply("hello"))
+    gateway.add_keys("openai", [key])
+    client = openai.OpenAI(
+        api_key=gateway.token,
+        base_url=f"{gateway.url}/openai/v1",
+        organization="org-of-the-client",
+        project="proj_of_the_client",
+        max_retries=0,
+    )
+    completion = client.chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].message.content == "hello"
+    (sent,) = fake.requests
+    assert "openai-organization" not in sent.headers
+    assert "openai-project" not in sent.headers
