@@ -356,9 +356,9 @@ class Proxy:
         headers = {
             k.lower(): v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST
         }
-        ours = credential_headers(
-            route, self.keypool.env, cred, request.headers.get("anthropic-beta")
-        )
+        # Every anthropic-beta line: repeated header lines are one comma-separated list.
+        betas = ",".join(request.headers.getall("anthropic-beta", ()))
+        ours = credential_headers(route, self.keypool.env, cred, betas)
         if "anthropic-version" in headers:
             del ours["anthropic-version"]  # the body was written for the client's version
         headers.update(ours)

@@ -262,3 +262,23 @@ def test_a_429_then_a_401_with_no_key_left_is_a_429_with_retry_after(
     assert resp.json()["error"]["type"] == "rate_limit_error"
     assert revoked not in (home / "pool.json").read_text()
     assert not leaked(resp.text)
+
+
+def test_every_anthropic_beta_header_line_goes_upstream(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    # Repeated header lines are one comma-separated list (RFC 9110 5.3); a client that
+    # adds its betas one header at a time (reqwest's .header() appends) loses none.
+    key = make_key()
+    fake.script(key, [], default=Reply("ok"))
+    gateway.add_keys("anthropic", [key])
+    headers = [
+        *gateway.headers().items(),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "prompt-caching-2024-07-31"),
+        ("anthropic-beta", "interleaved-thinking-2025-05-14"),
+    ]
+    resp = httpx.post(f"{gateway.url}/anthropic/v1/messages", headers=headers, json=BODY)
+    assert resp.status_code == 200, resp.text
+    betas = fake.requests[0].headers["anthropic-beta"].split(",")
+    assert betas == ["prompt-caching-2024-07-31", "interleaved-thinking-2025-05-14"]
