@@ -8,63 +8,41 @@ the reason, where Claude Code is not installed: ``.ci/run`` installs it and name
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from sidecar.fake import FakeProvider, InvalidKey, RateLimited, Reply, fingerprint
 from sidecar.fingerprints import secret_hash
 from tests.conftest import leaked
 from tests.gateway.conftest import Gateway
+from tests.gateway.tools import find_tool, run_tool, sealed_env, skip_without
 
-
-def claude_code() -> str | None:
-    named = os.environ.get("LLM_SIDECAR_CLAUDE_CODE")
-    if named:
-        return named if os.access(named, os.X_OK) else None
-    return shutil.which("claude")
-
-
-CLAUDE = claude_code()
-pytestmark = pytest.mark.skipif(
-    CLAUDE is None,
-    reason="Claude Code is not installed (npm install @anthropic-ai/claude-code, as .ci/run"
-    " does, then LLM_SIDECAR_CLAUDE_CODE=path/to/claude or claude on PATH)",
+CLAUDE = find_tool("LLM_SIDECAR_CLAUDE_CODE", "claude")
+pytestmark = skip_without(
+    CLAUDE, "Claude Code", "npm install @anthropic-ai/claude-code", "LLM_SIDECAR_CLAUDE_CODE"
 )
 
 
 def run_claude(gateway: Gateway, tmp_path: Path, prompt: str) -> subprocess.CompletedProcess[str]:
     home = tmp_path / "claude-home"
     work = tmp_path / "project"
-    home.mkdir()
     work.mkdir()
-    # Nothing of this machine's environment: no real key or login can be picked up.
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-        "ANTHROPIC_BASE_URL": f"{gateway.url}/anthropic",  # as `gateway env` prints it
-        "ANTHROPIC_AUTH_TOKEN": gateway.token,
-        # Loopback only: no telemetry, update checks or error reports.
-        "DISABLE_TELEMETRY": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-    }
-    assert CLAUDE is not None
-    return subprocess.run(
-        [CLAUDE, "-p", prompt],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,  # only against a hang; it answers in seconds
-        stdin=subprocess.DEVNULL,
+    env = sealed_env(
+        home,
+        {
+            "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+            "ANTHROPIC_BASE_URL": f"{gateway.url}/anthropic",  # as `gateway env` prints it
+            "ANTHROPIC_AUTH_TOKEN": gateway.token,
+            # Loopback only: no telemetry, update checks or error reports.
+            "DISABLE_TELEMETRY": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+        },
     )
+    assert CLAUDE is not None
+    return run_tool([CLAUDE, "-p", prompt], work, env)
 
 
 def test_claude_code_answers_through_the_gateway_and_never_sees_the_failed_keys(

@@ -34,10 +34,13 @@ def find_tool(variable: str, command: str) -> str | None:
     return shutil.which(command)
 
 
-def skip_without(tool: str | None, name: str, install: str, variable: str) -> pytest.MarkDecorator:
+def skip_without(
+    tool: str | None, name: str, install: str, variable: str, *, in_ci: bool = True
+) -> pytest.MarkDecorator:
+    done_by = ", as .ci/run does" if in_ci else " (.ci/run does not: too large)"
     return pytest.mark.skipif(
         tool is None,
-        reason=f"{name} is not installed ({install}, as .ci/run does, then {variable}=path)",
+        reason=f"{name} is not installed ({install}{done_by}, then {variable}=path)",
     )
 
 
