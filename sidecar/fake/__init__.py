@@ -4,7 +4,9 @@ It speaks the real wire formats on 127.0.0.1: the Anthropic Messages API
 (``POST /v1/messages``) and OpenAI-compatible chat completions
 (``POST /v1/chat/completions``, ``/chat/completions``, Azure's
 ``/openai/deployments/<name>/chat/completions``), streamed as chunked SSE or whole as
-JSON, with the providers' error bodies and rate-limit headers; also ``GET …/models``
+JSON, with the providers' error bodies and rate-limit headers; OpenAI's Responses API
+(``POST /v1/responses``, its typed events; see :mod:`sidecar.fake._responses`); also
+``GET …/models``
 (Anthropic's listing for a request with ``anthropic-version``, else OpenAI's; see
 :mod:`sidecar.fake._models`) and
 ``POST /v1/messages/count_tokens``, which take the same per-key script steps (a Reply

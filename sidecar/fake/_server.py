@@ -30,11 +30,13 @@ from sidecar.fake._oauth import AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH, OAuthSt
 from sidecar.fake._openai import OpenAI
 from sidecar.fake._ratelimit import configure_ratelimit
 from sidecar.fake._render import Context, Flavour, Headers, blocks, dumpb, usage
+from sidecar.fake._responses import Responses
 from sidecar.fake._script import Drop, Error, Reply, Step, parse_script
 from sidecar.fake._state import RecordedRequest, State, fingerprint
 
 ANTHROPIC = Anthropic()
 OPENAI = OpenAI()
+RESPONSES = Responses()
 
 _SSE_HEADERS: Headers = [
     ("content-type", "text/event-stream; charset=utf-8"),
@@ -63,6 +65,8 @@ def _route(path: str) -> Flavour | None:
     # Azure's /openai/deployments/<name>/chat/completions.
     if path.endswith("/chat/completions"):
         return OPENAI
+    if path.endswith("/v1/responses"):  # OpenAI's Responses API: /v1/responses
+        return RESPONSES
     return None
 
 
