@@ -8,6 +8,7 @@ event), whether an ``error`` event came instead, and the usage (cache included).
 
 from __future__ import annotations
 
+from sidecar.gateway._responses import ResponsesParser
 from sidecar.providers import MessageEnd, UpstreamFailure, Usage, UsageDelta
 from sidecar.providers._anthropic import AnthropicParser
 from sidecar.providers._openai import OpenAIParser
@@ -66,9 +67,14 @@ class EventSplitter:
 class StreamWatch:
     """What one streamed answer has shown so far: content, an error event, usage, the end."""
 
-    def __init__(self, api: str, secret: str, max_event_bytes: int) -> None:
+    def __init__(self, stream_format: str, secret: str, max_event_bytes: int) -> None:
+        # stream_format: Route.stream_format.
         self._parser: Parser = (
-            AnthropicParser(secret) if api == "anthropic" else OpenAIParser(secret)
+            AnthropicParser(secret)
+            if stream_format == "anthropic"
+            else ResponsesParser(secret)
+            if stream_format == "responses"
+            else OpenAIParser(secret)
         )
         self._splitter = EventSplitter(max_event_bytes)
         self.content = False  # a text, thinking or tool event came

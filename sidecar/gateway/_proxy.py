@@ -42,6 +42,7 @@ from sidecar.errors import (
 from sidecar.fingerprints import fingerprint, redact
 from sidecar.gateway._events import StreamWatch
 from sidecar.gateway._pump import Pump
+from sidecar.gateway._responses import responses_usage
 from sidecar.gateway._routes import Route, credential_headers
 from sidecar.gateway._scrub import Scrubber
 from sidecar.gateway._shapes import error_body
@@ -184,6 +185,8 @@ def _usage_of(api: str, body: bytes) -> Usage | None:
     usage = doc.get("usage") if isinstance(doc, dict) else None
     if not isinstance(usage, dict):
         return None
+    if api == "responses":
+        return responses_usage(usage)
     if api != "anthropic":
         return usage_from_openai(usage)
 
@@ -426,7 +429,7 @@ class Proxy:
                 transport_failure(exc, cred.secret, mid_stream=False), None, [], b""
             ) from None
         entry.first_byte = time.monotonic()
-        entry.usage = _usage_of(route.api, bytes(raw))
+        entry.usage = _usage_of(route.stream_format, bytes(raw))
         self.keypool.report_success(cred)
         return web.Response(
             status=resp.status_code,
@@ -447,7 +450,7 @@ class Proxy:
         cred: Credential,
         entry: RequestLog,
     ) -> web.StreamResponse:
-        watch = StreamWatch(route.api, cred.secret, self.limits.max_event)
+        watch = StreamWatch(route.stream_format, cred.secret, self.limits.max_event)
         held: list[bytes] = []
         chunks = resp.aiter_raw()
         # Hold until the answer shows itself (bounded by the read timeout): until then a

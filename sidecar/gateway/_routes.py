@@ -21,7 +21,9 @@ __all__ = ["Route", "credential_headers", "parse_route", "shape_for_path"]
 # Requests worth replaying on the next credential: answers and reads, named by their
 # endpoint (see Route.endpoint). Any other path (batches, files, …) may have side
 # effects and goes out once.
-_REPLAYED_POST = frozenset({"v1/messages", "v1/messages/count_tokens", "chat/completions"})
+_REPLAYED_POST = frozenset(
+    {"v1/messages", "v1/messages/count_tokens", "chat/completions", "responses"}
+)
 _SLASHES = re.compile(r"/{2,}")
 # The paths Azure's own clients write under the resource: the deployment form
 # (AzureOpenAI, LiteLLM's azure/, Continue's azure provider), the v1 API, the rest.
@@ -53,6 +55,14 @@ class Route:
     @property
     def replay(self) -> bool:
         return self.method == "GET" or (self.method == "POST" and self.endpoint in _REPLAYED_POST)
+
+    @property
+    def stream_format(self) -> str:
+        """How a streamed answer's events read: ``anthropic``, ``openai`` (chat
+        completions) or ``responses`` (OpenAI's Responses API)."""
+        if self.api == "anthropic":
+            return "anthropic"
+        return "responses" if self.endpoint == "responses" else "openai"
 
     @property
     def shape(self) -> str:

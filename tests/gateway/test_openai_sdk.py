@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -287,3 +289,64 @@ def test_the_clients_organization_and_project_headers_do_not_go_upstream(
     (sent,) = fake.requests
     assert "openai-organization" not in sent.headers
     assert "openai-project" not in sent.headers
+
+
+def test_the_responses_api_streamed_rotates_past_a_429_a_401_and_an_early_error_event(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], home: Path
+) -> None:
+    # What opencode's built-in openai provider and Codex CLI send: POST /v1/responses.
+    busy, revoked, shaky = make_key("sk-proj-"), make_key("sk-proj-"), make_key("sk-proj-")
+    good = make_key("sk-proj-")
+    fake.script(busy, [], default=RateLimited(retry_after=300))
+    fake.script(revoked, [], default=InvalidKey())
+    # An error event right after response.created: held back, replayed on the next key.
+    fake.script(
+        shaky, [], default=Reply("never seen", error_after=2, error_type="rate_limit_error")
+    )
+    fake.script(good, [], default=ANSWER)
+    gateway.add_keys("openai", [busy, revoked, shaky, good])
+    with sdk(gateway).responses.stream(model="gpt-test", input="read a.py") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "error" not in kinds
+    assert final.output_text == "Reading it."
+    (call,) = [item for item in final.output if item.type == "function_call"]
+    assert (call.name, json.loads(call.arguments)) == ("read_file", {"path": "src/a.py"})
+    assert [r.key for r in fake.requests] == [fingerprint(k) for k in (busy, revoked, shaky, good)]
+    assert all(r.path == "/v1/responses" for r in fake.requests)
+    assert revoked not in (home / "pool.json").read_text()
+    states = {c.fingerprint[-4:]: c.state for c in gateway.keypool.status("openai").credentials}
+    assert (states[busy[-4:]], states[shaky[-4:]], states[good[-4:]]) == (
+        "coolingDown",
+        "coolingDown",
+        "ok",
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_the_responses_api_rotates_and_its_usage_is_read(
+    gateway: Gateway,
+    fake: FakeProvider,
+    make_key: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    stream: bool,
+) -> None:
+    busy, revoked, good = rotating_pool(gateway, fake, make_key)
+    with caplog.at_level(logging.INFO, logger="sidecar.gateway"):
+        if stream:
+            with sdk(gateway).responses.stream(model="gpt-test", input="read a.py") as events:
+                response = events.get_final_response()
+        else:
+            response = sdk(gateway).responses.create(model="gpt-test", input="read a.py")
+        # The line is written once the handler returns, just after the last byte.
+        for _ in range(200):
+            lines = [r.getMessage() for r in caplog.records if r.name == "sidecar.gateway"]
+            if any(line.startswith("openai ") for line in lines):
+                break
+            time.sleep(0.02)
+    assert response.output_text == "Reading it."
+    assert [r.key for r in fake.requests] == [fingerprint(k) for k in (busy, revoked, good)]
+    # ANSWER's usage: 30 new input tokens and 20 cached (Responses counts 50 with 20
+    # cached, as chat completions do), 9 out.
+    line = next(line for line in lines if line.startswith("openai "))
+    assert "in=30 out=9 cache_read=20" in line, line

@@ -1,8 +1,9 @@
 """A real client through the gateway: opencode (npm ``opencode-ai``), ``opencode run``.
 
 With the settings docs/gateway.md gives: an ``@ai-sdk/openai-compatible`` provider whose
-``baseURL`` is ``/openai/v1``, and the built-in ``anthropic`` provider with ``baseURL``
-``/anthropic/v1``. opencode streams with tools: the model asks to read a file, opencode
+``baseURL`` is ``/openai/v1`` (chat completions), the built-in ``openai`` provider with the
+same ``baseURL`` (the Responses API) and the built-in ``anthropic`` provider with
+``baseURL`` ``/anthropic/v1``. opencode streams with tools: the model asks to read a file, opencode
 reads it and sends the result back, so a tool call's streamed arguments must arrive
 whole. ``.ci/run`` installs it and names it in ``LLM_SIDECAR_OPENCODE``.
 """
@@ -44,6 +45,13 @@ def config(gateway: Gateway, small_model: str) -> dict[str, Any]:
             "anthropic": {
                 "options": {
                     "baseURL": f"{gateway.url}/anthropic/v1",
+                    "apiKey": "{env:LLM_SIDECAR_GATEWAY_TOKEN}",
+                }
+            },
+            # The built-in provider: OpenAI's Responses API (POST /v1/responses).
+            "openai": {
+                "options": {
+                    "baseURL": f"{gateway.url}/openai/v1",
                     "apiKey": "{env:LLM_SIDECAR_GATEWAY_TOKEN}",
                 }
             },
@@ -159,3 +167,36 @@ def test_opencode_with_the_anthropic_provider_replays_an_overload_after_message_
     assert use["input"] == {"filePath": str(notes)}
     result = next(b for m in messages for b in m["content"] if b.get("type") == "tool_result")
     assert result["tool_use_id"] == use["id"] and SECRET in json.dumps(result["content"])
+
+
+def test_opencode_with_the_built_in_openai_provider_rotates_on_the_responses_api(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], tmp_path: Path
+) -> None:
+    busy, good = make_key("sk-proj-"), make_key("sk-proj-")
+    fake.script(busy, [], default=RateLimited(retry_after=300))
+    work = tmp_path / "project"  # run_opencode makes it, notes.txt inside
+    reading = Reply(
+        [Text("Reading it."), ToolUse("call_1", "read", {"filePath": str(work / "notes.txt")})]
+    )
+    fake.script(good, [reading], default=Reply(ANSWER))
+    gateway.add_keys("openai", [busy, good])
+    title = make_key()
+    fake.script(title, [], default=Reply("Secret word"))
+    gateway.add_keys("anthropic", [title])
+
+    stdout, notes = run_opencode(
+        gateway,
+        tmp_path,
+        "openai/gpt-4o",
+        "anthropic/claude-haiku-4-5",
+        "What is the secret word in notes.txt?",
+    )
+
+    assert ANSWER in stdout
+    sent = requests_to(fake, "/v1/responses", [busy, good])
+    assert [r.key for r in sent] == [fingerprint(k) for k in (busy, good, good)]
+    items = sent[-1].body["input"]
+    (call,) = [i for i in items if i.get("type") == "function_call"]
+    assert json.loads(call["arguments"]) == {"filePath": str(notes)}
+    (output,) = [i for i in items if i.get("type") == "function_call_output"]
+    assert output["call_id"] == call["call_id"] and SECRET in json.dumps(output["output"])
