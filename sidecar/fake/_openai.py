@@ -122,6 +122,10 @@ class OpenAI(Flavour):
             )
         if self.model(body, path) is None:
             return Error("invalid_request_error", "you must provide a model parameter")
+        return self.check_fields(body)
+
+    def check_fields(self, body: Mapping[str, Any]) -> Error | None:
+        """What this endpoint's body must carry besides the model."""
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return Error("invalid_request_error", "Missing required parameter: 'messages'.")

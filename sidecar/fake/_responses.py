@@ -29,13 +29,7 @@ def _event(kind: str, seq: int, fields: Mapping[str, Any]) -> bytes:
 
 
 class Responses(OpenAI):
-    def check_request(self, headers: Mapping[str, str], body: object, path: str) -> Error | None:
-        if not isinstance(body, Mapping):
-            return Error(
-                "invalid_request_error", "We could not parse the JSON body of your request."
-            )
-        if self.model(body, path) is None:
-            return Error("invalid_request_error", "Missing required parameter: 'model'.")
+    def check_fields(self, body: Mapping[str, Any]) -> Error | None:
         if body.get("input") is None:
             return Error("invalid_request_error", "Missing required parameter: 'input'.")
         return None
