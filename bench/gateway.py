@@ -28,8 +28,10 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -46,13 +48,25 @@ from bench.contenders import have_litellm
 from bench.fakehost import FakeHost
 from bench.lsp import REPO_ROOT
 from bench.stats import Section, median
-from bench.workload import KEYS, reply_step, tokens
+from bench.workload import reply_step, tokens
 
 __all__ = ["GOAL_THROUGHPUT", "GOAL_TTFB_MS", "GatewaySizes", "run"]
 
 GOAL_TTFB_MS = 1.0  # the gateway's added time to first byte, median
 GOAL_THROUGHPUT = 0.9  # the gateway's throughput, × direct
-OPENAI_KEY = "sk-proj-bench-openai-key-0000000000000003"  # known only to the fake
+
+
+def _random_key(prefix: str, length: int, seed: int) -> str:
+    alphabet = string.ascii_letters + string.digits + "_-"
+    rng = random.Random(seed)
+    return prefix + "".join(rng.choice(alphabet) for _ in range(length))
+
+
+# Known only to the fake. Random characters, as real keys are: the workload's keys end
+# in a run of zeros, which the fake's zero-padded ids contain too, so the gateway would
+# (rightly) scrub those ids as pieces of the key, a cost no real key brings.
+ANTHROPIC_KEY = _random_key("sk-ant-api03-", 95, 1) + "AA"
+OPENAI_KEY = _random_key("sk-proj-", 156, 2)
 MASTER = "sk-bench-litellm-master"  # LiteLLM's own key for its clients
 DOC = Path(REPO_ROOT) / "docs" / "gateway.md"
 
@@ -136,7 +150,7 @@ def _gateway(fake_url: str, folder: Path) -> Iterator[tuple[str, str, subprocess
     env.update(
         LLM_SIDECAR_HOME=str(home),
         ANTHROPIC_BASE_URL=fake_url,
-        ANTHROPIC_API_KEY=KEYS[0],
+        ANTHROPIC_API_KEY=ANTHROPIC_KEY,
         OPENAI_BASE_URL=f"{fake_url}/v1",
         OPENAI_API_KEY=OPENAI_KEY,
     )
@@ -178,7 +192,7 @@ def _litellm(fake_url: str, folder: Path) -> Iterator[tuple[str, subprocess.Pope
         LITELLM_LOG="ERROR",
         # Its Anthropic pass-through takes the provider from these (one key).
         ANTHROPIC_API_BASE=fake_url,
-        ANTHROPIC_API_KEY=KEYS[0],
+        ANTHROPIC_API_KEY=ANTHROPIC_KEY,
     )
     script = Path(sys.executable).with_name("litellm")
     with (folder / "litellm.log").open("wb") as log:
@@ -278,7 +292,9 @@ def _targets(api: str, fake: str, gw: str, token: str, lite: str | None) -> list
     anthropic = api == "anthropic"
     path = "/v1/messages" if anthropic else "/v1/chat/completions"
     version = {"anthropic-version": "2023-06-01"} if anthropic else {}
-    direct_key = {"x-api-key": KEYS[0]} if anthropic else {"authorization": f"Bearer {OPENAI_KEY}"}
+    direct_key = (
+        {"x-api-key": ANTHROPIC_KEY} if anthropic else {"authorization": f"Bearer {OPENAI_KEY}"}
+    )
     out = [
         Target("direct", fake + path, {**direct_key, **version}),
         Target("llm-sidecar gateway", f"{gw}/{api}{path}", {"x-api-key": token, **version}),
@@ -307,7 +323,7 @@ async def run(sizes: GatewaySizes, *, litellm: bool = True) -> Section:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         folder = Path(tmp)
         async with FakeHost() as fake, contextlib.AsyncExitStack() as stack:
-            await fake.script(KEYS[0], [], reply_step(20))
+            await fake.script(ANTHROPIC_KEY, [], reply_step(20))
             await fake.script(OPENAI_KEY, [], reply_step(20))
             gw_url, token, gw_proc = stack.enter_context(_gateway(fake.url, folder))
             lite_url: str | None = None
@@ -327,7 +343,7 @@ async def run(sizes: GatewaySizes, *, litellm: bool = True) -> Section:
                     )
                     for t in targets
                 }
-                key = KEYS[0] if api == "anthropic" else OPENAI_KEY
+                key = ANTHROPIC_KEY if api == "anthropic" else OPENAI_KEY
                 await fake.script(key, [], reply_step(20))
                 await _measure(clients, api, targets, 20, 2, ttfb=True)  # warm-up
                 for t in targets:
