@@ -7,11 +7,14 @@ import re
 from collections.abc import Callable
 
 import httpx
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from sidecar.fake import Error, FakeProvider, Reply, Split
 from sidecar.fingerprints import MIN_RUN
 from sidecar.fingerprints import fingerprint as sidecar_fingerprint
+from sidecar.gateway._scrub import Scrubber
 from tests.gateway.conftest import Gateway
 
 BODY = {
@@ -135,3 +138,31 @@ def test_an_answer_without_the_key_passes_byte_for_byte_however_it_was_cut(
     deltas = re.findall(r'"text":"([^"]*)"', resp.text)
     assert "".join(deltas) == text
     assert resp.text.endswith('data: {"type":"message_stop"}\n\n')
+
+
+_KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    secret=st.text(_KEY_CHARS, min_size=MIN_RUN, max_size=160),
+    data=st.data(),
+)
+def test_the_scrubber_catches_any_run_of_any_key_however_the_stream_is_cut(
+    secret: str, data: st.DataObject
+) -> None:
+    """Keys of every make (all capitals, no capitals, digits only): the scrubber looks
+    for a few anchors picked to be cheap to find, and a run of the key anywhere in the
+    text, cut into chunks anywhere, must still be caught."""
+    key = "sk-ant-api03-" + secret
+    start = data.draw(st.integers(0, len(secret) - MIN_RUN))
+    end = data.draw(st.integers(start + MIN_RUN, len(secret)))
+    words = data.draw(st.text("abc \n", max_size=40))
+    text = f'data: {{"text":"{words}{secret[start:end]}{words}"}}\n\n'.encode()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=4)))
+    scrub = Scrubber(key)
+    bounds = zip([0, *cuts], [*cuts, len(text)], strict=True)
+    out = b"".join(scrub.feed(text[a:b]) for a, b in bounds)
+    out += scrub.flush()
+    assert_clean(key, out.decode())
+    assert out.count(b"\n") == text.count(b"\n")  # only the piece was replaced
