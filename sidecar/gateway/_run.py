@@ -7,8 +7,6 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 
-import httpx
-
 from sidecar.engine import MAX_COOLDOWN_WAIT
 from sidecar.gateway._token import gateway_token
 from sidecar.rotation.keypool import KeyPool
@@ -87,17 +85,15 @@ def run(host: str, port: int, *, allow_remote: bool) -> int:
 async def _main(keypool: KeyPool, token: str, host: str, port: int, *, allow_remote: bool) -> int:
     from sidecar.gateway._app import make_app, serve
     from sidecar.gateway._proxy import Proxy
+    from sidecar.gateway._upstream import upstream
     from sidecar.oauth import TokenRefresher
 
     timeouts = keypool.settings.timeouts
     oauth = TokenRefresher(keypool)
-    async with httpx.AsyncClient(
-        timeout=timeouts.httpx(),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-    ) as client:
+    async with upstream(timeouts) as session:
         proxy = Proxy(
             keypool,
-            client,
+            session,
             timeouts=timeouts,
             limits=keypool.settings.limits,
             refresher=oauth.refresh,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import attrs
@@ -29,7 +29,7 @@ from sidecar.providers._types import (
 )
 from sidecar.rotation.classify import parse_failure
 
-__all__ = ["ANTHROPIC_VERSION", "OAUTH_BETA", "AnthropicParser", "AnthropicProvider"]
+__all__ = ["ANTHROPIC_VERSION", "OAUTH_BETA", "AnthropicParser", "AnthropicProvider", "usage_of"]
 
 ANTHROPIC_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
@@ -42,6 +42,19 @@ _USAGE_FIELDS = {
     "cache_read_input_tokens": "cache_read_tokens",
     "cache_creation_input_tokens": "cache_write_tokens",
 }
+
+
+def _usage_changes(usage: Mapping[str, Any]) -> dict[str, int]:
+    return {
+        ours: value
+        for theirs, ours in _USAGE_FIELDS.items()
+        if (value := _int(usage.get(theirs))) is not None
+    }
+
+
+def usage_of(usage: Mapping[str, Any]) -> Usage:
+    """A whole answer's ``usage`` object as ours (a count it lacks is 0)."""
+    return Usage(**_usage_changes(usage))
 
 
 def build_headers(credential: Credential) -> dict[str, str]:
@@ -195,11 +208,7 @@ class AnthropicParser:
     def _merge_usage(self, usage: object) -> list[Delta]:
         if not isinstance(usage, dict):
             return []
-        changes = {
-            ours: value
-            for theirs, ours in _USAGE_FIELDS.items()
-            if (value := _int(usage.get(theirs))) is not None
-        }
+        changes = _usage_changes(usage)
         if not changes:
             return []
         self._usage = attrs.evolve(self._usage, **changes)

@@ -120,7 +120,7 @@ def response_too_large(message: str, *, mid_stream: bool, status: int | None) ->
     )
 
 
-def _timeout_setting(exc: Exception, name: str) -> float | None:
+def _timeout_setting(exc: BaseException, name: str) -> float | None:
     """The timeout httpx applied to the failed request (``connect``, ``read``, …)."""
     try:
         value = exc.request.extensions["timeout"][name]  # type: ignore[attr-defined]
@@ -129,9 +129,22 @@ def _timeout_setting(exc: Exception, name: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _transport_text(exc: Exception) -> str:
+# aiohttp's names (the gateway's client) for what httpx calls these.
+_AIOHTTP_KINDS = {
+    "ConnectionTimeoutError": "ConnectTimeout",
+    "SocketTimeoutError": "ReadTimeout",
+    "ServerTimeoutError": "ReadTimeout",
+    "ClientConnectorError": "ConnectError",
+    "ClientConnectorDNSError": "ConnectError",
+    "ServerDisconnectedError": "RemoteProtocolError",
+    "ClientPayloadError": "RemoteProtocolError",
+}
+
+
+def _transport_text(exc: BaseException) -> str:
     """What went wrong with the connection, in words a user can act on."""
-    kind = type(exc).__name__
+    name = type(exc).__name__
+    kind = _AIOHTTP_KINDS.get(name, name)
     detail = str(exc).strip()
     if kind in ("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout"):
         phase = kind.removesuffix("Timeout").lower()
@@ -151,8 +164,8 @@ def _transport_text(exc: Exception) -> str:
     return f"network error ({kind}): {detail or 'no detail'}"
 
 
-def transport_failure(exc: Exception, secret: str, *, mid_stream: bool) -> UpstreamFailure:
-    """A connection that failed or dropped (httpx.TransportError)."""
+def transport_failure(exc: BaseException, secret: str, *, mid_stream: bool) -> UpstreamFailure:
+    """A connection that failed or dropped (httpx.TransportError, aiohttp.ClientError)."""
     message = redact(_transport_text(exc), [secret])
     return UpstreamFailure(
         local_failure("network_error", message[:300]), mid_stream=mid_stream, retryable=True

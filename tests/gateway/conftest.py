@@ -8,13 +8,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from sidecar.fake import FakeProvider
 from sidecar.gateway._app import make_app, serve
 from sidecar.gateway._proxy import Proxy
 from sidecar.gateway._token import gateway_token
+from sidecar.gateway._upstream import upstream
 from sidecar.limits import BodyLimits
 from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
@@ -55,11 +55,12 @@ class Gateway:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+        timeouts = Timeouts(read=10.0)
+        async with upstream(timeouts) as session:
             proxy = Proxy(
                 self.keypool,
-                client,
-                timeouts=Timeouts(read=10.0),
+                session,
+                timeouts=timeouts,
                 limits=BodyLimits(),
                 refresher=_never_refresh,  # type: ignore[arg-type]
                 ensure_fresh=_as_is,  # type: ignore[arg-type]

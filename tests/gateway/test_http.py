@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
-from sidecar.fake import Error, FakeProvider, InvalidKey, RateLimited, Reply, fingerprint
+from sidecar.fake import (
+    Drop,
+    Error,
+    FakeProvider,
+    InvalidKey,
+    RateLimited,
+    Reply,
+    Usage,
+    fingerprint,
+)
 from sidecar.fingerprints import fingerprint as sidecar_fingerprint
 from tests.conftest import leaked
 from tests.gateway.conftest import Gateway
@@ -282,3 +294,54 @@ def test_every_anthropic_beta_header_line_goes_upstream(
     assert resp.status_code == 200, resp.text
     betas = fake.requests[0].headers["anthropic-beta"].split(",")
     assert betas == ["prompt-caching-2024-07-31", "interleaved-thinking-2025-05-14"]
+
+
+def test_a_connection_dropped_before_any_answer_is_replayed_invisibly(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    # A dropped connection says nothing about the key: the same one is tried again.
+    key = make_key()
+    fake.script(key, [Drop()], default=Reply("still answered"))
+    gateway.add_keys("anthropic", [key])
+    resp = post(gateway, "/anthropic/v1/messages", gateway.headers(), json={**BODY, "stream": True})
+    assert resp.status_code == 200
+    assert "".join(re.findall(r'"text":"([^"]*)"', resp.text)) == "still answered"
+    assert [r.key for r in fake.requests] == [fingerprint(key)] * 2
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_the_usage_at_the_end_of_a_long_stream_is_logged(
+    gateway: Gateway,
+    fake: FakeProvider,
+    make_key: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    provider: str,
+) -> None:
+    """Past the first content event only the events that carry usage, an error or the
+    end are decoded: the usage still reaches the log line, after thousands of deltas."""
+    key = make_key() if provider == "anthropic" else make_key("sk-proj-")
+    usage = Usage(input=12, output=3000, cache_read=100, cache_write=5)
+    fake.script(key, [], default=Reply("w" * 3000, chunk=1, usage=usage))
+    gateway.add_keys(provider, [key])
+    if provider == "anthropic":
+        path, body = "/anthropic/v1/messages", {**BODY, "stream": True}
+        logged = "in=12 out=3000 cache_read=100 cache_write=5"
+    else:
+        path = "/openai/v1/chat/completions"
+        body = {
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        # OpenAI counts cache writes in prompt_tokens and reports none apart.
+        logged = "in=17 out=3000 cache_read=100 cache_write=0"
+    with caplog.at_level(logging.INFO, logger="sidecar.gateway"):
+        resp = post(gateway, path, gateway.headers(), json=body)
+        assert resp.status_code == 200
+        deadline = time.monotonic() + 5  # the line is written as the handler returns
+        while not any(" 200 " in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no log line"
+            time.sleep(0.02)
+    (line,) = [r.getMessage() for r in caplog.records if " 200 " in r.getMessage()]
+    assert logged in line
