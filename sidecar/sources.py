@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # the key pool imports this module
     from sidecar.rotation.keypool import KeyPool
 
 __all__ = [
+    "GATEWAY_TOKEN_ENV",
+    "GATEWAY_TOKEN_PREFIX",
     "EnvKeys",
     "ImportResult",
     "env_credentials",
@@ -50,6 +52,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SPLIT = re.compile(r"[\s,;]+")
+
+# The local gateway's token (``llm-sidecar gateway env`` exports it as OPENAI_API_KEY
+# for the tools, and as LLM_SIDECAR_GATEWAY_TOKEN): in that shell it is no provider's
+# key, and must not show as one or be sent to a provider.
+GATEWAY_TOKEN_PREFIX = "llmsc-gw-"
+GATEWAY_TOKEN_ENV = "LLM_SIDECAR_GATEWAY_TOKEN"
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -117,10 +125,10 @@ def env_credentials(provider: str, env: Mapping[str, str]) -> EnvKeys:
         (n, env[n].strip()) for n in get_provider(provider).extra_env if env.get(n, "").strip()
     ]
 
-    seen: set[str] = set()
+    seen: set[str] = {env.get(GATEWAY_TOKEN_ENV, "").strip()}
     creds = []
     for name, secret in found:
-        if secret not in seen:
+        if secret not in seen and not secret.startswith(GATEWAY_TOKEN_PREFIX):
             seen.add(secret)
             creds.append(_env_cred(provider, name, secret))
     return EnvKeys(creds, False)

@@ -11,6 +11,7 @@ from sidecar.engine import MAX_COOLDOWN_WAIT
 from sidecar.gateway._token import gateway_token
 from sidecar.rotation.keypool import KeyPool
 from sidecar.settings import Settings
+from sidecar.sources import GATEWAY_TOKEN_ENV
 from sidecar.store import Store
 
 __all__ = ["DEFAULT_PORT", "env_lines", "is_loopback_host", "own_environment", "run"]
@@ -119,7 +120,7 @@ def env_lines(token: str, port: int, shell: str = "sh") -> list[str]:
         "OPENAI_BASE_URL": f"{base}/openai/v1",
         "OPENAI_API_BASE": f"{base}/openai/v1",
         "OPENAI_API_KEY": token,
-        "LLM_SIDECAR_GATEWAY_TOKEN": token,
+        GATEWAY_TOKEN_ENV: token,  # also how a sidecar in this shell tells it is no key
     }
     if shell == "fish":
         return [f"set -gx {k} '{v}'" for k, v in variables.items()]

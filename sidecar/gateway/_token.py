@@ -10,12 +10,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from sidecar.sources import GATEWAY_TOKEN_PREFIX as TOKEN_PREFIX
 from sidecar.store import Store
 
 __all__ = ["TOKEN_FILE", "TOKEN_PREFIX", "gateway_token"]
 
 TOKEN_FILE = "gateway.json"
-TOKEN_PREFIX = "llmsc-gw-"
 
 
 def _valid(doc: dict[str, Any]) -> bool:

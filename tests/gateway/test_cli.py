@@ -302,3 +302,29 @@ def test_a_damaged_token_file_is_set_aside_and_a_new_token_made(home: Path) -> N
     assert (home / "gateway.json").stat().st_mode & 0o777 == 0o600
     # And it stays the one token from then on.
     assert token in run_cli(home, "gateway", "env").stdout
+
+
+@pytest.mark.parametrize("marked_by", ["its variable", "its prefix"])
+def test_status_in_a_shell_that_ran_gateway_env_shows_no_gateway_token_as_a_key(
+    home: Path, make_key: Callable[..., str], marked_by: str
+) -> None:
+    """``eval "$(llm-sidecar gateway env)"`` exports the token as OPENAI_API_KEY for the
+    tools; the sidecar's own environment import there must not take it for a key."""
+    real = make_key("sk-proj-")
+    env = {**server_env(home), "OPENAI_API_KEY_2": real}
+    for line in run_cli(home, "gateway", "env").stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    if marked_by == "its prefix":  # a shell that kept OPENAI_API_KEY only
+        del env["LLM_SIDECAR_GATEWAY_TOKEN"]
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    ids = [c["id"] for p in json.loads(done.stdout)["providers"] for c in p["credentials"]]
+    assert "env:OPENAI_API_KEY" not in ids
+    assert "env:OPENAI_API_KEY_2" in ids  # the user's own key still counts
