@@ -105,6 +105,12 @@ def _usage_of(api: str, body: bytes) -> Usage | None:
     return anthropic_usage(usage) if api == "anthropic" else usage_from_openai(usage)
 
 
+class _Answer(web.StreamResponse):
+    # The status line and headers go out with the first bytes of the body: one send,
+    # and one wake-up of the client, fewer before its first byte.
+    _send_headers_immediately = False
+
+
 @attrs.frozen
 class Relay:
     keypool: KeyPool
@@ -204,15 +210,17 @@ class Relay:
     ) -> web.StreamResponse:
         watch = StreamWatch(route.stream_format, cred.secret, self.limits.max_event)
         held = await self._hold(resp, cred, watch) if route.replay else []
-        out = web.StreamResponse(status=resp.status, headers=response_headers(resp.headers))
+        out = _Answer(status=resp.status, headers=response_headers(resp.headers))
         await out.prepare(request)
         entry.first_byte = time.monotonic()
         ended = False
         scrub = Scrubber(cred.secret, self.limits.max_event)
         try:
+            # The held bytes in one write, at once: not a turn of the loop later through
+            # the pump's writer task (they are the time to first byte).
+            if first := b"".join([scrub.feed(chunk) for chunk in held]):
+                await out.write(first)
             async with Pump(out) as pump:
-                for chunk in held:
-                    await pump.put(scrub.feed(chunk))
                 while True:
                     try:
                         chunk = await resp.content.readany()

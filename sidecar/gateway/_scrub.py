@@ -17,6 +17,7 @@ SSE stream it measured 1–4 ns a byte, against 17–68 for a search for every a
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Iterable
@@ -58,6 +59,22 @@ def _searches(pieces: Iterable[str]) -> list[re.Pattern[bytes]]:
     ]
 
 
+@functools.lru_cache(maxsize=64)
+def _searches_for(
+    secret: str, body: str
+) -> tuple[list[re.Pattern[bytes]], list[re.Pattern[bytes]]]:
+    """(the anchors' searches, the runs' searches) of a key: compiled once per key, not
+    per answer (a hundred patterns; the regex module's own cache would churn)."""
+    if len(body) < MIN_RUN:
+        # Too short for a run: only the whole key counts (redact() replaces it).
+        whole = _searches([secret] if len(secret) >= MIN_RUN else [])
+        return whole, whole
+    # An anchor is 4 characters and may be in ordinary text: before paying for
+    # redact(), a second look for a whole run (slower, so only on a hit).
+    runs = (body[i : i + MIN_RUN] for i in range(len(body) - MIN_RUN + 1))
+    return _searches(_anchors(body)), _searches(runs)
+
+
 def _found(searches: list[re.Pattern[bytes]], data: bytes) -> bool:
     return any(search.search(data) is not None for search in searches)
 
@@ -77,14 +94,7 @@ class Scrubber:
         # anchors from it would match every other key's prefix for nothing.
         prefix = fingerprint(secret).partition("…")[0]
         body = secret[len(prefix) :] if prefix and secret.startswith(prefix) else secret
-        if len(body) < MIN_RUN:
-            # Too short for a run: only the whole key counts (redact() replaces it).
-            self._first = self._then = _searches([secret] if len(secret) >= MIN_RUN else [])
-        else:
-            self._first = _searches(_anchors(body))
-            # An anchor is 4 characters and may be in ordinary text: before paying for
-            # redact(), a second look for a whole run (slower, so only on a hit).
-            self._then = _searches(body[i : i + MIN_RUN] for i in range(len(body) - MIN_RUN + 1))
+        self._first, self._then = _searches_for(secret, body)
         self._carry = bytearray()
 
     def clean(self, data: bytes) -> bytes:

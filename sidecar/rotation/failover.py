@@ -63,7 +63,9 @@ class Failover:
         self.last_reason = ""  # the provider's last complaint, for restart deltas
         self.attempts = 0  # credentials handed out so far; only next_credential counts
         self.network_failures = 0
-        self.max_attempts = 2 * len(keypool.pool(provider)) + NETWORK_RETRIES + 2
+        # From the parsed store when no file changed since (no disk read on the loop).
+        pool = keypool.pool(provider, keypool.store.peek())
+        self.max_attempts = 2 * len(pool) + NETWORK_RETRIES + 2
         # When every key is cooling down, wait for one until this moment, no longer.
         self.deadline = time.monotonic() + max_cooldown_wait
 
@@ -98,8 +100,12 @@ class Failover:
     async def _acquire(self) -> Credential:
         while True:
             try:
-                # Off the loop: a rotation is a store transaction, which may wait for the lock.
-                choice = await asyncio.to_thread(self.keypool.acquire, self.provider, self.skip)
+                # From the parsed store when nothing changed (no thread hop before the
+                # first byte); else off the loop: a rotation is a store transaction,
+                # which may wait for the lock.
+                choice = self.keypool.acquire_cached(self.provider, self.skip)
+                if choice is None:
+                    choice = await asyncio.to_thread(self.keypool.acquire, self.provider, self.skip)
             except AllRateLimited as exc:
                 wait = exc.retry_at - self.keypool.clock()
                 if time.monotonic() + wait > self.deadline:

@@ -129,14 +129,28 @@ class KeyPool:
         """
         get_provider(provider)
         skip = tuple(skip)
-        data = self.store.read()
-        st = _state(data, provider)
-        before = (st.current, st.rotated)
-        choice = rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
-        if (st.current, st.rotated) == before:
+        choice = self._unrotated_choice(provider, self.store.read(), skip)
+        if choice is not None:
             return choice
         with self._state_of(provider) as (data, st):
             return rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
+
+    def acquire_cached(self, provider: str, skip: Iterable[str] = ()) -> Choice | None:
+        """What :meth:`acquire` would choose, when the store's files are as last parsed
+        and the choice changes no state: nothing to read, lock or write, so an event
+        loop may ask without a thread. None: ask acquire() (in a thread)."""
+        get_provider(provider)
+        data = self.store.peek()
+        return None if data is None else self._unrotated_choice(provider, data, tuple(skip))
+
+    def _unrotated_choice(
+        self, provider: str, data: StoreData, skip: tuple[str, ...]
+    ) -> Choice | None:
+        """The choice on ``data`` if it needs no rotation written; None if it does."""
+        st = _state(data, provider)
+        before = (st.current, st.rotated)
+        choice = rules.choose(provider, self.pool(provider, data), st, self.clock(), skip)
+        return choice if (st.current, st.rotated) == before else None
 
     def report_failure(self, cred: Credential, failure: Failure) -> Action:
         """Record a failure of ``cred``; an invalid pooled key leaves the pool file."""
@@ -169,7 +183,8 @@ class KeyPool:
         does not pay an fsync per request; a crash loses only those counts.
         """
         now = self.clock()
-        st = _state(self.store.read(), cred.provider)
+        data = self.store.peek()  # after every answer: from memory when nothing changed
+        st = _state(data if data is not None else self.store.read(), cred.provider)
         visible_change = (
             st.rotated or st.current != cred.state_key or cred.state_key in st.cooldowns
         )

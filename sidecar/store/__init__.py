@@ -85,6 +85,27 @@ class Store:
         except StoreError:  # the reason is a finding of its own (lock_problem, the home)
             return self._load("report")[0]
 
+    def peek(self) -> StoreData | None:
+        """What :meth:`read` would give, from the documents parsed before alone: None
+        where read() would go to the disk (a file changed since, or never read) or take
+        the lock. A few ``stat`` calls and nothing that waits: for an event loop's hot
+        path, which falls back to read() in a worker thread on None."""
+        if not self._home_checked:
+            return None
+        data = StoreData()
+        for name, attr in zip(_FILES, _ATTRS, strict=True):
+            try:
+                st = os.stat(self.home / name)
+            except FileNotFoundError:
+                continue  # absent: the empty document, as read() has it
+            except OSError:
+                return None
+            doc = self._cache.get(name, st) if stat.S_ISREG(st.st_mode) else None
+            if doc is None:
+                return None
+            setattr(data, attr, clone(doc))
+        return data
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreData]:
         """Lock, re-read, let the caller change the data, write what changed.

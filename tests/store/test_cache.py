@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,3 +69,33 @@ def test_files_are_written_compact_and_only_when_changed(
     inode = pool.stat().st_ino
     keypool.reset("anthropic")  # changes the rotation state only
     assert pool.stat().st_ino == inode
+
+
+REJECT = """
+import sys
+from pathlib import Path
+from sidecar.rotation.keypool import KeyPool
+from sidecar.store import Store
+pool = KeyPool(Store(Path(sys.argv[1])), environ={})
+(cred,) = [c for c in pool.credentials("anthropic") if c.secret == sys.argv[2]]
+pool.reject(cred, "revoked")
+"""
+
+
+def test_the_choice_from_the_cache_is_acquires_and_never_misses_another_process(
+    home: Path, make_key: Callable[..., str]
+) -> None:
+    """The gateway takes the credential from the parsed store, on its event loop, when
+    no file changed: the same one acquire() gives, and none once another process
+    wrote (then acquire() reads the files, in a thread)."""
+    keypool = KeyPool(Store(home), environ={})
+    first, second = make_key(), make_key()
+    keypool.add_key("anthropic", first)
+    keypool.add_key("anthropic", second)
+    time.sleep(0.2)  # past the cache's guard for a file written within its clock tick
+    assert keypool.acquire("anthropic").credential.secret == first  # parses the files
+    cached = keypool.acquire_cached("anthropic")
+    assert cached is not None and cached.credential.secret == first
+    subprocess.run([sys.executable, "-c", REJECT, str(home), first], check=True, timeout=60)
+    assert keypool.acquire_cached("anthropic") is None  # the files changed: not from memory
+    assert keypool.acquire("anthropic").credential.secret == second
