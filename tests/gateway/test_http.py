@@ -345,3 +345,21 @@ def test_the_usage_at_the_end_of_a_long_stream_is_logged(
             time.sleep(0.02)
     (line,) = [r.getMessage() for r in caplog.records if " 200 " in r.getMessage()]
     assert logged in line
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"tools": [{"name": "t", "input_schema": {"properties": {"model": {"type": "string"}}}}]},
+        {"metadata": {"model": "not-this-one"}},
+    ],
+)
+def test_the_model_of_a_large_request_is_its_top_level_one(extra: dict[str, object]) -> None:
+    """Past 64 KB the body is searched, not parsed, for its model (the log line's, and
+    Azure's deployment): a nested "model" key must not be taken for it."""
+    from sidecar.gateway._proxy import _model_of
+
+    prompt = 'a long prompt that mentions "model": "quoted" ' * 3000
+    body = {"messages": [{"role": "user", "content": prompt}], **extra, "model": "the-model"}
+    assert _model_of(json.dumps(body).encode()) == "the-model"
