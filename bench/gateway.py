@@ -4,15 +4,19 @@ pass-through throughput, side by side in one run.
 ``python -m bench.gateway [--smoke] [--no-litellm] [--out FILE]`` writes its results
 between the markers of docs/gateway.md (``--smoke``: tiny sizes, prints instead).
 
-Three processes besides this one: the fake (``bench.fakehost``), ``llm-sidecar
-gateway`` and ``litellm --config`` (the proxy, when ``litellm[proxy]`` is installed),
-each serving on 127.0.0.1. One measuring client (httpx, a connection pool of its own
-per contender, kept alive) asks each the same request, alternated round by round:
+Four processes besides this one: the fake (``bench.fakehost``), ``llm-sidecar
+gateway``, a bare aiohttp pass-through (``bench.gateway_floor``: the floor, what a
+second Python process and hop cost without the gateway's work) and ``litellm
+--config`` (the proxy, when ``litellm[proxy]`` is installed), each serving on
+127.0.0.1. One measuring client (httpx, a connection pool of its own per contender,
+kept alive) asks each the same request, alternated round by round:
 
-- Anthropic Messages, streamed: the fake's ``/v1/messages`` direct, the gateway's
-  ``/anthropic/v1/messages``, LiteLLM's ``/anthropic/v1/messages`` (its pass-through).
+- Anthropic Messages, streamed: the fake's ``/v1/messages`` direct, the gateway's and
+  the floor's ``/anthropic/v1/messages``, LiteLLM's ``/anthropic/v1/messages`` (its
+  pass-through).
 - OpenAI chat completions, streamed: the fake's ``/v1/chat/completions`` direct, the
-  gateway's ``/openai/v1/chat/completions``, LiteLLM's ``/v1/chat/completions``.
+  gateway's and the floor's ``/openai/v1/chat/completions``, LiteLLM's
+  ``/v1/chat/completions``.
 
 Clocks (``perf_counter``, this process): time to first byte runs from just before the
 request is sent to the first byte of the body received (a reply of 20 deltas);
@@ -168,6 +172,25 @@ def _gateway(fake_url: str, folder: Path) -> Iterator[tuple[str, str, subprocess
 
 
 @contextlib.contextmanager
+def _floor(fake_url: str, folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    args = ["--port", str(port), "--upstream", fake_url]
+    args += ["--anthropic-key", ANTHROPIC_KEY, "--openai-key", OPENAI_KEY]
+    with (folder / "floor.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.gateway_floor", *args],
+            env=_clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=REPO_ROOT,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}", proc
+        finally:
+            _stop(proc)
+
+
+@contextlib.contextmanager
 def _litellm(fake_url: str, folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     config = {
         "model_list": [
@@ -288,7 +311,12 @@ def _spread(values: list[float], unit: str, digits: int = 2) -> str:
     )
 
 
-def _targets(api: str, fake: str, gw: str, token: str, lite: str | None) -> list[Target]:
+FLOOR = "bare aiohttp pass-through (floor)"
+
+
+def _targets(
+    api: str, fake: str, gw: str, token: str, lite: str | None, floor: str | None = None
+) -> list[Target]:
     anthropic = api == "anthropic"
     path = "/v1/messages" if anthropic else "/v1/chat/completions"
     version = {"anthropic-version": "2023-06-01"} if anthropic else {}
@@ -299,6 +327,8 @@ def _targets(api: str, fake: str, gw: str, token: str, lite: str | None) -> list
         Target("direct", fake + path, {**direct_key, **version}),
         Target("llm-sidecar gateway", f"{gw}/{api}{path}", {"x-api-key": token, **version}),
     ]
+    if floor is not None:
+        out.append(Target(FLOOR, f"{floor}/{api}{path}", version))
     if lite is not None:
         lite_path = "/anthropic/v1/messages" if anthropic else "/v1/chat/completions"
         out.append(
@@ -329,14 +359,16 @@ async def run(sizes: GatewaySizes, *, litellm: bool = True) -> Section:
             lite_url: str | None = None
             if use_litellm:
                 lite_url, lite_proc = stack.enter_context(_litellm(fake.url, folder))
+            floor_url, floor_proc = stack.enter_context(_floor(fake.url, folder))
             gw_ready = await _ready(gw_url, gw_proc, 30)
+            await _ready(floor_url, floor_proc, 30)
             section.add("llm-sidecar gateway: spawn → answering", f"{gw_ready:.2f} s")
             if use_litellm:
                 assert lite_url is not None
                 lite_ready = await _ready(lite_url + "/health/liveliness", lite_proc, 120)
                 section.add("LiteLLM proxy: spawn → answering", f"{lite_ready:.2f} s")
             for api in ("anthropic", "openai"):
-                targets = _targets(api, fake.url, gw_url, token, lite_url)
+                targets = _targets(api, fake.url, gw_url, token, lite_url, floor_url)
                 clients = {
                     t.name: await stack.enter_async_context(
                         httpx.AsyncClient(timeout=120, trust_env=False)
@@ -391,6 +423,14 @@ def _report(section: Section, api: str, targets: list[Target]) -> None:
         )
         section.numbers[f"{api}:{t.name}:added_ttfb_ms"] = added
         section.numbers[f"{api}:{t.name}:throughput_ratio"] = ratio
+    by_name = {t.name: t for t in targets}
+    if FLOOR in by_name:
+        own = median(by_name["llm-sidecar gateway"].ttfb_ms) - median(by_name[FLOOR].ttfb_ms)
+        section.add(
+            f"{api}: llm-sidecar gateway: time to first byte over the floor's (its own work)",
+            f"{own:+.2f} ms",
+        )
+        section.numbers[f"{api}:gateway_over_floor_ms"] = own
     bad = sum(t.bad for t in targets)
     section.add(f"{api}: answers whose text was not exact", str(bad), "0", bad == 0)
 
