@@ -19,7 +19,9 @@ kept alive) asks each the same request, alternated round by round:
   ``/v1/chat/completions``.
 
 Clocks (``perf_counter``, this process): time to first byte runs from just before the
-request is sent to the first byte of the body received (a reply of 20 deltas);
+request is sent to the first byte of the body received (a reply of 20 deltas); time
+to the first text delta to the chunk that completed the first text delta (what a user
+sees first; the gateway holds the answer back until it, a direct call does not);
 throughput from just before the request is sent to the last byte received (a reply of
 ``throughput_deltas`` deltas), as body bytes per second. Every streamed answer is
 checked: its text deltas, in order, must be exactly the reply's tokens.
@@ -94,6 +96,7 @@ class Target:
     url: str
     headers: dict[str, str]
     ttfb_ms: list[float] = field(default_factory=list)
+    text_ms: list[float] = field(default_factory=list)  # to the first text delta
     seconds: list[float] = field(default_factory=list)
     body_bytes: int = 0
     bad: int = 0  # answers whose text was not exactly the reply's tokens
@@ -258,26 +261,31 @@ def _request(api: str, tag: str) -> dict[str, Any]:
 
 async def _one(
     client: httpx.AsyncClient, api: str, target: Target, n: int, tag: str
-) -> tuple[float, float, bytes]:
-    """(seconds to the first body byte, seconds to the last, the body) of one stream."""
+) -> tuple[float, float, float, bytes]:
+    """(seconds to the first body byte, to the first text delta, to the last byte, the
+    body) of one stream."""
     request = client.build_request(
         "POST", target.url, headers=target.headers, json=_request(api, tag)
     )
+    text = _ANTHROPIC_TEXT if api == "anthropic" else _OPENAI_TEXT
     started = time.perf_counter()
-    first = 0.0
+    first = first_text = 0.0
     body = bytearray()
     resp = await client.send(request, stream=True)
     try:
         async for chunk in resp.aiter_raw():
-            if not first:
-                first = time.perf_counter()
+            now = time.perf_counter()
+            first = first or now
             body += chunk
+            # The whole body so far: a delta may straddle two chunks (a few KB at most).
+            if not first_text and text.search(body):
+                first_text = now
     finally:
         await resp.aclose()
     ended = time.perf_counter()
     if resp.status_code != 200:
         raise RuntimeError(f"{target.name}: HTTP {resp.status_code}: {bytes(body[:300])!r}")
-    return first - started, ended - started, bytes(body)
+    return first - started, first_text - started, ended - started, bytes(body)
 
 
 async def _measure(
@@ -294,11 +302,12 @@ async def _measure(
         # Alternated, and each round starts with a different contender.
         order = targets[r % len(targets) :] + targets[: r % len(targets)]
         for target in order:
-            first, total, body = await _one(clients[target.name], api, target, n, f"r{r}")
+            first, text, total, body = await _one(clients[target.name], api, target, n, f"r{r}")
             if _text(api, body) != want:
                 target.bad += 1
             if ttfb:
                 target.ttfb_ms.append(first * 1000)
+                target.text_ms.append(text * 1000)
             else:
                 target.seconds.append(total)
                 target.body_bytes = len(body)
@@ -346,7 +355,8 @@ async def run(sizes: GatewaySizes, *, litellm: bool = True) -> Section:
         f"Streamed answers through each contender, alternated round by round: time to "
         f"first byte on a 20-delta reply ({sizes.ttfb_rounds} rounds), throughput on a "
         f"{sizes.throughput_deltas:,}-delta reply ({sizes.throughput_rounds} rounds). "
-        "Median (min, max, n). TTFB: request sent → first body byte; throughput: "
+        "Median (min, max, n). TTFB: request sent → first body byte; first text delta: "
+        "request sent → the chunk that completes it; throughput: "
         "request sent → last byte, body bytes/s; both on this process's perf_counter. "
         "Every answer's text checked exactly.",
     )
@@ -380,6 +390,7 @@ async def run(sizes: GatewaySizes, *, litellm: bool = True) -> Section:
                 await _measure(clients, api, targets, 20, 2, ttfb=True)  # warm-up
                 for t in targets:
                     t.ttfb_ms.clear()
+                    t.text_ms.clear()
                 await _measure(clients, api, targets, 20, sizes.ttfb_rounds, ttfb=True)
                 n = sizes.throughput_deltas
                 await fake.script(key, [], reply_step(n))
@@ -400,6 +411,7 @@ def _report(section: Section, api: str, targets: list[Target]) -> None:
     for t in targets:
         label = f"{api}: {t.name}"
         section.add(f"{label}: time to first byte", _spread(t.ttfb_ms, "ms"))
+        section.add(f"{label}: time to the first text delta", _spread(t.text_ms, "ms"))
         rate = [t.body_bytes / s / 1e6 for s in t.seconds]
         section.add(f"{label}: throughput", _spread(rate, "MB/s"))
         section.numbers[f"{api}:{t.name}:ttfb_ms"] = median(t.ttfb_ms)
@@ -414,6 +426,10 @@ def _report(section: Section, api: str, targets: list[Target]) -> None:
             f"{added:+.2f} ms",
             f"≤ {GOAL_TTFB_MS:.0f} ms" if ours else "",
             added <= GOAL_TTFB_MS if ours else None,
+        )
+        section.add(
+            f"{label}: added time to the first text delta (median − direct's)",
+            f"{median(t.text_ms) - median(direct.text_ms):+.2f} ms",
         )
         section.add(
             f"{label}: throughput × direct (direct's median time / its)",
