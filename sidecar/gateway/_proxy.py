@@ -1,4 +1,5 @@
-"""One gateway request end to end: credential → upstream → held → bytes to the client.
+"""One gateway request's attempt loop: which credential each try goes out on, and the
+answer when none is left (the answer's way back is :mod:`~sidecar.gateway._relay`'s).
 
 The attempt loop is the engine's: a :class:`~sidecar.rotation.failover.Failover` hands out
 credentials (renewing OAuth logins) and decides after each failed attempt whether to
