@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # the key pool imports this module
 __all__ = [
     "GATEWAY_TOKEN_ENV",
     "GATEWAY_TOKEN_PREFIX",
+    "GATEWAY_URL_VARS",
     "EnvKeys",
     "ImportResult",
     "env_credentials",
@@ -58,6 +60,8 @@ _SPLIT = re.compile(r"[\s,;]+")
 # key, and must not show as one or be sent to a provider.
 GATEWAY_TOKEN_PREFIX = "llmsc-gw-"
 GATEWAY_TOKEN_ENV = "LLM_SIDECAR_GATEWAY_TOKEN"
+# The base URLs ``gateway env`` sets, beside the token (see _without_gateway_urls).
+GATEWAY_URL_VARS = ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_BASE")
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -89,9 +93,29 @@ def load_environment(home: Path, environ: Mapping[str, str]) -> dict[str, str]:
     env_file = read_env_file(home)
     if env_file.problem:
         log.warning("%s", env_file.problem)
-    if env_file.text is None:
-        return dict(environ)
-    return {**parse_env_file(env_file.text), **environ}
+    env = dict(environ) if env_file.text is None else {**parse_env_file(env_file.text), **environ}
+    return _without_gateway_urls(env)
+
+
+def _without_gateway_urls(env: dict[str, str]) -> dict[str, str]:
+    """Drop the base URLs that ``llm-sidecar gateway env`` pointed at the gateway.
+
+    An editor started from that shell inherits them: read as provider settings, the
+    sidecar would send the user's real keys to the gateway, which refuses anything
+    but its own token with a 401, and every key would be evicted as invalid.
+    """
+    if not env.get(GATEWAY_TOKEN_ENV, "").strip():
+        return env
+    for name in GATEWAY_URL_VARS:
+        host = urlsplit(env.get(name, "").strip()).hostname
+        if host in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "ignoring %s: it points at the llm-sidecar gateway (this shell ran"
+                " `llm-sidecar gateway env`); the sidecar talks to the provider itself",
+                name,
+            )
+            del env[name]
+    return env
 
 
 def kind_of_secret(provider: str, secret: str) -> Kind:

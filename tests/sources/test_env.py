@@ -90,3 +90,29 @@ def test_env_file_supplies_variables_and_the_process_wins(home: Path) -> None:
 
 def test_parse_env_file_ignores_junk() -> None:
     assert parse_env_file("A=1\n=2\n3bad=x\n#C=3\nD = ' spaced '\n") == {"A": "1", "D": " spaced "}
+
+
+def test_an_editor_started_in_a_gateway_env_shell_does_not_send_keys_to_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """`eval "$(llm-sidecar gateway env)"`, then `code .`: the sidecar must not take the
+    gateway's URLs for the providers' (the gateway would 401 every real key)."""
+    from sidecar.gateway._run import env_lines
+    from sidecar.settings import Settings
+    from sidecar.sources import GATEWAY_URL_VARS
+
+    shell: dict[str, str] = {"ANTHROPIC_API_KEY": "sk-ant-api03-" + "k" * 40}
+    for line in env_lines("llmsc-gw-" + "t" * 32, 8765):
+        name, _, value = line.removeprefix("export ").partition("=")
+        shell[name] = value.strip("'")
+    urls = {k for k, v in shell.items() if v.startswith("http")}
+    assert urls == set(GATEWAY_URL_VARS)  # every URL `gateway env` sets is known here
+
+    env = Settings.load(tmp_path / "home", shell).env
+    assert not urls & set(env)
+    assert env["ANTHROPIC_API_KEY"] == shell["ANTHROPIC_API_KEY"]
+
+    # Without the gateway's token in the shell, a loopback base URL is the user's own.
+    del shell["LLM_SIDECAR_GATEWAY_TOKEN"]
+    env = Settings.load(tmp_path / "home", shell).env
+    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8765/anthropic"
