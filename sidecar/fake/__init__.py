@@ -54,7 +54,12 @@ Steps:
   headers; ``clock_skew`` puts the ``Date`` and absolute resets on a provider clock that
   is off. Shorthands: ``RateLimited(retry_after, reset_in)``, ``Overloaded()``,
   ``InvalidKey()``, ``ScopeRefused(status=400)``, ``ProxyErrorPage(status=502)`` (an
-  HTML body), ``GoogleQuotaExceeded(retry_delay=20)`` (Gemini's 429 with RetryInfo).
+  HTML body), ``GoogleQuotaExceeded(retry_delay=20)`` (Gemini's 429 with RetryInfo),
+  ``OutOfCredit()`` (Anthropic's "credit balance is too low"; OpenAI's is
+  ``Error("insufficient_quota")``), ``ExtraUsageRequired()`` (a subscription's
+  third-party requests now drawing from extra usage).
+- ``Reply(..., headers={...})`` adds response headers to a success, e.g. rate-limit
+  windows (``anthropic-ratelimit-requests-remaining: 0``).
   ``echo_key=True``: ``{key}`` in the message (or a text body) becomes the request's
   key, as a provider quoting it back.
 - ``Reply(..., content_parts=True)`` on the OpenAI endpoints: ``delta.content`` as a
@@ -63,7 +68,8 @@ Steps:
 
 The same steps as JSON, for tests in other processes: an object with a ``kind`` (reply,
 error, drop, rate_limited, overloaded, invalid_key, scope_refused, proxy_error) and the
-constructor's keyword arguments (also google_quota_exceeded); content blocks in the
+constructor's keyword arguments (also google_quota_exceeded, out_of_credit,
+extra_usage_required); content blocks in the
 Anthropic shape, e.g.
 ``{"kind": "reply", "content": [{"type": "text", "text": "Hi"}], "chunk": 2}``.
 
@@ -77,7 +83,9 @@ Rate limits: ``FakeProvider(limits=RateLimits(requests=50, input_tokens=30000,
 output_tokens=8000, period=6), overload=Overload(every=10, length=1))`` gives every key
 (or ``limits={key: ..., None: ...}`` each key) token buckets as the providers define them,
 and every response of such a key carries the headers computed from them (429 with
-``retry-after`` when a bucket is short); ``fake.ratelimit`` reconfigures them, as do
+``retry-after`` when a bucket is short; ``per_model=True``: buckets per model class or
+model, ``unified=True``: a subscription's unified headers); ``fake.ratelimit``
+reconfigures them, as do
 ``POST /_fake/ratelimit`` ``{"key"?, "limits"?, "overload"?}`` and the process's
 ``--rate-limit requests=50,period=6`` and ``--overload every=10,length=1``. Semantics and
 sources: :mod:`sidecar.fake._ratelimit`.
@@ -99,12 +107,16 @@ from sidecar.fake._oauth import OAuthState, TokenFailure, TokenPair
 from sidecar.fake._provider import FakeProvider
 from sidecar.fake._ratelimit import Overload, RateLimiter, RateLimits
 from sidecar.fake._script import (
+    CREDIT_MESSAGE,
+    EXTRA_USAGE_MESSAGE,
     SCOPE_MESSAGE,
     Block,
     Drop,
     Error,
+    ExtraUsageRequired,
     GoogleQuotaExceeded,
     InvalidKey,
+    OutOfCredit,
     Overloaded,
     ProxyErrorPage,
     RateLimited,
@@ -125,15 +137,19 @@ from sidecar.fake._script import (
 from sidecar.fake._state import Event, RecordedRequest, fingerprint
 
 __all__ = [
+    "CREDIT_MESSAGE",
+    "EXTRA_USAGE_MESSAGE",
     "SCOPE_MESSAGE",
     "Block",
     "Drop",
     "Error",
     "Event",
+    "ExtraUsageRequired",
     "FakeProvider",
     "GoogleQuotaExceeded",
     "InvalidKey",
     "OAuthState",
+    "OutOfCredit",
     "Overload",
     "Overloaded",
     "ProxyErrorPage",

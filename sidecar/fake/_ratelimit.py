@@ -33,6 +33,17 @@ admitted when every bucket holds what it needs (a need larger than a bucket wait
 full bucket). A refused request (429) still costs one request, never tokens: a client that
 retries blindly keeps its request bucket empty.
 
+Per model: ``per_model=True`` gives each key one set of buckets per model scope, as the
+providers count them: Anthropic per model class ("rate limits are applied separately for
+each model class": every ``claude-sonnet-*`` shares the Sonnet limits), OpenAI per model.
+A 429 on one model then leaves the key's other models untouched.
+
+Subscriptions: ``unified=True`` reports the buckets the way Anthropic reports a Claude
+subscription's account-wide windows, ``anthropic-ratelimit-unified-5h-{utilization,
+reset,status}`` (utilisation a fraction 0..1, reset in Unix seconds, status ``allowed``,
+``allowed_warning`` or ``rejected``) with the overall ``anthropic-ratelimit-unified-status``
+and ``-reset``, instead of the per-model API-key headers.
+
 Overload bursts (529 ``overloaded_error``) are independent of keys: every ``every``
 seconds, from the limiter's start, for ``length`` seconds, every request that would have
 been answered is refused with 529, and nothing is charged.
@@ -89,6 +100,10 @@ class RateLimits:
     period: float = 60.0
     refill: Refill = "continuous"
     """``continuous`` (Anthropic's token bucket) or ``window`` (fixed windows)."""
+    per_model: bool = False
+    """One set of buckets per model scope (model class on Anthropic, model on OpenAI)."""
+    unified: bool = False
+    """Anthropic: report the buckets as a subscription's unified 5-hour window."""
 
     def __post_init__(self) -> None:
         for name in ("requests", "input_tokens", "output_tokens", "tokens"):
@@ -242,7 +257,8 @@ class RateLimiter:
             if key is None:
                 self._keys.clear()
             else:
-                self._keys.pop(key, None)
+                for slot in [s for s in self._keys if s == key or s.startswith(key + "\n")]:
+                    del self._keys[slot]
 
     def set_overload(self, overload: Overload | None) -> None:
         """529 bursts from now on (None: none); the first burst starts now."""
@@ -257,13 +273,14 @@ class RateLimiter:
 
     # -- admission --
 
-    def _buckets(self, key: str, now: float) -> _KeyBuckets | None:
-        state = self._keys.get(key)
+    def _buckets(self, key: str, now: float, model: str | None = None) -> _KeyBuckets | None:
         limits = self._limits.get(key, self._limits.get(None))
         if limits is None:
             return None
+        slot = f"{key}\n{model_scope(model)}" if limits.per_model else key
+        state = self._keys.get(slot)
         if state is None or state.limits is not limits:
-            state = self._keys[key] = _KeyBuckets(limits, now)
+            state = self._keys[slot] = _KeyBuckets(limits, now)
         return state
 
     def _overloaded(self, now: float) -> bool:
@@ -272,12 +289,20 @@ class RateLimiter:
             return False
         return (now - self._start) % overload.every < overload.length
 
-    def admit(self, key: str, flavour: str, input_tokens: int, output_tokens: int) -> Admission:
-        """Decide one request of ``key`` on the ``flavour`` endpoint (``anthropic`` or
-        ``openai``) and charge it; the headers describe the buckets after the charge."""
+    def admit(
+        self,
+        key: str,
+        flavour: str,
+        input_tokens: int,
+        output_tokens: int,
+        model: str | None = None,
+    ) -> Admission:
+        """Decide one request of ``key`` for ``model`` on the ``flavour`` endpoint
+        (``anthropic`` or ``openai``) and charge it; the headers describe the buckets
+        after the charge."""
         with self._lock:
             now = self._clock()
-            state = self._buckets(key, now)
+            state = self._buckets(key, now, model)
             if self._overloaded(now):
                 headers = self._headers(state, flavour, now) if state else []
                 return Admission(529, headers)
@@ -303,11 +328,12 @@ class RateLimiter:
                 bucket.take(needs[name], now)
             return Admission(200, self._headers(state, flavour, now))
 
-    def snapshot(self, key: str) -> dict[str, dict[str, float]]:
-        """Remaining units and seconds until full, per bucket of ``key`` (empty: no limits)."""
+    def snapshot(self, key: str, model: str | None = None) -> dict[str, dict[str, float]]:
+        """Remaining units and seconds until full, per bucket of ``key`` (and ``model``,
+        for per-model limits); empty: no limits."""
         with self._lock:
             now = self._clock()
-            state = self._buckets(key, now)
+            state = self._buckets(key, now, model)
             if state is None:
                 return {}
             return {
@@ -335,6 +361,8 @@ class RateLimiter:
             split = [buckets[n] for n in ("input_tokens", "output_tokens") if n in buckets]
             tokens = min(split, key=lambda b: b.remaining(now), default=None)
         headers: Headers = []
+        if flavour == "anthropic" and state.limits.unified:
+            return self._unified(buckets, now)
         if flavour == "anthropic":
             named = {
                 "requests": buckets.get("requests"),
@@ -364,6 +392,32 @@ class RateLimiter:
                     (f"x-ratelimit-reset-{name}", go_duration(bucket.reset_in(now))),
                 ]
         return headers
+
+    def _unified(self, buckets: Mapping[str, Bucket], now: float) -> Headers:
+        # The most used bucket stands for the subscription's 5-hour window.
+        worst = max(buckets.values(), key=lambda b: 1 - b.remaining(now) / b.size)
+        used = 1 - worst.remaining(now) / worst.size
+        status = "rejected" if worst.remaining(now) < 1 else "allowed"
+        if status == "allowed" and used >= 0.8:
+            status = "allowed_warning"
+        reset = str(math.ceil(self._wall() + worst.reset_in(now)))
+        return [
+            ("anthropic-ratelimit-unified-status", status),
+            ("anthropic-ratelimit-unified-reset", reset),
+            ("anthropic-ratelimit-unified-representative-claim", "five_hour"),
+            ("anthropic-ratelimit-unified-5h-utilization", f"{used:.2f}"),
+            ("anthropic-ratelimit-unified-5h-reset", reset),
+            ("anthropic-ratelimit-unified-5h-status", status),
+        ]
+
+
+def model_scope(model: str | None) -> str:
+    """What a per-model limit is shared by: the Anthropic model class, else the model."""
+    name = (model or "").lower()
+    for cls in ("opus", "sonnet", "haiku"):
+        if name.startswith("claude") and cls in name:
+            return cls
+    return name
 
 
 def _nearest_thousand(n: int) -> int:

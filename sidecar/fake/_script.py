@@ -176,8 +176,16 @@ class Reply:
     gzip: bool = False
     """Send the stream gzip-compressed (``content-encoding: gzip``); with
     ``endless_after``, a decompression bomb: about 1 KiB on the wire per MiB."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """More response headers, e.g. a provider's rate-limit windows on a success
+    (``{"anthropic-ratelimit-requests-remaining": "0", …}``); see also
+    :func:`sidecar.fake._ratelimit` for headers computed from real buckets."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ValueError(f"headers must map strings to strings, got {self.headers!r}")
         content = self.content
         if content is not None:
             items: Sequence[object] = [content] if isinstance(content, str) else content
@@ -436,6 +444,29 @@ def ScopeRefused(status: int = 400) -> Error:
     return Error(kind, SCOPE_MESSAGE, status=status)
 
 
+# Anthropic's words for an account out of money (API keys) and for a subscription
+# whose third-party use is paid from "extra usage" (anthropics/claude-code#45035).
+CREDIT_MESSAGE = (
+    "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+    "Billing to upgrade or purchase credits."
+)
+EXTRA_USAGE_MESSAGE = (
+    "Third-party apps now draw from your extra usage, not your plan limits. Add extra "
+    "usage at claude.ai/settings/usage and keep going."
+)
+
+
+def OutOfCredit() -> Error:
+    """Out of money: Anthropic's 400 "credit balance is too low"; on the OpenAI endpoints
+    use ``Error("insufficient_quota")`` (429, code insufficient_quota)."""
+    return Error("invalid_request_error", CREDIT_MESSAGE, status=400)
+
+
+def ExtraUsageRequired() -> Error:
+    """A subscription login whose third-party requests now draw from extra usage (400)."""
+    return Error("invalid_request_error", EXTRA_USAGE_MESSAGE, status=400)
+
+
 def ProxyErrorPage(status: int = 502) -> Error:
     """An HTML error page from a proxy in front of the API, not a JSON body."""
     return Error(
@@ -501,6 +532,8 @@ KINDS: dict[str, Callable[..., Step]] = {
     "scope_refused": ScopeRefused,
     "proxy_error": ProxyErrorPage,
     "google_quota_exceeded": GoogleQuotaExceeded,
+    "out_of_credit": OutOfCredit,
+    "extra_usage_required": ExtraUsageRequired,
 }
 
 

@@ -342,6 +342,8 @@ class FakeServer:
                     label = f"error:{step.type}"
 
         chosen: Step = _echo_key(step, key) if key is not None else step
+        if isinstance(chosen, Reply) and chosen.headers:
+            ctx = replace(ctx, extra_headers=(*ctx.extra_headers, *chosen.headers.items()))
 
         async def work(progress: _Progress) -> bool:
             if isinstance(chosen, Error):
@@ -364,7 +366,9 @@ class FakeServer:
         """The key's buckets decide: the reply with their headers, or 429/529 instead (the
         scripted step is spent either way)."""
         spent = usage(reply, ctx, blocks(reply, ctx))
-        verdict = self.state.ratelimit.admit(key, flavour.name, spent.input, spent.output)
+        verdict = self.state.ratelimit.admit(
+            key, flavour.name, spent.input, spent.output, ctx.model
+        )
         if verdict.status == 200:
             return reply, replace(ctx, extra_headers=tuple(verdict.headers))
         kind = "rate_limit_error" if verdict.status == 429 else "overloaded_error"
