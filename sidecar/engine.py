@@ -43,7 +43,6 @@ from sidecar.events import (
 )
 from sidecar.limits import BodyLimits
 from sidecar.providers import (
-    Message,
     MessageEnd,
     Provider,
     ProviderConfigError,
@@ -155,6 +154,7 @@ class Engine:
             ensure_fresh=self.ensure_fresh,
             max_cooldown_wait=self.max_cooldown_wait,
             on_status=on_status,
+            model=request.model,
         )
         shown = False  # the client saw part of an answer (since the last restart)
         while True:
@@ -164,12 +164,13 @@ class Engine:
                 sink.event(Restart(failover.attempts, failover.last_reason))
                 shown = False
             try:
-                message = await self._attempt(provider, request, cred, sink)
+                end = await self._attempt(provider, request, cred, sink)
             except _Failed as failed:
                 shown = failed.shown
                 await failover.after_failure(cred, failed.failure)  # raises when it gives up
                 continue
-            self.keypool.report_success(cred)
+            message = end.message
+            self.keypool.report_success(cred, model=request.model, windows=end.windows)
             on_status(provider_name)
             outcome = StreamOutcome(
                 model=request.model,
@@ -183,8 +184,8 @@ class Engine:
 
     async def _attempt(
         self, provider: Provider, request: StreamRequest, cred: Credential, sink: StreamSink
-    ) -> Message:
-        message: Message | None = None
+    ) -> MessageEnd:
+        end: MessageEnd | None = None
         shown = False
         try:
             # A provider that trickles forever is cut at the total timeout.
@@ -194,7 +195,7 @@ class Engine:
                 async with contextlib.aclosing(stream) as deltas:
                     async for delta in deltas:
                         if isinstance(delta, MessageEnd):
-                            message = delta.message
+                            end = delta
                         else:
                             sink.event(delta)
                             shown = True
@@ -205,9 +206,9 @@ class Engine:
             raise _Failed(attempt_timed_out(self.timeouts.total, mid_stream=shown), shown) from None
         except UpstreamFailure as exc:
             raise _Failed(exc, shown) from None
-        if message is None:  # the provider contract says this cannot happen
+        if end is None:  # the provider contract says this cannot happen
             raise UpstreamError("the provider's stream ended without a message")
-        return message
+        return end
 
     # -- fallback to another provider, and the daily budget (sidecar/rotation/fallback.py) --
 

@@ -163,6 +163,7 @@ class Proxy:
             ensure_fresh=self.ensure_fresh,
             max_cooldown_wait=self.max_cooldown_wait,
             on_status=lambda provider: None,  # editors see the store change (statusfeed)
+            model=entry.model,
         )
         last: Held | None = None
         while True:
@@ -178,7 +179,7 @@ class Proxy:
                 last = held
                 if not route.replay:
                     # Sent once: the outcome still counts for the key, the answer is the client's.
-                    self.keypool.report_failure(cred, held.failure.failure)
+                    self.keypool.report_failure(cred, held.failure.failure, entry.model)
                     return self._give_up(route, None, held)
                 try:
                     await failover.after_failure(cred, held.failure)
@@ -193,8 +194,8 @@ class Proxy:
         """
         usable = ("ok", "expiring", "coolingDown")  # not rejected, refused or expired
         states = [c for c in self.keypool.status(provider).credentials if c.state in usable]
-        if states and all(c.state == "coolingDown" and c.cooldown_until for c in states):
-            return min(c.cooldown_until or 0.0 for c in states)
+        if states and all(c.resting_until for c in states):  # whole, or for a model
+            return min(c.resting_until or 0.0 for c in states)
         return None
 
     def _give_up(self, route: Route, err: SidecarError | None, last: Held | None) -> web.Response:

@@ -32,6 +32,7 @@ from sidecar.providers._anthropic import usage_of as anthropic_usage
 from sidecar.providers._errors import response_too_large
 from sidecar.providers._openai import usage_from_openai
 from sidecar.rotation.classify import FailureClass, parse_failure
+from sidecar.rotation.headroom import read_windows
 from sidecar.rotation.keypool import KeyPool
 
 __all__ = ["ERROR_BODY_LIMIT", "Held", "Relay", "RequestLog"]
@@ -159,20 +160,31 @@ class Relay:
         entry.first_byte = time.monotonic()
         body = bytes(raw)
         entry.usage = _usage_of(route.stream_format, body)
-        self.keypool.report_success(cred)
+        self._succeeded(cred, entry, resp)
         return web.Response(
             status=resp.status,
             body=Scrubber(cred.secret).clean(body),
             headers=response_headers(resp.headers),
         )
 
-    def _cool_after_bytes(self, cred: Credential, failure: UpstreamFailure) -> None:
+    def _succeeded(self, cred: Credential, entry: RequestLog, resp: aiohttp.ClientResponse) -> None:
+        """The pool hears of the success, and of the windows the answer reported."""
+        windows = read_windows(resp.headers, time.time())
+        self.keypool.report_success(cred, model=entry.model, windows=windows)
+
+    def _cool_after_bytes(
+        self, cred: Credential, failure: UpstreamFailure, model: str | None = None
+    ) -> None:
         """Too late to replay, but the key is cooled (or evicted) all the same."""
         if failure.failure.failure_class is not FailureClass.REQUEST:
-            self.keypool.report_failure(cred, failure.failure)
+            self.keypool.report_failure(cred, failure.failure, model)
 
     async def _hold(
-        self, resp: aiohttp.ClientResponse, cred: Credential, watch: StreamWatch
+        self,
+        resp: aiohttp.ClientResponse,
+        cred: Credential,
+        watch: StreamWatch,
+        model: str | None = None,
     ) -> list[bytes]:
         """Read until the answer shows itself (bounded by the read timeout): until then a
         failure is replayed on the next key and the client never knows.
@@ -197,7 +209,7 @@ class Relay:
         except UPSTREAM_ERRORS as exc:
             raise Held(lost(exc, cred)) from None
         if watch.failure is not None:
-            self._cool_after_bytes(cred, watch.failure)  # held with the content before it
+            self._cool_after_bytes(cred, watch.failure, model)  # held with the content before it
         return held
 
     async def stream(
@@ -209,7 +221,7 @@ class Relay:
         entry: RequestLog,
     ) -> web.StreamResponse:
         watch = StreamWatch(route.stream_format, cred.secret, self.limits.max_event)
-        held = await self._hold(resp, cred, watch) if route.replay else []
+        held = await self._hold(resp, cred, watch, entry.model) if route.replay else []
         out = _Answer(status=resp.status, headers=response_headers(resp.headers))
         await out.prepare(request)
         entry.first_byte = time.monotonic()
@@ -236,7 +248,7 @@ class Relay:
                     if seen is None and watch.failure is not None:
                         # Reported now, not at the end: a client that reads the error event
                         # hangs up, which cancels this handler before the stream ends.
-                        self._cool_after_bytes(cred, watch.failure)
+                        self._cool_after_bytes(cred, watch.failure, entry.model)
                     await pump.put(scrub.feed(chunk))
         except ConnectionResetError:
             log.info("%s: the client went away mid-stream", route.provider)
@@ -245,7 +257,7 @@ class Relay:
             watch.eof()
         entry.usage = watch.usage
         if watch.failure is None and watch.done:
-            self.keypool.report_success(cred)
+            self._succeeded(cred, entry, resp)
         if ended:
             # A client that hangs up right after the last byte cancels this handler
             # from here on: the answer was complete all the same.

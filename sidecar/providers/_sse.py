@@ -32,6 +32,7 @@ from sidecar.providers._errors import (
 )
 from sidecar.providers._types import Delta, MessageEnd
 from sidecar.rotation.classify import parse_failure
+from sidecar.rotation.headroom import Window, read_windows
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,12 @@ def _warn_if_empty(delta: Delta, url: str, body: Mapping[str, Any]) -> None:
     )
 
 
+def _with_windows(delta: Delta, windows: tuple[Window, ...]) -> Delta:
+    if windows and isinstance(delta, MessageEnd):
+        return MessageEnd(delta.message, windows)
+    return delta
+
+
 async def stream_deltas(
     client: httpx.AsyncClient,
     url: str,
@@ -158,16 +165,18 @@ async def stream_deltas(
             if "text/event-stream" not in resp.headers.get("content-type", ""):
                 raise await _unexpected_content_type(resp, secret)
             answered, status = True, resp.status_code
+            # Every answer's windows go to the key pool with its MessageEnd (headroom).
+            windows = read_windows(resp.headers, time.time())
             async with aclosing(EventSource(resp).aiter_sse()) as events:
                 async for sse in events:
                     for delta in parser.feed(sse.event, sse.data):
                         _warn_if_empty(delta, url, body)
-                        yield delta
+                        yield _with_windows(delta, windows)
                     if parser.done:
                         return
             for delta in parser.eof():
                 _warn_if_empty(delta, url, body)
-                yield delta
+                yield _with_windows(delta, windows)
     except UpstreamFailure as exc:
         clean = redacted(exc.failure, secret)
         if clean is exc.failure:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import httpx
 
     from sidecar.credentials import Credential
+    from sidecar.rotation.headroom import Window
 
 __all__ = [
     "Delta",
@@ -127,9 +128,11 @@ class MessageEnd:
     """Always the last item of a successful stream, and only there: the whole message.
 
     Not forwarded to the editor as a delta; it is the `sidecar/stream` result's content.
+    ``windows``: the rate-limit windows the answer's headers reported, for the key pool.
     """
 
     message: Message
+    windows: tuple[Window, ...] = ()
 
 
 Delta = (

@@ -26,6 +26,7 @@ import attrs
 
 from sidecar.fingerprints import redact
 from sidecar.rotation.errorbody import Fields, body_retry_at, decode, read_body
+from sidecar.rotation.headroom import Window, read_windows
 from sidecar.rotation.resets import retry_at
 
 __all__ = [
@@ -63,6 +64,24 @@ class Failure:
     message: str
     retry_at: float | None
     billing: bool
+    # The rate-limit windows the answer reported (sidecar.rotation.headroom): a 429's
+    # windows say whether the limit is the model's or the whole account's.
+    windows: tuple[Window, ...] = ()
+
+    @property
+    def overloaded(self) -> bool:
+        """529 / overloaded_error: the provider is busy, which is not the key's fault."""
+        return self.status == 529 or (self.error_type or "").strip().lower() == "overloaded_error"
+
+    @property
+    def account_wide(self) -> bool:
+        """The failure concerns the whole credential, not one model: out of credit, an
+        invalid key, or a subscription's unified (per-account) window."""
+        return (
+            self.billing
+            or self.failure_class is not FailureClass.RATE_LIMIT
+            or any(w.account for w in self.windows)
+        )
 
 
 # Long enough for any real provider message, short enough that a runaway body
@@ -117,9 +136,15 @@ _AUTH_TYPES = frozenset({"authentication_error", "invalid_api_key"})
 # claude.ai/settings/usage and keep going." (subscriptions; anthropics/claude-code
 # issues #45035, #45046). The credential is not invalid, merely unusable for a long
 # while: a long cooldown and a rotation serve the user better than the error.
+#
+# "Third-party apps now draw from your extra usage, not your plan limits" is billing too
+# (issue 15): the subscription works, but a third-party request would be paid from a
+# balance the user must top up or allow; a long rest, never an eviction. It is checked
+# before the scope patterns, which would otherwise read "third-party apps" as a refusal.
 _BILLING_MESSAGES: tuple[re.Pattern[str], ...] = (
     re.compile(r"credit balance is too low"),
     re.compile(r"out of extra usage"),
+    re.compile(r"draws?\s+from\s+(?:your\s+)?extra\s+usage"),
     re.compile(r"insufficient[\s_](?:quota|credits|balance)"),
 )
 
@@ -146,6 +171,8 @@ def _any_match(patterns: Iterable[re.Pattern[str]], text: str) -> bool:
 def classify(status: int | None, error_type: str | None, message: str | None) -> FailureClass:
     """Classify a failure. The order of the checks is the contract:
 
+    0. An out-of-credit message (billing), at any status: it may mention third-party
+       apps, but the credential is not refused, only unpaid.
     1. Scope, at any status. A scope refusal arrives as 400 or 403 and would
        otherwise read as a request error; if it ever came with 401 or 429 it
        is still the more specific statement, and the safer reading: SCOPE
@@ -163,6 +190,8 @@ def classify(status: int | None, error_type: str | None, message: str | None) ->
     text = (message or "").lower()
     kind = (error_type or "").strip().lower()
 
+    if _any_match(_BILLING_MESSAGES, text):
+        return FailureClass.RATE_LIMIT  # out of credit, billing (see _BILLING_MESSAGES)
     if _any_match(_SCOPE_PATTERNS, text):
         return FailureClass.SCOPE
     if status in _RATE_LIMIT_STATUSES or status in _BILLING_STATUSES:
@@ -257,27 +286,31 @@ def parse_failure(
         message=_truncate(message),
         retry_at=when,
         billing=billing,
+        windows=read_windows(headers, now),
     )
 
 
 # --- backoff --------------------------------------------------------------------
 
-_BACKOFF_BASE_S = 10.0
-_BACKOFF_CAP_S = 10 * 60.0
-_BILLING_BASE_S = 60 * 60.0
-_BILLING_CAP_S = 24 * 60 * 60.0
-# Past this many doublings every schedule is at its cap; stopping here keeps
-# 2**n from growing without bound for a key that fails for weeks.
-_MAX_DOUBLINGS = 32
+# Steady ladders, one rung per failure in a row, the last rung the cap. A rate limit
+# with no reset: about 30 s, 1 min, 5 min (OpenClaw's users found a doubling from 10 s
+# both too eager at first and too slow to settle). Overloaded (529) is the provider's
+# trouble, not the key's: seconds. Out of credit does not come back in minutes: hours.
+_RATE_LIMIT_LADDER = (30.0, 60.0, 300.0)
+_OVERLOADED_LADDER = (5.0, 10.0, 20.0, 30.0)
+_BILLING_LADDER = (3600.0, 5 * 3600.0, 24 * 3600.0)
 
 
-def backoff_seconds(consecutive_failures: int, *, billing: bool = False) -> float:
-    """Cooldown when the provider named no reset time.
+def backoff_seconds(
+    consecutive_failures: int, *, billing: bool = False, overloaded: bool = False
+) -> float:
+    """Cooldown when the provider named no reset time: the rung of a capped ladder.
 
-    10 s, 20 s, 40 s… capped at 10 minutes; for billing exhaustion 1 h, 2 h,
-    4 h… capped at 24 hours, since credit does not come back in seconds.
-    ``consecutive_failures`` counts this one; values below 1 count as 1.
+    Rate limit 30 s, 1 min, 5 min (cap); overloaded 5, 10, 20, 30 s (cap); out of
+    credit 1 h, 5 h, 24 h (cap). ``consecutive_failures`` counts this one; values
+    below 1 count as 1.
     """
-    doublings = min(max(consecutive_failures, 1) - 1, _MAX_DOUBLINGS)
-    base, cap = (_BILLING_BASE_S, _BILLING_CAP_S) if billing else (_BACKOFF_BASE_S, _BACKOFF_CAP_S)
-    return min(base * 2.0**doublings, cap)
+    ladder = (
+        _BILLING_LADDER if billing else _OVERLOADED_LADDER if overloaded else _RATE_LIMIT_LADDER
+    )
+    return ladder[min(max(consecutive_failures, 1), len(ladder)) - 1]

@@ -10,6 +10,7 @@ with the error that tells the user what to do.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -48,9 +49,12 @@ class Failover:
         ensure_fresh: Refresher,
         max_cooldown_wait: float,
         on_status: OnStatus,
+        model: str | None = None,
     ) -> None:
+        """``model``: the request's, so that a per-model limit cools only that model."""
         self.keypool = keypool
         self.provider = provider
+        self.model = model
         self.refresher = refresher
         self.ensure_fresh = ensure_fresh
         self.on_status = on_status
@@ -103,14 +107,16 @@ class Failover:
                 # From the parsed store when nothing changed (no thread hop before the
                 # first byte); else off the loop: a rotation is a store transaction,
                 # which may wait for the lock.
-                choice = self.keypool.acquire_cached(self.provider, self.skip)
+                choice = self.keypool.acquire_cached(self.provider, self.skip, self.model)
                 if choice is None:
-                    choice = await asyncio.to_thread(self.keypool.acquire, self.provider, self.skip)
+                    choice = await asyncio.to_thread(
+                        self.keypool.acquire, self.provider, self.skip, self.model
+                    )
             except AllRateLimited as exc:
                 wait = exc.retry_at - self.keypool.clock()
                 if time.monotonic() + wait > self.deadline:
                     raise self.tally.give_up(exc) from None
-                await asyncio.sleep(max(wait, 0.0) + 0.01)
+                await asyncio.sleep(max(wait, 0.0) + _jitter(wait))
                 continue
             except (CredentialRejected, NoCredentials) as exc:
                 # The pool now says what is left; the user needs what happened: the
@@ -155,7 +161,7 @@ class Failover:
                 raise upstream_error(self.provider, exc) from None
             return
         self.tally.failed(cred, exc.failure)
-        action = await asyncio.to_thread(self.keypool.report_failure, cred, exc.failure)
+        action = await asyncio.to_thread(self.keypool.report_failure, cred, exc.failure, self.model)
         if action is Action.REFRESH:
             renewed = await self._refresh(cred, exc)
             if isinstance(renewed, Credential):
@@ -211,6 +217,14 @@ def upstream_error(provider: str, exc: UpstreamFailure) -> UpstreamError | Crede
     if f.failure_class.value in ("auth", "scope"):
         return CredentialRejected(text, data)
     return UpstreamError(text, data)
+
+
+def _jitter(wait: float) -> float:
+    """A random spread for requests that wait on an exhausted pool: without it they all
+    wake at the same instant and spend the freed key's first window at once (the
+    goodput benchmark's thundering herd). A tenth of the wait, at least 10 ms, at most
+    a second."""
+    return random.uniform(0.01, min(1.0, max(0.02, wait * 0.1)))
 
 
 def _log_in_again(message: str) -> str:

@@ -10,10 +10,13 @@ Providers report their limits per *window*: OpenAI-compatible hosts send
 and, for subscriptions, ``anthropic-ratelimit-unified-{5h,7d,…}-{status,reset}``. Every
 window is reported on every answer, the ones with headroom too, so the rules are:
 
-1. ``retry-after`` (and ``retry-after-ms``) is the provider's own statement; it counts.
-2. A window that is exhausted (``remaining`` 0, unified ``status: rejected``) counts:
-   the credential is usable only once all of them have reset, so the latest one wins,
-   together with ``retry-after``.
+1. ``retry-after`` (and ``retry-after-ms``) is the provider's own statement of when
+   *this* request would be admitted, and it wins alone. A window's ``reset`` is when it
+   is *fully* replenished (Anthropic's token buckets refill continuously), often far
+   later: taking it parked usable keys for minutes (found by the goodput benchmark).
+2. Without it, a window that is exhausted (``remaining`` 0, unified ``status:
+   rejected``) counts: the credential is usable only once all of them have reset, so
+   the latest one wins.
 3. Otherwise the shortest reset among windows whose state the provider did not say.
 4. A window with headroom (``x-ratelimit-remaining-tokens: 149984``, ``status:
    allowed``) never sets the cooldown: its 6-minute token reset is not why the request
@@ -33,7 +36,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-__all__ = ["duration_seconds", "retry_at"]
+__all__ = ["HeaderReader", "duration_seconds", "number", "retry_at", "unix_or_rfc3339"]
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 # Go's time.Duration.String() and what OpenAI-compatible hosts send:
@@ -69,7 +72,7 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _number(value: str) -> float | None:
+def number(value: str) -> float | None:
     # A strict grammar rather than float(): float() also takes "nan", "inf",
     # "1_0" and exponents, none of which a provider means.
     text = value.strip()
@@ -82,7 +85,7 @@ def duration_seconds(value: str) -> float | None:
     """Seconds in a Go duration (``6m0s``, ``250ms``; also Google's ``20.5s``) or a bare
     number; None if ``value`` is neither."""
     text = value.strip()
-    bare = _number(text)
+    bare = number(text)
     if bare is not None:
         return bare
     if not _DURATION.fullmatch(text):
@@ -124,11 +127,11 @@ def _http_date(value: str) -> float | None:
         return None
 
 
-def _unix_or_rfc3339(value: str) -> float | None:
+def unix_or_rfc3339(value: str) -> float | None:
     # Unified headers carry Unix seconds and the others RFC 3339, but a value
     # in the other form is unambiguous, so read either rather than drop it.
-    number = _number(value)
-    return number if number is not None else _rfc3339(value)
+    count = number(value)
+    return count if count is not None else _rfc3339(value)
 
 
 class _Window:
@@ -142,7 +145,7 @@ class _Window:
         self.exhausted: bool | None = None
 
 
-class _Reader:
+class HeaderReader:
     """The headers of one answer, with the provider's clock mapped onto ours."""
 
     def __init__(self, headers: Mapping[str, str], now: float) -> None:
@@ -163,13 +166,13 @@ class _Reader:
         """The times ``retry-after`` and ``retry-after-ms`` name."""
         out: list[float] = []
         if (value := self.headers.get("retry-after")) is not None:
-            seconds = _number(value)
+            seconds = number(value)
             when = self.relative(seconds) if seconds is not None else None
             when = when if when is not None else self.absolute(_http_date(value))
             if when is not None:
                 out.append(when)
         if (value := self.headers.get("retry-after-ms")) is not None:
-            ms = _number(value)
+            ms = number(value)
             if ms is not None:
                 out.append(self.now + ms / 1000.0)
         return out
@@ -180,7 +183,7 @@ class _Reader:
             if match := _ANTHROPIC_FIELD.fullmatch(name):
                 window = windows.setdefault("anthropic:" + match["window"], _Window())
                 if match["field"] == "reset":
-                    window.reset = self.absolute(_unix_or_rfc3339(value))
+                    window.reset = self.absolute(unix_or_rfc3339(value))
                 elif match["field"] == "status":
                     status = value.strip().lower()
                     if status in _EXHAUSTED_STATUSES:
@@ -199,7 +202,7 @@ class _Reader:
 
 
 def _spent(remaining: str) -> bool | None:
-    count = _number(remaining)
+    count = number(remaining)
     return None if count is None else count <= 0
 
 
@@ -213,9 +216,12 @@ def retry_at(headers: Mapping[str, str], now: float) -> float | None:
     turn a rate limit into a crash. A time in the past is clamped to ``now``. None when
     no header gives a time.
     """
-    reader = _Reader(headers, now)
+    reader = HeaderReader(headers, now)
+    explicit = reader.explicit()
+    if explicit:
+        return max(max(explicit), now)
     windows = reader.windows()
-    binding = reader.explicit() + [w.reset for w in windows if w.exhausted and w.reset is not None]
+    binding = [w.reset for w in windows if w.exhausted and w.reset is not None]
     if binding:
         return max(max(binding), now)
     unknown = [w.reset for w in windows if w.exhausted is None and w.reset is not None]

@@ -18,6 +18,7 @@ import attrs
 from sidecar.credentials import Credential
 from sidecar.errors import AllRateLimited, CredentialRejected, NoCredentials
 from sidecar.rotation.classify import Failure, FailureClass, backoff_seconds
+from sidecar.rotation.headroom import Window, blocked_until
 from sidecar.rotation.state import Cooldown, RotationState, Usage, Verdict
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "choose",
     "order_credentials",
     "record_failure",
+    "record_headroom",
     "record_success",
     "record_usage",
     "reset",
@@ -84,6 +86,24 @@ def _cooldown_until(st: RotationState, cred: Credential) -> float:
     return entry.until if entry is not None else 0.0
 
 
+def blocked(st: RotationState, cred: Credential, scope: str | None, now: float) -> float:
+    """Until when ``cred`` may not serve a request for model ``scope`` (0.0: it may):
+    its own cooldown, its cooldown for that model, or a window the provider said is
+    spent. With no scope, only what rests the whole credential counts."""
+    key = cred.state_key
+    until = _cooldown_until(st, cred)
+    if scope is not None:
+        entry = st.model_cooldowns.get(key, {}).get(scope)
+        if entry is not None:
+            until = max(until, entry.until)
+    windows = st.windows(key) if key in st.headroom or key in st.headroom_raw else ()
+    if windows:
+        # With no scope, a model's spent window does not stop the whole key.
+        gate = [w for w in windows if w.account] if scope is None else windows
+        until = max(until, blocked_until(gate, scope, now))
+    return until if until > now else 0.0
+
+
 def _is_expired(cred: Credential, now: float) -> bool:
     # An OAuth login past its access-token expiry is refreshed on use: not expired.
     return cred.kind != "oauth" and cred.expires_at is not None and cred.expires_at <= now
@@ -113,12 +133,17 @@ def choose(
     st: RotationState,
     now: float,
     skip: Iterable[str] = (),
+    scope: str | None = None,
 ) -> Choice:
     """The current credential if usable, else the next usable one in order.
 
-    Moving past the current credential is a rotation: it is recorded in ``st``.
-    ``skip`` holds state keys refused for this request only (scope refusals).
-    Raises NoCredentials, CredentialRejected or AllRateLimited when none is usable.
+    With the ``primary`` policy the search starts at the first credential instead, so
+    the pool goes back to it as soon as it is usable again. Moving off the current
+    credential is a rotation: it is recorded in ``st``. ``skip`` holds state keys
+    refused for this request only (scope refusals); ``scope`` is the request's model
+    scope (:func:`sidecar.rotation.headroom.model_scope`), for per-model cooldowns and
+    windows. Raises NoCredentials, CredentialRejected or AllRateLimited when none is
+    usable.
     """
     if not pool:
         raise NoCredentials(
@@ -127,25 +152,33 @@ def choose(
             {"provider": provider},
         )
     skipped = set(skip)
-    start = _current_index(pool, st)
+    current = _current_index(pool, st)
+    start = 0 if st.policy == "primary" else current
     for offset in range(len(pool)):
         i = (start + offset) % len(pool)
         cred = pool[i]
         if cred.state_key in skipped or _is_expired(cred, now):
             continue
-        if _cooldown_until(st, cred) > now:
+        if blocked(st, cred, scope, now):
             continue
-        moved = bool(offset) and len(pool) > 1
+        moved = i != current and len(pool) > 1
         if moved:
             st.current = cred.state_key
-            st.rotated = True
+            # Back on the first key under ``primary`` is where the user wants to be.
+            st.rotated = not (st.policy == "primary" and i == 0)
         return Choice(cred, i, len(pool), moved)
 
-    cooling = [_cooldown_until(st, c) for c in pool if _cooldown_until(st, c) > now]
+    cooling = [b for c in pool if (b := blocked(st, c, scope, now))]
     if cooling:
         earliest = min(cooling)
+        billing = all(
+            (entry := st.cooldowns.get(c.state_key)) is not None and entry.billing
+            for c in pool
+            if blocked(st, c, scope, now)
+        )
+        what = "out of credit" if billing else "rate limited"
         raise AllRateLimited(
-            f"all {len(pool)} {provider} credential(s) are rate limited; "
+            f"all {len(pool)} {provider} credential(s) are {what}; "
             f"the earliest is usable again at {_clock_text(earliest)}",
             {"provider": provider, "keys": len(pool), "retryAt": _iso(earliest)},
             retry_at=earliest,
@@ -165,29 +198,34 @@ def choose(
 
 
 def record_failure(
-    pool: list[Credential], st: RotationState, cred: Credential, failure: Failure, now: float
+    pool: list[Credential],
+    st: RotationState,
+    cred: Credential,
+    failure: Failure,
+    now: float,
+    scope: str | None = None,
 ) -> Action:
     """Update ``st`` for a failure of ``cred`` and say what to do next.
 
     Eviction from the pool file is the caller's (it owns the store); here an
-    evicted credential is marked rejected so it leaves the rotation.
+    evicted credential is marked rejected so it leaves the rotation. A rate limit of
+    one model (``scope``) cools only that model's requests on ``cred``; one that
+    concerns the whole account (billing, unified windows, any limit of a subscription
+    login), or of an unknown model, cools the credential.
     """
     st.usage.setdefault(cred.state_key, Usage()).failures += 1
+    record_headroom(st, cred, failure.windows, scope)
     match failure.failure_class:
         case FailureClass.RATE_LIMIT:
-            previous = st.cooldowns.get(cred.state_key)
-            failures = (previous.failures if previous is not None else 0) + 1
-            until = failure.retry_at
-            if until is None or until <= now:
-                until = now + backoff_seconds(failures, billing=failure.billing)
-            st.cooldowns[cred.state_key] = Cooldown(
-                until=until,
-                failures=failures,
-                billing=failure.billing,
-                message=failure.message,
-                reason=FailureClass.RATE_LIMIT.value,
-            )
-            _advance(pool, st, cred)
+            # A subscription login's limits are its account's, whatever headers said.
+            subscription = cred.kind in ("oauth", "token")
+            whole = scope is None or failure.account_wide or subscription
+            table = st.cooldowns if whole else st.model_cooldowns.setdefault(cred.state_key, {})
+            slot = cred.state_key if whole else scope
+            assert slot is not None
+            table[slot] = _cooldown(table.get(slot), failure, now)
+            if whole:
+                _advance(pool, st, cred)
             return Action.RETRY
         case FailureClass.AUTH:
             if cred.kind == "oauth" and cred.refresh:
@@ -209,6 +247,7 @@ def reject(
     """Take ``cred`` out of the rotation (invalid key, or a login that cannot be refreshed)."""
     st.rejected[cred.state_key] = Verdict(message, now, reason="auth")
     st.cooldowns.pop(cred.state_key, None)
+    st.model_cooldowns.pop(cred.state_key, None)
     _advance(pool, st, cred)
 
 
@@ -222,6 +261,56 @@ def _advance(pool: list[Credential], st: RotationState, cred: Credential) -> Non
         st.rotated = True
 
 
+def _cooldown(previous: Cooldown | None, failure: Failure, now: float) -> Cooldown:
+    """The next rest of one scope: the provider's time, else the ladder's next rung.
+
+    The rung counts failures in a row (only a success resets it), and a failure while
+    a cooldown runs (another process's request, one already in flight) extends it,
+    never shortens it. Out of credit and overloaded never take a window's reset: a
+    billing 429 comes with the per-second windows of an account that is merely empty,
+    and a 529 is the provider's load, which passes in seconds.
+    """
+    failures = (previous.failures if previous is not None else 0) + 1
+    overloaded = failure.overloaded and not failure.billing
+    until = failure.retry_at if not (failure.billing or overloaded) else None
+    if until is None or until <= now:
+        until = now + backoff_seconds(failures, billing=failure.billing, overloaded=overloaded)
+    if previous is not None and previous.until > until:
+        until = previous.until
+    return Cooldown(
+        until=until,
+        failures=failures,
+        billing=failure.billing,
+        message=failure.message,
+        reason="overloaded" if overloaded else FailureClass.RATE_LIMIT.value,
+    )
+
+
+def record_headroom(
+    st: RotationState, cred: Credential, windows: Iterable[Window], scope: str | None
+) -> bool:
+    """Keep the latest windows the provider reported for ``cred``; whether any changed.
+
+    A window of a model is stored with its scope, so that what one model's answer said
+    never stops another model's requests; account-wide (unified) windows are the
+    credential's.
+    """
+    fresh = [w if w.account or w.model == scope else attrs.evolve(w, model=scope) for w in windows]
+    if not fresh:
+        return False
+    old = st.windows(cred.state_key)
+    # Another process may have written a newer report of the same window: keep it.
+    newer = {(w.name, w.account, w.model): w.seen_at for w in old}
+    fresh = [w for w in fresh if w.seen_at >= newer.get((w.name, w.account, w.model), 0.0)]
+    mine = {(w.name, w.account, w.model) for w in fresh}
+    kept = [w for w in old if (w.name, w.account, w.model) not in mine]
+    merged = tuple(kept + fresh)
+    if old == merged:
+        return False
+    st.set_windows(cred.state_key, merged)
+    return True
+
+
 def record_usage(st: RotationState, cred: Credential, now: float) -> None:
     """Count one successful request of ``cred``, and nothing else."""
     usage = st.usage.setdefault(cred.state_key, Usage())
@@ -229,20 +318,34 @@ def record_usage(st: RotationState, cred: Credential, now: float) -> None:
     usage.last_used = max(now, usage.last_used or 0.0)
 
 
-def record_success(st: RotationState, cred: Credential, now: float) -> None:
-    """``cred`` answered: it is current, cooled no more, and "(rotated)" clears."""
+def record_success(
+    st: RotationState, cred: Credential, now: float, scope: str | None = None
+) -> None:
+    """``cred`` answered: it is current, cooled no more (for that model: its other
+    models' cooldowns stand), its backoff ladders start over, and "(rotated)" clears."""
     record_usage(st, cred, now)
     st.cooldowns.pop(cred.state_key, None)
+    models = st.model_cooldowns.get(cred.state_key)
+    if models is not None:
+        if scope is None:
+            models.clear()
+        else:
+            models.pop(scope, None)
+        if not models:
+            del st.model_cooldowns[cred.state_key]
     st.refused.pop(cred.state_key, None)
     st.current = cred.state_key
     st.rotated = False
 
 
 def reset(st: RotationState) -> None:
-    """Back to the first credential; cooldowns, rejections and refusals cleared."""
+    """Back to the first credential; cooldowns, rejections, refusals and the windows the
+    provider reported cleared (the user says: try them all again)."""
     st.current = None
     st.rotated = False
     st.cooldowns.clear()
+    st.model_cooldowns.clear()
+    st.clear_headroom()
     st.rejected.clear()
     st.refused.clear()
 

@@ -2,7 +2,9 @@
 
 Unlike :mod:`sidecar.rotation.rules`, which decides, this only describes: it reads one
 provider's state (never changes it) and says ``🔑 2/3 (rotated)``, ``🔑 rate limited
-until 14:05:00`` or why a credential is out.
+until 14:05:00``, ``🔑 1/3 · 6% left`` (the key in use is low on a window), ``🔑 out of
+credit`` or why a credential is out; each credential's windows (limit, remaining,
+reset) and per-model cooldowns go with it for the tooltips.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Literal
 import attrs
 
 from sidecar.credentials import Credential
+from sidecar.rotation.headroom import LOW_FRACTION, Window, lowest_fraction
 from sidecar.rotation.rules import (
     SCOPE_ADVICE,
     _clock_text,
-    _cooldown_until,
     _current_index,
     _is_expired,
     usable_pool,
@@ -26,6 +28,7 @@ from sidecar.rotation.state import RotationState
 __all__ = [
     "EXPIRING_WITHIN",
     "CredentialStatus",
+    "ModelCooldown",
     "ProviderStatus",
     "StatusKind",
     "credential_state",
@@ -34,7 +37,7 @@ __all__ = [
 
 EXPIRING_WITHIN = 24 * 3600.0  # a credential expiring sooner than this is "expiring"
 
-State = Literal["ok", "expiring", "expired", "coolingDown", "rejected", "refused"]
+State = Literal["ok", "expiring", "expired", "coolingDown", "outOfCredit", "rejected", "refused"]
 
 
 class StatusKind(enum.Enum):
@@ -42,6 +45,15 @@ class StatusKind(enum.Enum):
     WARNING = "Warning"
     ERROR = "Error"
     INACTIVE = "Inactive"
+
+
+@attrs.frozen
+class ModelCooldown:
+    """A credential resting for one model scope only (its other models still answer)."""
+
+    model: str
+    until: float
+    reason: str  # rateLimit or overloaded
 
 
 @attrs.frozen
@@ -55,6 +67,21 @@ class CredentialStatus:
     cooldown_until: float | None = None
     message: str | None = None
     label: str | None = None
+    windows: tuple[Window, ...] = ()  # the latest the provider reported, not yet reset
+    model_cooldowns: tuple[ModelCooldown, ...] = ()
+
+    @property
+    def resting_until(self) -> float | None:
+        """When the credential rests until, whole or for a model (the earliest such end);
+        None when it does not rest at all."""
+        if self.cooldown_until is not None:
+            return self.cooldown_until
+        return min((m.until for m in self.model_cooldowns), default=None)
+
+    @property
+    def fraction_left(self) -> float | None:
+        """The smallest share left of any window (None: the provider reported none)."""
+        return lowest_fraction(self.windows, 0.0)
 
 
 @attrs.frozen
@@ -72,9 +99,11 @@ class ProviderStatus:
 def credential_state(cred: Credential, st: RotationState | None, now: float) -> CredentialStatus:
     """One credential's state; ``st`` None for one outside any pool (a login just saved)."""
     st = st if st is not None else RotationState()
-    rejected = st.rejected.get(cred.state_key)
-    refused = st.refused.get(cred.state_key)
-    until = _cooldown_until(st, cred)
+    key = cred.state_key  # a hash of the secret: computed once here
+    rejected = st.rejected.get(key)
+    refused = st.refused.get(key)
+    cooldown = st.cooldowns.get(key)
+    until = cooldown.until if cooldown is not None else 0.0
     state: State
     message = None
     if rejected is not None:
@@ -86,9 +115,12 @@ def credential_state(cred: Credential, st: RotationState | None, now: float) -> 
         message = f"refused for this use ({said}); {SCOPE_ADVICE}" if said else SCOPE_ADVICE
     elif _is_expired(cred, now):
         state, message = "expired", "expired: replace it or log in again"
-    elif until > now:
+    elif cooldown is not None and until > now and cooldown.billing:
+        state = "outOfCredit"
+        message = _credit_advice(cred.provider, cooldown.message)
+    elif cooldown is not None and until > now:
         state = "coolingDown"
-        message = st.cooldowns[cred.state_key].message or None
+        message = cooldown.message or None
     elif (
         cred.kind != "oauth"
         and cred.expires_at is not None
@@ -107,7 +139,30 @@ def credential_state(cred: Credential, st: RotationState | None, now: float) -> 
         cooldown_until=until if until > now else None,
         message=message,
         label=cred.label,
+        windows=tuple(w for w in st.windows(key) if w.reset_at is None or w.reset_at > now),
+        model_cooldowns=tuple(
+            ModelCooldown(model, c.until, c.reason)
+            for model, c in sorted(st.model_cooldowns.get(key, {}).items())
+            if c.until > now
+        ),
     )
+
+
+def _credit_advice(provider: str, said: str) -> str:
+    """``out of credit`` in the provider's words, and what the user can do about it."""
+    said = said.strip().rstrip(".")
+    head = f"out of credit ({said})" if said else "out of credit"
+    return (
+        f"{head}: add credit or allow extra usage with {provider}, then run "
+        f"`llm-sidecar key reset --provider {provider}`; until then it is skipped, "
+        "never removed"
+    )
+
+
+def _low_note(state: CredentialStatus) -> str:
+    """`` · 6% left`` when the key in use is below 10 % of a window, else ''."""
+    left = state.fraction_left
+    return f" · {int(left * 100)}% left" if left is not None and left < LOW_FRACTION else ""
 
 
 def provider_status(
@@ -148,23 +203,47 @@ def provider_status(
     if size == 1:
         only = pool_states[0]
         kind, text = _single_text(only, now)
+        if kind is StatusKind.NORMAL and (note := _low_note(only)):
+            kind, text = StatusKind.WARNING, text + note
         return ProviderStatus(provider, kind, text, 1, 1, False, statuses, only.message)
 
     text = f"🔑 {index + 1}/{size}"
     kind = StatusKind.NORMAL
     message = None
-    if all(s.state in ("coolingDown", "expired") for s in pool_states):
+    if all(s.state == "outOfCredit" for s in pool_states):
+        kind = StatusKind.ERROR
+        text += " (out of credit)"
+        message = f"every {provider} key is out of credit; {pool_states[0].message}"
+    elif all(s.state in ("coolingDown", "outOfCredit", "expired") for s in pool_states):
         kind = StatusKind.ERROR
         text += " (all rate limited)"
         soonest = min((s.cooldown_until for s in pool_states if s.cooldown_until), default=None)
         if soonest:
             message = f"every {provider} key is cooling down until {_clock_text(soonest)}"
+    elif (model := _all_resting_for(pool_states)) is not None:
+        # Every key rests for one model (per-model limits): requests for it wait, so
+        # the status says so, though other models still answer.
+        kind = StatusKind.ERROR
+        text += " (all rate limited)"
+        soonest = min(_resting_until(s, model) for s in pool_states if s.state != "expired")
+        message = (
+            f"every {provider} key is cooling down for {model} until {_clock_text(soonest)}; "
+            "other models still answer"
+        )
     elif rotated:
         kind = StatusKind.WARNING
         text += " (rotated)"
         message = f"rotated to key {index + 1} of {size}"
     elif any(s.state in ("expired", "expiring", "refused") for s in pool_states):
         kind = StatusKind.WARNING
+    if kind is StatusKind.NORMAL and (note := _low_note(pool_states[index])):
+        kind = StatusKind.WARNING
+        text += note
+    broke = [s for s in pool_states if s.state == "outOfCredit"]
+    if broke and len(broke) < size:
+        which = ", ".join(s.fingerprint for s in broke)
+        note = f"{which} out of credit: skipped until topped up (`key reset` after)"
+        message = f"{message}; {note}" if message else note
     refused = [s for s in pool_states if s.state == "refused"]
     if refused:
         # The status bar's tooltip shows this message: a key refused for its scope
@@ -175,9 +254,38 @@ def provider_status(
     return ProviderStatus(provider, kind, text, index + 1, size, rotated, statuses, message)
 
 
+def _whole_rest(s: CredentialStatus) -> bool:
+    return s.state in ("coolingDown", "outOfCredit", "expired")
+
+
+def _all_resting_for(states: tuple[CredentialStatus, ...]) -> str | None:
+    """A model every key rests for (a whole-key rest counts for every model); None if
+    some key could serve each model."""
+    common: set[str] | None = None
+    for s in states:
+        if _whole_rest(s):
+            continue
+        models = {m.model for m in s.model_cooldowns}
+        common = models if common is None else common & models
+        if not common:
+            return None
+    return min(common) if common else None
+
+
+def _resting_until(s: CredentialStatus, model: str) -> float:
+    if s.cooldown_until is not None:
+        return s.cooldown_until
+    return max((m.until for m in s.model_cooldowns if m.model == model), default=0.0)
+
+
 def _single_text(only: CredentialStatus, now: float) -> tuple[StatusKind, str]:
+    if only.state == "outOfCredit":
+        return StatusKind.ERROR, "🔑 out of credit"
     if only.state == "coolingDown" and only.cooldown_until:
         return StatusKind.WARNING, f"🔑 rate limited until {_clock_text(only.cooldown_until)}"
+    if only.state == "ok" and only.model_cooldowns:
+        first = only.model_cooldowns[0]
+        return StatusKind.WARNING, f"🔑 {first.model} rate limited until {_clock_text(first.until)}"
     if only.state == "expired":
         return StatusKind.ERROR, "🔑 expired"
     if only.state == "refused":

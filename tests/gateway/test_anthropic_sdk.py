@@ -84,7 +84,8 @@ def test_streaming_rotates_past_a_rate_limited_and_a_rejected_key(
     pool = (home / "pool.json").read_text()
     assert revoked not in pool and busy in pool and good in pool
     state = json.loads((home / "state.json").read_text())["providers"]["anthropic"]
-    assert len(state["cooldowns"]) == 1
+    # Cooled whole, or (an API key's per-model limit) for the request's model only.
+    assert len(state["cooldowns"]) + len(state.get("modelCooldowns", {})) == 1
     assert state["rotated"] is False  # the good key answered: "(rotated)" clears
     # The answer is counted for the key that gave it, as the sidecar's own requests are.
     (counted,) = [u for u in state["usage"].values() if u.get("requests")]
@@ -131,7 +132,8 @@ def test_an_overloaded_error_right_after_message_start_rotates_invisibly(
         text = "".join(stream.text_stream)
     assert text == "steady answer"
     state = json.loads((home / "state.json").read_text())["providers"]["anthropic"]
-    assert len(state["cooldowns"]) == 1
+    # Cooled whole, or (an API key's per-model limit) for the request's model only.
+    assert len(state["cooldowns"]) + len(state.get("modelCooldowns", {})) == 1
     assert [r.key for r in fake.requests] == [fingerprint(shaky), fingerprint(good)]
 
 
@@ -153,7 +155,8 @@ def test_a_mid_stream_error_after_content_passes_through_and_cools_the_key(
     assert "overloaded" in str(err.value).lower()
     assert len(fake.requests) == 1  # bytes went out: no replay
     state = json.loads((home / "state.json").read_text())["providers"]["anthropic"]
-    assert len(state["cooldowns"]) == 1
+    # Cooled whole, or (an API key's per-model limit) for the request's model only.
+    assert len(state["cooldowns"]) + len(state.get("modelCooldowns", {})) == 1
 
 
 def test_every_key_cooling_down_is_a_429_with_retry_after(

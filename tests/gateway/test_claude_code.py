@@ -81,7 +81,8 @@ def test_claude_code_answers_through_the_gateway_and_never_sees_the_failed_keys(
     pool = (home / "pool.json").read_text()
     assert revoked not in pool and secret_hash(revoked) not in pool
     status = gateway.keypool.status("anthropic")
-    states = {c.fingerprint[-4:]: c.state for c in status.credentials}
-    assert states[busy[-4:]] == "coolingDown"
-    assert states[overloaded[-4:]] == "coolingDown"
-    assert states[good[-4:]] == "ok"
+    states = {c.fingerprint[-4:]: c for c in status.credentials}
+    # An API key's 429 cools the model class it was for; a 529 rests it for seconds only,
+    # which may be over by now, so the overloaded key is not asked about.
+    assert states[busy[-4:]].resting_until
+    assert states[good[-4:]].state == "ok"

@@ -76,7 +76,8 @@ def test_streaming_with_a_tool_call_rotates_past_a_429_and_a_401(
     pool = (home / "pool.json").read_text()
     assert revoked not in pool and busy in pool
     state = json.loads((home / "state.json").read_text())["providers"]["openai"]
-    assert len(state["cooldowns"]) == 1
+    # Cooled whole, or (an API key's per-model limit) for the request's model only.
+    assert len(state["cooldowns"]) + len(state.get("modelCooldowns", {})) == 1
 
 
 def test_a_whole_answer_rotates_too(
@@ -152,7 +153,8 @@ def test_an_error_event_right_after_the_role_chunk_rotates_invisibly(
     assert text == "steady answer"
     assert [r.key for r in fake.requests] == [fingerprint(shaky), fingerprint(good)]
     state = json.loads((home / "state.json").read_text())["providers"]["openai"]
-    assert len(state["cooldowns"]) == 1
+    # Cooled whole, or (an API key's per-model limit) for the request's model only.
+    assert len(state["cooldowns"]) + len(state.get("modelCooldowns", {})) == 1
 
 
 def test_azure_goes_to_the_deployment_of_the_bodys_model_with_its_api_key_header(

@@ -73,12 +73,16 @@ def cooldown_of(home: Path, provider: str, env: dict[str, str]) -> dict[str, Any
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     credential: dict[str, Any] = status["providers"][0]["credentials"][0]
-    assert credential["state"] == "coolingDown", credential
+    # A whole-key rest (coolingDown, or outOfCredit for billing), or, for an API key's
+    # per-model limit, a rest of the model the request asked for (issue 15).
+    resting = credential["state"] in ("coolingDown", "outOfCredit")
+    assert resting or credential["modelCooldowns"], credential
     return credential
 
 
 def until_of(credential: dict[str, Any]) -> float:
-    return dt.datetime.fromisoformat(credential["cooldownUntil"]).timestamp()
+    when = credential.get("cooldownUntil") or credential["modelCooldowns"][0]["until"]
+    return dt.datetime.fromisoformat(when).timestamp()
 
 
 def rotate_past(

@@ -173,7 +173,12 @@ def script(fake: FakeProvider, keys: list[str], *per_key: tuple[list[Step], Step
 
 
 def cooling(keypool: KeyPool) -> list[str]:
-    return [c.fingerprint for c in keypool.status("anthropic").credentials if c.cooldown_until]
+    """Keys resting, whole or for a model (an API key's 429 or 529 is its model's)."""
+    return [
+        c.fingerprint
+        for c in keypool.status("anthropic").credentials
+        if c.cooldown_until or c.model_cooldowns
+    ]
 
 
 # -- recovered transparently -----------------------------------------------------------

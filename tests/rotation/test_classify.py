@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -100,7 +101,8 @@ def test_wire_values() -> None:
         # scope
         (400, "invalid_request_error", CLAUDE_CODE_ONLY, SCOPE),
         (403, "permission_error", CLAUDE_CODE_ONLY, SCOPE),
-        (400, "invalid_request_error", THIRD_PARTY, SCOPE),
+        # "Third-party apps now draw from your extra usage": out of credit (issue 15)
+        (400, "invalid_request_error", THIRD_PARTY, RL),
         (403, None, "Third party usage of this credential is not permitted", SCOPE),
         (400, None, "THIRD-PARTY APPLICATIONS are not allowed", SCOPE),
         (None, None, CLAUDE_CODE_ONLY.upper(), SCOPE),
@@ -128,7 +130,7 @@ def test_classify_table(
     ("status", "error_type", "message", "expected", "why"),
     [
         (429, "rate_limit_error", CLAUDE_CODE_ONLY, SCOPE, "scope wins over 429"),
-        (429, None, THIRD_PARTY, SCOPE, "scope wins over 429"),
+        (429, None, THIRD_PARTY, RL, "extra usage is billing, whatever the status"),
         (401, "authentication_error", CLAUDE_CODE_ONLY, SCOPE, "scope keeps the key on disk"),
         (429, "authentication_error", "invalid api key", RL, "status before type"),
         (401, "rate_limit_error", "rate limit", AUTH, "status before type"),
@@ -200,11 +202,23 @@ def test_retry_at_formats(headers: Mapping[str, str], expected: float) -> None:
     assert result == pytest.approx(expected, abs=1e-6)
 
 
-def test_retry_at_latest_exhausted_window_wins() -> None:
-    # Every window spent: the key is usable once the last of them has reset.
+def test_retry_after_wins_over_full_replenish_resets() -> None:
+    # A window's reset is when it is full again; retry-after is when this request would
+    # be admitted, the shorter and right answer (issue 15, the goodput benchmark).
     headers = {
         "retry-after": "5",
         "retry-after-ms": "4000",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:10Z",
+        "anthropic-ratelimit-tokens-remaining": "0",
+        "anthropic-ratelimit-tokens-reset": "2026-01-01T00:01:30Z",
+    }
+    assert retry_at(headers, NOW) == NOW + 5
+
+
+def test_retry_at_latest_exhausted_window_wins() -> None:
+    # Every window spent and no retry-after: usable once the last of them has reset.
+    headers = {
         "anthropic-ratelimit-requests-remaining": "0",
         "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:10Z",
         "anthropic-ratelimit-tokens-remaining": "0",
@@ -469,14 +483,18 @@ def test_parse_anthropic_rate_limit() -> None:
         "anthropic-ratelimit-requests-remaining": "0",
         "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:30Z",
     }
-    assert parse_failure(429, headers, body, NOW) == Failure(
+    failure = parse_failure(429, headers, body, NOW)
+    assert attrs.evolve(failure, windows=()) == Failure(
         failure_class=RL,
         status=429,
         error_type="rate_limit_error",
         message="Number of requests exceeded.",
-        retry_at=NOW + 30,
+        retry_at=NOW + 12,
         billing=False,
     )
+    (window,) = failure.windows
+    assert (window.name, window.remaining, window.reset_at) == ("requests", 0, NOW + 30)
+    assert not failure.account_wide  # an API key's limit: the model's, not the account's
 
 
 def test_parse_anthropic_scope_at_403_and_400() -> None:
@@ -695,23 +713,26 @@ def test_failure_is_frozen() -> None:
 
 
 @pytest.mark.parametrize(
-    ("n", "expected"),
-    [(-3, 10), (0, 10), (1, 10), (2, 20), (3, 40), (4, 80), (6, 320), (7, 600), (50, 600)],
+    ("n", "expected"), [(-3, 30), (0, 30), (1, 30), (2, 60), (3, 300), (4, 300), (50, 300)]
 )
-def test_backoff_growth_and_cap(n: int, expected: float) -> None:
+def test_backoff_is_a_capped_ladder(n: int, expected: float) -> None:
     assert backoff_seconds(n) == expected
 
 
+@pytest.mark.parametrize(("n", "expected"), [(1, 5), (2, 10), (3, 20), (4, 30), (9, 30)])
+def test_overloaded_backoff_is_seconds(n: int, expected: float) -> None:
+    assert backoff_seconds(n, overloaded=True) == expected
+
+
 @pytest.mark.parametrize(
-    ("n", "expected"),
-    [(0, 3600), (1, 3600), (2, 7200), (3, 14400), (5, 57600), (6, 86400), (99, 86400)],
+    ("n", "expected"), [(0, 3600), (1, 3600), (2, 18000), (3, 86400), (99, 86400)]
 )
-def test_backoff_billing_growth_and_cap(n: int, expected: float) -> None:
+def test_backoff_billing_ladder_and_cap(n: int, expected: float) -> None:
     assert backoff_seconds(n, billing=True) == expected
 
 
 def test_backoff_huge_count_is_cheap_and_capped() -> None:
-    assert backoff_seconds(10**12) == 600
+    assert backoff_seconds(10**12) == 300
     assert backoff_seconds(10**12, billing=True) == 86400
 
 

@@ -1,0 +1,176 @@
+"""The key pool's foundation: the store it reads, the credentials in rotation order, and
+the transactions every writer goes through.
+
+Unlike :mod:`~sidecar.rotation.keypool` (rotation: acquire, outcomes, status) and
+:mod:`~sidecar.rotation.poolwrites` (credentials added, saved, removed, renewed), this
+holds only what both need: reading a provider's credentials and its typed state, and
+writing that state back inside the store's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+from sidecar.catalog import PROVIDERS
+from sidecar.credentials import Credential
+from sidecar.rotation import placement, rules
+from sidecar.rotation.headroom import Window
+from sidecar.rotation.state import RotationState
+from sidecar.settings import Settings
+from sidecar.sources import env_credentials
+from sidecar.store import Store, StoreData
+
+__all__ = ["Clock", "PoolBase", "find_login", "forget", "load_state", "save_state"]
+
+log = logging.getLogger("sidecar.rotation.keypool")
+
+Clock = Callable[[], float]
+
+
+class PoolBase:
+    def __init__(
+        self,
+        store: Store,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock = time.time,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
+        """``settings`` as the process built them; else read from ``environ`` (os.environ)."""
+        self.store = store
+        if settings is None:
+            settings = Settings.load(store.home, os.environ if environ is None else environ)
+            for problem in settings.problems:
+                # The server's half of the policy (sidecar.settings): a log line here and
+                # an Error in every status (see status()). The CLI and the gateway load
+                # their settings themselves and refuse to start instead.
+                log.error("%s: using the default", problem.message)
+        self.settings = settings
+        self.clock = clock
+        self._unsaved: list[tuple[Credential, float]] = []  # successes not yet written
+        # The latest windows not yet written, by (credential, model scope): only the
+        # latest report of a window matters, so memory stays one entry per key and model.
+        self._windows: dict[tuple[str, str | None], tuple[Credential, tuple[Window, ...]]] = {}
+        self._saved_at = clock()
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment provider variables are looked up in (see Settings.env)."""
+        return self.settings.env
+
+    # -- reading ----------------------------------------------------------------
+
+    def credentials(self, provider: str, data: StoreData | None = None) -> list[Credential]:
+        """Every credential of ``provider`` in rotation order, rejected ones included."""
+        data = data or self.store.read()
+        env = env_credentials(provider, self.env)
+        if env.live_override:
+            return env.credentials
+        return rules.order_credentials(
+            data.order(provider), data.pool(provider), data.profiles(provider), env.credentials
+        )
+
+    def pool(self, provider: str, data: StoreData | None = None) -> list[Credential]:
+        """The credentials rotation may use: all but the rejected ones."""
+        data = data or self.store.read()
+        return rules.usable_pool(self.credentials(provider, data), load_state(data, provider))
+
+    def providers(self, data: StoreData | None = None) -> list[str]:
+        """Providers that have any credential, stored or in the environment."""
+        data = data or self.store.read()
+        names = data.stored_providers()
+        names.update(p for p in PROVIDERS if env_credentials(p, self.env).credentials)
+        return [p for p in PROVIDERS if p in names]
+
+    def state(self, provider: str, data: StoreData | None = None) -> RotationState:
+        """A typed copy of ``provider``'s shared rotation state."""
+        return load_state(data or self.store.read(), provider)
+
+    def known_secrets(self) -> list[str]:
+        """Every secret the pool holds, for the log filter to redact."""
+        try:
+            data = self.store.read()
+            creds = [c for p in self.providers(data) for c in self.credentials(p, data)]
+        except Exception:  # logging must not fail because the store cannot be read
+            return []
+        return [s for c in creds for s in (c.secret, c.refresh) if s]
+
+    # -- writing credentials -------------------------------------------------------
+    #
+    # Every write of a credential (key add, key add --login, a login, a pasted token,
+    # an import) goes through _writing and _fresh_start: the new credential goes after
+    # the one in use (see sidecar.rotation.placement), and whatever the provider said about an
+    # earlier copy of it (rejected, cooling down, refused) is forgotten, since the user
+    # has just given it again.
+
+    @contextlib.contextmanager
+    def _writing(self, provider: str) -> Iterator[StoreData]:
+        with self.store.transaction() as data:
+            before = self.pool(provider, data)
+            yield data
+            st = load_state(data, provider)
+            where = placement.keep_in_use(
+                before, self.credentials(provider, data), self.pool(provider, data), st
+            )
+            if where.order is not None:
+                data.set_order(provider, where.order)
+            if where.current != st.current:
+                st.current = where.current
+                save_state(data, provider, st)
+
+    @staticmethod
+    def _fresh_start(data: StoreData, cred: Credential) -> None:
+        st = load_state(data, cred.provider)
+        st.forget_verdicts(cred.state_key)
+        save_state(data, cred.provider, st)
+
+    @contextlib.contextmanager
+    def _state_of(self, provider: str) -> Iterator[tuple[StoreData, RotationState]]:
+        """One provider's typed state inside a store transaction, written back at the end."""
+        with self.store.transaction() as data:
+            st = load_state(data, provider)
+            yield data, st
+            save_state(data, provider, st)
+
+
+def forget(data: StoreData, cred: Credential) -> None:
+    """Drop the rotation state of a credential that left the store."""
+    st = load_state(data, cred.provider)
+    st.forget(cred.state_key)
+    save_state(data, cred.provider, st)
+
+
+def load_state(data: StoreData, provider: str) -> RotationState:
+    """A typed copy of one provider's state: reading it never changes the store's data."""
+    return RotationState.from_doc(data.provider_state(provider))
+
+
+def save_state(data: StoreData, provider: str, st: RotationState) -> None:
+    doc = data.provider_state(provider)
+    new = st.to_doc()
+    if doc != new:
+        doc.clear()
+        doc.update(new)
+
+
+def find_login(data: StoreData, cred: Credential) -> Credential | None:
+    """The stored copy of the login ``cred`` was read from, wherever it lives now.
+
+    By id first; then by token, for a profile that ``keyAdd`` moved into the pool
+    since ``cred`` was read.
+    """
+    pool, profiles = data.pool(cred.provider), data.profiles(cred.provider)
+    same_place = pool if cred.source == "pool" else profiles
+    for stored in same_place:
+        if stored.id == cred.id and stored.kind == "oauth":
+            return stored
+    for stored in (*pool, *profiles):
+        if stored.kind == "oauth" and (
+            stored.secret == cred.secret or (cred.refresh and stored.refresh == cred.refresh)
+        ):
+            return stored
+    return None
