@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
+    from sidecar.rotation.headroom import Window
     from sidecar.rotation.keypool import KeyPool
     from sidecar.rotation.status import ProviderStatus
 
@@ -68,9 +69,32 @@ def _print_status(status: ProviderStatus) -> None:
             detail += f" (expires {_when(c.expires_at)})"
         if c.message and c.state in ("rejected", "refused", "coolingDown", "expired"):
             detail += f": {c.message}"
+        elif c.message and c.state == "outOfCredit":
+            detail = c.message
         print(f"  {i}. {c.fingerprint:<20} {c.kind:<8} {c.id:<32} {detail}")
+        for m in c.model_cooldowns:
+            print(f"       {m.model}: cooling down until {_when(m.until)} ({m.reason})")
+        for w in c.windows:
+            print(f"       {_window_text(w)}")
     if status.message:
         print(f"  {status.message}")
+
+
+def _window_text(w: Window) -> str:
+    """``sonnet requests: 3/50 left (6%), resets 14:05`` for one headroom window."""
+    scope = "account" if w.account else (w.model or "")
+    if w.utilization is not None:
+        figures = f"{w.utilization * 100:.0f}% used"
+    elif w.limit is not None and w.remaining is not None:
+        figures = f"{w.remaining:g}/{w.limit:g} left"
+    else:
+        figures = "?"
+    left = w.fraction_left
+    percent = f" ({left * 100:.0f}%)" if left is not None and w.utilization is None else ""
+    status = f", {w.status}" if w.status else ""
+    clock = time.strftime("%H:%M:%S", time.localtime(w.reset_at)) if w.reset_at else ""
+    reset = f", resets {clock}" if clock else ""
+    return f"{scope} {w.name}: {figures}{percent}{status}{reset}".strip()
 
 
 def check_exit_code(statuses: Sequence[ProviderStatus]) -> int:
@@ -180,6 +204,11 @@ def cmd_auth(args: argparse.Namespace) -> int:
         )
         keypool.save_profile(cred)
         print(f"saved {cred.fingerprint} as profile {cred.id}")
+        return 0
+    if args.auth_command == "policy":
+        if args.policy_action == "set":
+            keypool.set_policy(provider, args.policy)
+        print(f"{provider}: {keypool.policy(provider)}")
         return 0
     # auth order
     if args.order_action == "set":

@@ -99,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         provider_arg(order_sub.add_parser(name, help=help_text))
     order_sub.choices["set"].add_argument("ids", nargs="+", help="credential ids")
+    policy = auth_sub.add_parser("policy", help="which key when: sticky (default) or primary")
+    policy_sub = policy.add_subparsers(dest="policy_action", required=True, metavar="ACTION")
+    provider_arg(policy_sub.add_parser("get", help="show the pool policy"))
+    policy_set = policy_sub.add_parser(
+        "set",
+        help="sticky: stay on the key that answers (keeps the prompt cache warm); "
+        "primary: back to the first key as soon as it is usable",
+    )
+    provider_arg(policy_set)
+    policy_set.add_argument("policy", choices=["sticky", "primary"])
     auth.set_defaults(func=cmd_auth)
 
     login = sub.add_parser("login", help="log in with OAuth (Claude Pro/Max) and save the login")

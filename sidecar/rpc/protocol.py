@@ -17,6 +17,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from sidecar.errors import InvalidParams
+from sidecar.rotation.headroom import Window
 from sidecar.rotation.status import CredentialStatus, ProviderStatus
 
 __all__ = [
@@ -37,8 +38,10 @@ __all__ = [
     "LoginResult",
     "LogoutParams",
     "LogoutResult",
+    "ModelCooldownInfo",
     "ProviderParams",
     "ProviderState",
+    "RateWindow",
     "StatusNotification",
     "StatusParams",
     "StatusResult",
@@ -127,6 +130,36 @@ class StreamParams:
 
 
 @attrs.frozen
+class RateWindow:
+    """One rate-limit window the provider last reported for a credential (headroom).
+
+    ``name``: requests, tokens, input-tokens, output-tokens, or a subscription's unified
+    window (``unified-5h``, ``unified-7d``, ``unified``). ``model``: the model scope it
+    covers (a model class such as ``sonnet`` on Anthropic); None for ``account`` ones.
+    ``percentLeft``: 0-100, from remaining/limit or 1 - utilization.
+    """
+
+    name: str
+    account: bool
+    model: str | None = None
+    limit: float | None = None
+    remaining: float | None = None
+    utilization: float | None = None
+    status: str | None = None
+    reset_at: str | None = None
+    percent_left: int | None = None
+
+
+@attrs.frozen
+class ModelCooldownInfo:
+    """The credential rests for this model scope only; other models still use it."""
+
+    model: str
+    until: str
+    reason: str
+
+
+@attrs.frozen
 class CredentialInfo:
     id: str
     kind: str
@@ -137,6 +170,8 @@ class CredentialInfo:
     cooldown_until: str | None = None
     message: str | None = None
     label: str | None = None
+    windows: list[RateWindow] = attrs.field(factory=list)
+    model_cooldowns: list[ModelCooldownInfo] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -267,6 +302,30 @@ def credential_info(c: CredentialStatus) -> CredentialInfo:
         cooldown_until=_iso(c.cooldown_until),
         message=c.message,
         label=c.label,
+        windows=[_rate_window(w) for w in c.windows],
+        model_cooldowns=[
+            ModelCooldownInfo(m.model, _iso(m.until) or "", m.reason) for m in c.model_cooldowns
+        ],
+    )
+
+
+def _whole(value: float | None) -> float | None:
+    # Counts arrive as floats from the headers; 50, not 50.0, on the wire.
+    return int(value) if value is not None and value.is_integer() else value
+
+
+def _rate_window(w: Window) -> RateWindow:
+    left = w.fraction_left
+    return RateWindow(
+        name=w.name,
+        account=w.account,
+        model=w.model,
+        limit=_whole(w.limit),
+        remaining=_whole(w.remaining),
+        utilization=w.utilization,
+        status=w.status,
+        reset_at=_iso(w.reset_at),
+        percent_left=None if left is None else int(left * 100),
     )
 
 

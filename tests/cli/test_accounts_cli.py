@@ -143,6 +143,50 @@ def test_order_set_accepts_every_id_status_shows(home: Path, make_key: Callable[
     )
 
 
+# -- the pool policy and the headroom windows (issue 15) ----------------------------
+
+
+def test_policy_set_is_kept_in_the_home_and_a_bad_one_is_refused(home: Path) -> None:
+    assert run(home, "auth", "policy", "get", "-p", "anthropic").stdout.strip() == (
+        "anthropic: sticky"
+    )
+    result = run(home, "auth", "policy", "set", "-p", "anthropic", "primary")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "anthropic: primary"
+    assert run(home, "auth", "policy", "get", "-p", "anthropic").stdout.strip() == (
+        "anthropic: primary"
+    )
+    bad = run(home, "auth", "policy", "set", "-p", "anthropic", "random")
+    assert bad.returncode == 2 and "invalid choice: 'random'" in bad.stderr
+
+
+def test_status_shows_the_windows_the_last_answer_reported(
+    home: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    key = make_key()
+    windows = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "3",
+        "anthropic-ratelimit-requests-reset": "2030-01-01T00:00:00Z",
+        "anthropic-ratelimit-tokens-limit": "80000",
+        "anthropic-ratelimit-tokens-remaining": "72000",
+        "anthropic-ratelimit-tokens-reset": "2030-01-01T00:00:00Z",
+    }
+    fake.script(key, [], default=Reply([Text("ok")], headers=windows))
+    env = {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": fake.url}
+    assert run(home, "ask", "-p", "anthropic", "hi", env=env).returncode == 0
+    shown = run(home, "status", env=env)
+    assert "anthropic  🔑 ok · 6% left" in shown.stdout, shown.stdout
+    assert "sonnet requests: 3/50 left (6%), resets " in shown.stdout
+    assert "sonnet tokens: 72000/80000 left (90%)" in shown.stdout
+    wire = json.loads(run(home, "status", "--json", env=env).stdout)
+    (cred,) = wire["providers"][0]["credentials"]
+    assert {w["name"]: w["percentLeft"] for w in cred["windows"]} == {
+        "requests": 6,
+        "tokens": 90,
+    }
+
+
 # -- Azure deployment maps ---------------------------------------------------------
 
 

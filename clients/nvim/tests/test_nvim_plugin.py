@@ -263,7 +263,8 @@ def test_screen_chat_about_a_range(nvim: str, fake: str, tmp_path: Path) -> None
 @needs_tmux
 def test_screen_status_after_a_rotation(nvim: str, fake: str, tmp_path: Path) -> None:
     """A 429 on key 1, key 2 answers: once the answer is done (and "(rotated)" gone),
-    :LlmStatus in a real terminal still shows key 1 cooling down and the last rotation."""
+    :LlmStatus in a real terminal still shows key 1 cooling down (for the model class it
+    was refused for) and the last rotation."""
     env = _env(tmp_path, fake)
     for key, steps in (
         (KEY1, [{"kind": "rate_limited", "retry_after": 600}]),
@@ -287,7 +288,7 @@ def test_screen_status_after_a_rotation(nvim: str, fake: str, tmp_path: Path) ->
         screen.keys(":LlmStatus", "Enter")
         text = screen.wait_for("last rotation")
         assert "key 1 → key 2 of 2" in text, text
-        assert "cooling down until" in text, text
+        assert "sonnet rate limited until" in text, text  # per model class (issue 15)
         assert "(rotated)" not in text.split("last rotation")[0].splitlines()[-1], text
         assert KEY1 not in text and KEY2 not in text
         out = os.environ.get("NVIM_STATUS_CAPTURE")

@@ -53,12 +53,14 @@ H.test("the rotation is said once as a message, not only in the status line whil
   H.eq(said[1].level, vim.log.levels.INFO, "level")
 end)
 
-H.test(":LlmStatus shows key 1 cooling down and the last rotation", function()
+H.test(":LlmStatus shows key 1 cooling down for the model it was refused for, and the last rotation", function()
   vim.cmd("LlmStatus")
   H.wait(5000, function() return vim.api.nvim_win_get_config(0).relative ~= "" end, "the status float")
   local text = H.buf_text(0)
   vim.cmd("close")
-  H.contains(text, H.fingerprint(H.key1) .. "  api_key  env  cooling down until ", "key 1")
+  -- An API key's 429 is its model class's limit: key 1 still serves other models.
+  H.contains(text, H.fingerprint(H.key1) .. "  api_key  env  ok", "key 1")
+  H.contains(text, "       sonnet rate limited until ", "key 1's sonnet cooldown")
   H.contains(text, "▶ 2. " .. H.fingerprint(H.key2) .. "  api_key  env  ok", "key 2 current")
   H.contains(text, "  last rotation " .. os.date("%H"), "the rotation, in local time")
   H.contains(text, ": key 1 → key 2 of 2 (rotated to key 2 of 2)", "the rotation")
@@ -89,6 +91,42 @@ H.test("every credential state the sidecar reports is said in words, a refused k
       credentials = { { fingerprint = "sk-ant-oat01-…a1b2", kind = "oauth", source = "pool", state = state, message = "advice " .. state } } } } })
     H.contains(table.concat(lines, "\n"), status.state_text[state] .. "  — advice " .. state, state)
   end
+end)
+
+H.test("the status view shows each key's windows, a low one flagged, per-model cooldowns and out of credit", function()
+  local status = require("llm_sidecar.status")
+  local lines = table.concat(status.lines({ providers = { { provider = "anthropic", text = "🔑 1/2 · 6% left", index = 1, size = 2,
+    credentials = {
+      { fingerprint = "sk-ant-api03-…a1b2", kind = "api_key", source = "pool", state = "ok",
+        windows = {
+          { name = "requests", account = false, model = "sonnet", limit = 50, remaining = 3, percentLeft = 6, resetAt = "2030-01-01T00:00:00Z" },
+          { name = "unified-5h", account = true, utilization = 0.42, status = "allowed", percentLeft = 58 },
+        },
+        modelCooldowns = { { model = "opus", ["until"] = "2030-01-01T00:00:30Z", reason = "overloaded" } } },
+      { fingerprint = "sk-ant-api03-…c3d4", kind = "api_key", source = "pool", state = "outOfCredit",
+        message = "out of credit (Your credit balance is too low): add credit, then run `llm-sidecar key reset --provider anthropic`" },
+    } } } }), "\n")
+  H.contains(lines, "🔑 1/2 · 6% left", "the warning in the status text")
+  H.contains(lines, "⚠ sonnet requests 3/50 left (6%) · resets ", "a low window")
+  H.contains(lines, "account unified-5h 42% used, allowed", "a unified window")
+  H.contains(lines, "opus overloaded until ", "a per-model cooldown")
+  H.contains(lines, "out of credit  — out of credit (Your credit balance is too low)", "out of credit in words")
+end)
+
+H.test("a success that says key 1 has 3 of 50 requests left shows in :LlmStatus and the statusline", function()
+  vim.cmd("LlmKeyReset")
+  H.wait_status("🔑 1/2")
+  H.script(H.key1, { { kind = "reply", content = { { type = "text", text = "Low on headroom." } },
+    headers = { ["anthropic-ratelimit-requests-limit"] = "50", ["anthropic-ratelimit-requests-remaining"] = "3",
+      ["anthropic-ratelimit-requests-reset"] = "2030-01-01T00:00:00Z" } } })
+  vim.cmd("LlmAsk How much is left?")
+  local b = vim.api.nvim_get_current_buf()
+  H.wait(15000, function() return require("llm_sidecar.ask").by_buf[b].done end, "the answer")
+  H.wait_status("🔑 1/2 · 6% left", 5000)
+  local got
+  require("llm_sidecar.rpc").request("sidecar/status", nil, function(_, result) got = result end)
+  H.wait(5000, function() return got ~= nil end, "sidecar/status")
+  H.contains(table.concat(require("llm_sidecar.status").lines(got), "\n"), "requests 3/50 left (6%)", "the window")
 end)
 
 H.done()

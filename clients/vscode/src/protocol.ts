@@ -44,7 +44,27 @@ export const ErrorCode = {
 export type StatusKind = "Normal" | "Warning" | "Error" | "Inactive";
 
 /** Every state `sidecar/status` reports (sidecar/rotation.py `State`; a test checks they match). */
-export type CredentialState = "ok" | "expiring" | "expired" | "coolingDown" | "rejected" | "refused";
+export type CredentialState = "ok" | "expiring" | "expired" | "coolingDown" | "outOfCredit" | "rejected" | "refused";
+
+/** One rate-limit window the provider last reported for a credential (docs/protocol.md). */
+export interface RateWindow {
+  name: string; // requests, tokens, input-tokens, output-tokens, unified-5h, unified-7d, unified
+  account: boolean; // the whole credential's (a subscription's unified window), not one model's
+  model?: string; // the model scope it covers (`sonnet`, `gpt-4o`)
+  limit?: number;
+  remaining?: number;
+  utilization?: number; // unified windows: 0..1
+  status?: string; // unified windows: allowed, allowed_warning, rejected
+  resetAt?: string;
+  percentLeft?: number; // 0-100
+}
+
+/** The credential rests for this model scope only; other models still use it. */
+export interface ModelCooldown {
+  model: string;
+  until: string;
+  reason: "rateLimit" | "overloaded" | string;
+}
 
 export interface CredentialInfo {
   id: string;
@@ -56,6 +76,8 @@ export interface CredentialInfo {
   cooldownUntil?: string;
   message?: string;
   label?: string;
+  windows?: RateWindow[];
+  modelCooldowns?: ModelCooldown[];
 }
 
 /** `sidecar/didChangeStatus` params: what a status bar shows. */

@@ -4,7 +4,7 @@
  * Pure functions, no `vscode` import.
  */
 import { ErrorCode } from "./protocol";
-import type { CredentialInfo, ProviderStatus, StatusKind, StatusNotification } from "./protocol";
+import type { CredentialInfo, ProviderStatus, RateWindow, StatusKind, StatusNotification } from "./protocol";
 
 /** The theme colour id of the status bar item's background for a status kind. */
 export function statusBackground(kind: StatusKind | undefined): string | undefined {
@@ -60,6 +60,9 @@ export function describeState(cred: CredentialInfo, now: Date = new Date()): str
       return cred.cooldownUntil
         ? `cooling down until ${formatTime(cred.cooldownUntil, now)} (in ${formatIn(cred.cooldownUntil, now)})`
         : "cooling down";
+    case "outOfCredit":
+      // Never evicted: skipped until the user tops up (the message says how).
+      return "out of credit";
     case "rejected":
       return "rejected";
     case "refused":
@@ -89,12 +92,43 @@ const STATE_ICON: Record<string, string> = {
   expiring: "$(watch)",
   expired: "$(error)",
   coolingDown: "$(clock)",
+  outOfCredit: "$(credit-card)",
   rejected: "$(circle-slash)",
   refused: "$(workspace-untrusted)",
 };
 
 export function stateIcon(state: string): string {
   return STATE_ICON[state] ?? "$(question)";
+}
+
+/** `sonnet requests 3/50 left (6%) · resets 14:05:00` for one headroom window. */
+export function describeWindow(w: RateWindow, now: Date = new Date()): string {
+  const scope = w.account ? "account" : (w.model ?? "");
+  let figures: string;
+  if (w.utilization !== undefined) figures = `${Math.round(w.utilization * 100)}% used`;
+  else if (w.limit !== undefined && w.remaining !== undefined) figures = `${w.remaining}/${w.limit} left`;
+  else figures = "?";
+  const percent = w.utilization === undefined && w.percentLeft !== undefined ? ` (${w.percentLeft}%)` : "";
+  const status = w.status ? `, ${w.status}` : "";
+  const reset = w.resetAt ? ` · resets ${formatTime(w.resetAt, now)}` : "";
+  return `${scope} ${w.name} ${figures}${percent}${status}${reset}`.trim();
+}
+
+/** Lines under the credentials table: each key's windows and per-model cooldowns. */
+function headroomLines(creds: CredentialInfo[], now: Date): string[] {
+  const out: string[] = [];
+  for (const c of creds) {
+    const parts = (c.windows ?? []).map((w) => {
+      const low = w.percentLeft !== undefined && w.percentLeft < 10 ? "$(warning) " : "";
+      return low + mdEscape(describeWindow(w, now));
+    });
+    for (const m of c.modelCooldowns ?? []) {
+      const why = m.reason === "overloaded" ? "overloaded" : "rate limited";
+      parts.push(`$(clock) ${mdEscape(`${m.model} ${why} until ${formatTime(m.until, now)}`)}`);
+    }
+    if (parts.length > 0) out.push(`\`${c.fingerprint.replace(/`/g, "")}\` ${parts.join(" · ")}`, "");
+  }
+  return out;
 }
 
 /**
@@ -121,12 +155,14 @@ export function tooltipMarkdown(
       out.push("| | key | source | state |", "|:-:|---|---|---|");
       creds.forEach((c, i) => {
         const current = i + 1 === p.index && c.state !== "rejected" ? "▶" : "";
-        // A rejected or refused key's message says what to do (log in again, use an API key).
-        const why = (c.state === "rejected" || c.state === "refused") && c.message ? `: ${c.message}` : "";
+        // A rejected, refused or unpaid key's message says what to do (log in again, use
+        // an API key, add credit).
+        const advised = c.state === "rejected" || c.state === "refused" || c.state === "outOfCredit";
+        const why = advised && c.message ? `: ${c.message}` : "";
         const state = `${stateIcon(c.state)} ${mdEscape(describeState(c, now) + why)}`;
         out.push(`| ${current} | \`${c.fingerprint.replace(/`/g, "")}\` | ${mdEscape(describeSource(c))} | ${state} |`);
       });
-      out.push("");
+      out.push("", ...headroomLines(creds, now));
     }
   }
   for (const problem of problems) out.push(`$(warning) ${mdEscape(problem)}`, "");

@@ -67,6 +67,8 @@ local state_text = {
   expiring = "expiring",
   expired = "expired",
   coolingDown = "cooling down",
+  -- never evicted: skipped until the user tops up; its message says how
+  outOfCredit = "out of credit",
   rejected = "rejected",
   -- still in the pool and tried again; its message says to use an API key
   refused = "refused for this use",
@@ -109,6 +111,24 @@ function M.local_time(iso)
   return os.date(today and "%H:%M:%S" or "%Y-%m-%d %H:%M", epoch) --[[@as string]]
 end
 
+--- One rate-limit window of a key: `sonnet requests 3/50 left (6%) · resets 14:05:00`.
+---@param w table a `windows` entry of a credential in sidecar/status
+---@return string
+function M.window_line(w)
+  local scope = w.account and "account" or (w.model or "")
+  local figures = "?"
+  if w.utilization then
+    figures = ("%d%% used"):format(math.floor(w.utilization * 100 + 0.5))
+  elseif w.limit and w.remaining then
+    figures = ("%d/%d left"):format(w.remaining, w.limit)
+  end
+  local percent = (not w.utilization and w.percentLeft) and (" (%d%%)"):format(w.percentLeft) or ""
+  local status = w.status and (", " .. w.status) or ""
+  local reset = w.resetAt and (" · resets " .. M.local_time(w.resetAt)) or ""
+  local low = (w.percentLeft and w.percentLeft < 10) and "⚠ " or ""
+  return vim.trim(("%s%s %s %s%s%s%s"):format(low, scope, w.name, figures, percent, status, reset))
+end
+
 --- The lines of the status view (also used by tests and checkhealth).
 ---@param result table the result of sidecar/status
 ---@return string[]
@@ -142,6 +162,14 @@ function M.lines(result)
         c.label and ("  " .. c.label) or "",
         c.message and ("  — " .. c.message) or ""
       )
+      -- Headroom: what the provider last said of each window, and models resting.
+      for _, w in ipairs(c.windows or {}) do
+        lines[#lines + 1] = "       " .. M.window_line(w)
+      end
+      for _, m in ipairs(c.modelCooldowns or {}) do
+        local why = m.reason == "overloaded" and "overloaded" or "rate limited"
+        lines[#lines + 1] = ("       %s %s until %s"):format(m.model, why, M.local_time(m["until"]))
+      end
     end
     lines[#lines + 1] = ""
   end

@@ -6,6 +6,7 @@ import {
   credentialRows,
   describeError,
   describeState,
+  describeWindow,
   formatIn,
   mdEscape,
   statusBackground,
@@ -71,6 +72,37 @@ describe("tooltip", () => {
     assert.match(rows[2], /\| environment \| \$\(pass\) ok \|$/);
   });
 
+  it("shows each key's windows (limit, remaining, reset), a low one flagged, and per-model cooldowns", () => {
+    const low: CredentialInfo = {
+      ...creds[1],
+      windows: [
+        { name: "requests", account: false, model: "sonnet", limit: 50, remaining: 3, resetAt: at(14, 1), percentLeft: 6 },
+        { name: "unified-5h", account: true, utilization: 0.42, status: "allowed", resetAt: at(18, 0), percentLeft: 58 },
+      ],
+      modelCooldowns: [{ model: "opus", until: at(14, 0, 30), reason: "overloaded" }],
+    };
+    const status: ProviderStatus = {
+      provider: "anthropic", kind: "Warning", text: "🔑 1/1 · 6% left", index: 1, size: 1, rotated: false, credentials: [low],
+    };
+    const md = tooltipMarkdown([status], [], now);
+    assert.ok(md.includes("**anthropic** 🔑 1/1 · 6% left"), md);
+    assert.ok(md.includes("$(warning) sonnet requests 3/50 left \\(6%\\) · resets 14:01:00"), md);
+    assert.ok(md.includes("account unified-5h 42% used, allowed · resets 18:00:00"), md);
+    assert.ok(md.includes("$(clock) opus overloaded until 14:00:30"), md);
+    assert.equal(describeWindow(low.windows![0], now), "sonnet requests 3/50 left (6%) · resets 14:01:00");
+  });
+
+  it("says out of credit, with the provider's words and what to do", () => {
+    const broke: CredentialInfo = {
+      ...creds[2], state: "outOfCredit",
+      message: "out of credit (You exceeded your current quota): add credit or allow extra usage with openai, then run `llm-sidecar key reset --provider openai`",
+    };
+    assert.equal(describeState(broke, now), "out of credit");
+    const md = tooltipMarkdown([{ provider: "openai", kind: "Error", text: "🔑 out of credit", index: 1, size: 1, rotated: false, credentials: [broke] }], [], now);
+    assert.ok(md.includes("$(credit-card) out of credit: out of credit \\(You exceeded your current quota\\)"), md);
+    assert.ok(md.includes("key reset --provider openai"), md);
+  });
+
   it("tells what to do when there are no credentials, and lists problems", () => {
     const md = tooltipMarkdown([], ["pool.json: corrupt file set aside"], now);
     assert.match(md, /Add Key to Pool/);
@@ -118,7 +150,7 @@ describe("every credential state the sidecar reports", () => {
       const words = describeState(cred, now);
       assert.ok(words.length > 0, `words for ${state}`);
       const tip = tooltipMarkdown([{ provider: "anthropic", kind: "Warning", text: "🔑 1/1", index: 1, size: 1, rotated: false, credentials: [cred] }], [], now);
-      if (state === "refused" || state === "rejected") assert.ok(tip.includes(`advice for ${state}`), tip);
+      if (state === "refused" || state === "rejected" || state === "outOfCredit") assert.ok(tip.includes(`advice for ${state}`), tip);
     }
     assert.equal(describeState({ ...creds[0], state: "refused" }, now), "refused for this use");
   });
