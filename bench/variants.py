@@ -292,15 +292,15 @@ def _patch_writebehind() -> None:
             found = self.__dict__["_writing_behind"] = set()
         return found
 
-    def report_failure(self: KeyPool, cred: Any, failure: Any) -> Action:
+    def report_failure(self: KeyPool, cred: Any, failure: Any, model: Any = None) -> Action:
         if failure.failure_class is not FailureClass.RATE_LIMIT:
-            return durable_report(self, cred, failure)
+            return durable_report(self, cred, failure, model)
         pending = cooling(self)
         pending.add(cred.state_key)
 
         def write() -> None:
             try:
-                durable_report(self, cred, failure)
+                durable_report(self, cred, failure, model)
             finally:
                 pending.discard(cred.state_key)
 
@@ -309,14 +309,15 @@ def _patch_writebehind() -> None:
         threading.Thread(target=write, name="writebehind", daemon=True).start()
         return Action.RETRY  # what record_failure answers for every rate limit
 
-    def acquire(self: KeyPool, provider: str, skip: Any = ()) -> Any:
+    def acquire(self: KeyPool, provider: str, skip: Any = (), model: Any = None) -> Any:
         pending = cooling(self)
         if not pending:
-            return original_acquire(self, provider, skip)
+            return original_acquire(self, provider, skip, model)
         data = self.store.read()
         state = RotationState.from_doc(data.provider_state(provider))  # a copy
         pool = self.pool(provider, data)
-        return rotation.choose(provider, pool, state, self.clock(), (*skip, *pending))
+        scope = self.scope(provider, model)
+        return rotation.choose(provider, pool, state, self.clock(), (*skip, *pending), scope)
 
     KeyPool.report_failure = report_failure  # type: ignore[method-assign]
     KeyPool.acquire = acquire  # type: ignore[method-assign]
