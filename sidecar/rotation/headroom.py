@@ -14,18 +14,20 @@ subscription's unified windows per account.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
-from sidecar.rotation.resets import HeaderReader, duration_seconds, number, unix_or_rfc3339
+from sidecar.rotation.resets import duration_seconds, http_date, number, unix_or_rfc3339
 
 __all__ = [
     "LOW_FRACTION",
     "Window",
     "blocked_until",
+    "flags",
     "lowest_fraction",
     "model_scope",
     "read_windows",
@@ -149,6 +151,7 @@ class Window:
         )
 
 
+@functools.lru_cache(maxsize=512)  # every request asks; a handful of models in use
 def model_scope(api: str, model: str | None) -> str | None:
     """What a per-model limit of ``model`` is shared with: Anthropic's model class
     (``sonnet`` for every claude-sonnet-*), else the model itself; None: unknown."""
@@ -193,34 +196,44 @@ def read_windows(
     () when there are none.
 
     Unparseable values are left out (a malformed header never fails an answer). Absolute
-    resets are put on our clock by the answer's ``Date`` (see
-    :class:`~sidecar.rotation.resets.HeaderReader`).
+    resets are put on our clock by the answer's ``Date``, as
+    :class:`~sidecar.rotation.resets.HeaderReader` does for a refused answer.
     """
     found: dict[str, dict[str, Any]] = {}
-    reader: HeaderReader | None = None
+    absolute: list[tuple[dict[str, Any], str]] = []  # resets on the provider's clock
+    date: str | None = None
     for raw_name, raw_value in headers.items():
         name = str(raw_name).lower()
         if not (name.startswith("anthropic-ratelimit-") or name.startswith("x-ratelimit-")):
+            if name == "date":
+                date = str(raw_value)
             continue  # the common case, checked cheaply: most headers are not limits
         meaning = _meaning(name)
         if meaning is None:
             continue
         flavour, window, field = meaning
         value = str(raw_value)
+        fields = found.get(window)
+        if fields is None:
+            fields = found[window] = _start(flavour, model)
         if field == "reset":
             if flavour == "x":
-                at = now + seconds if (seconds := duration_seconds(value)) is not None else None
+                seconds = duration_seconds(value)
+                fields["reset_at"] = now + seconds if seconds is not None else None
             else:
-                reader = reader or HeaderReader(headers, now)
-                at = reader.absolute(unix_or_rfc3339(value))
-            fields = found.setdefault(window, _start(flavour, model))
-            fields["reset_at"] = at
+                absolute.append((fields, value))
         elif field == "status":
-            found.setdefault(window, _start(flavour, model))["status"] = (
-                value.strip().lower() or None
-            )
+            fields["status"] = value.strip().lower() or None
         else:  # limit, remaining, utilization: numbers
-            found.setdefault(window, _start(flavour, model))[field] = number(value)
+            fields[field] = number(value)
+    if absolute:
+        # On our clock by the answer's Date (as HeaderReader.absolute does): a local
+        # clock that is off neither zeroes nor stretches a window.
+        provider_now = http_date(date) if date is not None else None
+        offset = 0.0 if provider_now is None else now - provider_now
+        for fields, value in absolute:
+            at = unix_or_rfc3339(value)
+            fields["reset_at"] = None if at is None else at + offset
     return tuple(Window(name, seen_at=now, **fields) for name, fields in found.items())
 
 
@@ -255,3 +268,21 @@ def lowest_fraction(windows: Iterable[Window], now: float) -> float | None:
         if (w.reset_at is None or w.reset_at > now) and (f := w.fraction_left) is not None
     ]
     return min(fractions, default=None)
+
+
+def flags(windows: Iterable[Window], scope: str | None, now: float) -> tuple[bool, bool]:
+    """(spent, low) for a request for ``scope``, in one pass: whether a window would
+    refuse it now, and whether one not yet reset is below :data:`LOW_FRACTION`. What
+    decides if a new report must be written at once (the hot path asks every answer)."""
+    spent = low = False
+    for w in windows:
+        if not (w.account or scope is None or w.model in (None, scope)):
+            continue
+        if w.reset_at is not None and w.reset_at <= now:
+            continue
+        if not spent and w.usable_at() > now:
+            spent = True
+        left = w.fraction_left
+        if left is not None and left < LOW_FRACTION:
+            low = True
+    return spent, low

@@ -18,14 +18,7 @@ from sidecar.catalog import get_provider
 from sidecar.credentials import Credential
 from sidecar.rotation import rules
 from sidecar.rotation.classify import Failure
-from sidecar.rotation.headroom import (
-    LOW_FRACTION,
-    Window,
-    blocked_until,
-    lowest_fraction,
-    model_scope,
-    windows_for,
-)
+from sidecar.rotation.headroom import Window, flags, model_scope
 from sidecar.rotation.poolbase import load_state, save_state
 from sidecar.rotation.poolwrites import PoolWrites
 from sidecar.rotation.rules import Action, Choice
@@ -204,14 +197,9 @@ def _headroom_turns(
     st: RotationState, cred: Credential, windows: tuple[Window, ...], scope: str | None, now: float
 ) -> bool:
     """Whether ``windows`` change what others must see at once: a window now spent (or no
-    longer), or the key's lowest window crossing the 10 % warning. ``st`` is a copy."""
+    longer), or the key's lowest window crossing the 10 % warning. The new report covers
+    this request's model (and the account): it is held against the written windows of
+    that scope, with no merge needed."""
     if not windows:
         return False
-    # The written windows of this request's model (and the account's) against the new
-    # report, which covers just those: no merge needed to tell a change that matters.
-    old = windows_for(st.windows(cred.state_key), scope)
-    if bool(blocked_until(old, scope, now)) != bool(blocked_until(windows, None, now)):
-        return True
-    before, after = lowest_fraction(old, now), lowest_fraction(windows, now)
-    low = LOW_FRACTION
-    return (before is not None and before < low) != (after is not None and after < low)
+    return flags(st.windows(cred.state_key), scope, now) != flags(windows, None, now)

@@ -31,12 +31,20 @@ clock.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-__all__ = ["HeaderReader", "duration_seconds", "number", "retry_at", "unix_or_rfc3339"]
+__all__ = [
+    "HeaderReader",
+    "duration_seconds",
+    "http_date",
+    "number",
+    "retry_at",
+    "unix_or_rfc3339",
+]
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 # Go's time.Duration.String() and what OpenAI-compatible hosts send:
@@ -110,6 +118,9 @@ def _rfc3339(value: str) -> float | None:
     return _finite(parsed.timestamp())
 
 
+# Memoized: every answer repeats the same few values (its Date, the resets of a window
+# within the same second), and the key pool reads every answer (headroom).
+@functools.lru_cache(maxsize=256)
 def _http_date(value: str) -> float | None:
     # Imported here: email.utils costs ~20 ms to import, and an HTTP date is only
     # read on the error path; start-up should not pay for it.
@@ -127,6 +138,7 @@ def _http_date(value: str) -> float | None:
         return None
 
 
+@functools.lru_cache(maxsize=256)
 def unix_or_rfc3339(value: str) -> float | None:
     # Unified headers carry Unix seconds and the others RFC 3339, but a value
     # in the other form is unambiguous, so read either rather than drop it.
@@ -228,3 +240,8 @@ def retry_at(headers: Mapping[str, str], now: float) -> float | None:
     if unknown:
         return max(min(unknown), now)
     return None
+
+
+def http_date(value: str) -> float | None:
+    """Epoch seconds of an HTTP date (a ``Date`` header); None if it is not one."""
+    return _http_date(value)

@@ -66,6 +66,12 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _section(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A section as it is (not copied, not checked: its readers check what they take)."""
+    section = doc.get(name)
+    return section if isinstance(section, dict) else {}
+
+
 def _entries(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
     section = doc.get(name)
     return (
@@ -167,7 +173,7 @@ class RotationState:
     policy: str = "sticky"
     model_cooldowns: dict[str, dict[str, Cooldown]] = attrs.Factory(dict)
     # Headroom: as read (JSON strings), and the credentials parsed or changed since.
-    headroom_raw: dict[str, str] = attrs.Factory(dict)
+    headroom_raw: dict[str, Any] = attrs.Factory(dict)
     headroom: dict[str, tuple[Window, ...]] = attrs.Factory(dict)
     extra: dict[str, Any] = attrs.Factory(dict)  # keys this version does not know: kept
 
@@ -176,7 +182,7 @@ class RotationState:
         found = self.headroom.get(state_key)
         if found is None:
             raw = self.headroom_raw.get(state_key)
-            found = _parse_windows(raw) if raw is not None else ()
+            found = _parse_windows(raw) if isinstance(raw, str) else ()
             self.headroom[state_key] = found
         return found
 
@@ -201,7 +207,8 @@ class RotationState:
                 for k, v in _entries(doc, "modelCooldowns").items()
                 if isinstance(v, dict)
             },
-            headroom_raw={k: v for k, v in _entries(doc, "headroom").items() if isinstance(v, str)},
+            # As read: checked when a credential's windows are asked for (windows()).
+            headroom_raw=_section(doc, "headroom"),
             extra={k: v for k, v in doc.items() if k not in _KNOWN},
         )
 
