@@ -72,6 +72,27 @@ def two_keys(make_key: Callable[..., str]) -> tuple[str, str]:
     return make_key(), make_key()
 
 
+def first_key_fails(
+    home: Path, keys: tuple[str, str], clock: Clock, first: Error | Reply
+) -> tuple[Engine, list[int | None]]:
+    """One request, the first key answering ``first``: it must end on the second key.
+    The engine (for its pool) and the statuses the fake sent."""
+    k1, k2 = keys
+    with FakeProvider() as fake:
+        fake.script(k1, [first], default=Reply())
+        fake.script(k2, [], default=Reply())
+        engine = make_engine(home, fake, "anthropic", [k1, k2], clock)
+
+        async def run() -> str:
+            try:
+                return (await answer(engine)).credential.secret
+            finally:
+                await engine.aclose()
+
+        assert asyncio.run(run()) == k2
+        return engine, statuses(fake)
+
+
 # -- headroom: a spent key is skipped before the 429 -------------------------------
 
 
@@ -268,23 +289,10 @@ def test_without_a_reset_time_the_backoff_climbs_a_ladder_and_a_success_resets_i
 def test_a_529_rotates_for_this_request_but_cools_for_seconds(
     home: Path, two_keys: tuple[str, str], clock: Clock
 ) -> None:
-    k1, k2 = two_keys
-    with FakeProvider() as fake:
-        fake.script(k1, [Overloaded()], default=Reply())
-        fake.script(k2, [], default=Reply())
-        engine = make_engine(home, fake, "anthropic", [k1, k2], clock)
-
-        async def run() -> str:
-            try:
-                return (await answer(engine)).credential.secret
-            finally:
-                await engine.aclose()
-
-        assert asyncio.run(run()) == k2
-        cred = engine.keypool.status("anthropic").credentials[0]
-        (rest,) = cred.model_cooldowns
-        assert rest.reason == "overloaded"
-        assert rest.until - clock() <= 5  # seconds, not minutes
+    engine, _ = first_key_fails(home, two_keys, clock, Overloaded())
+    (rest,) = engine.keypool.status("anthropic").credentials[0].model_cooldowns
+    assert rest.reason == "overloaded"
+    assert rest.until - clock() <= 5  # seconds, not minutes
 
 
 # -- billing apart -----------------------------------------------------------------
@@ -374,23 +382,11 @@ def test_sticky_stays_on_the_key_that_answers_primary_goes_back_to_the_first(
 def test_a_rate_limit_error_event_inside_a_200_stream_is_a_rate_limit(
     home: Path, two_keys: tuple[str, str], clock: Clock
 ) -> None:
-    k1, k2 = two_keys
     broken = Reply(error_after=1, error_type="rate_limit_error", error_message="Rate limited")
-    with FakeProvider() as fake:
-        fake.script(k1, [broken], default=Reply())
-        fake.script(k2, [], default=Reply())
-        engine = make_engine(home, fake, "anthropic", [k1, k2], clock)
-
-        async def run() -> str:
-            try:
-                return (await answer(engine)).credential.secret
-            finally:
-                await engine.aclose()
-
-        assert asyncio.run(run()) == k2
-        assert statuses(fake) == [200, 200]
-        (rest,) = engine.keypool.status("anthropic").credentials[0].model_cooldowns
-        assert (rest.model, rest.reason) == ("sonnet", "rateLimit")
+    engine, seen = first_key_fails(home, two_keys, clock, broken)
+    assert seen == [200, 200]
+    (rest,) = engine.keypool.status("anthropic").credentials[0].model_cooldowns
+    assert (rest.model, rest.reason) == ("sonnet", "rateLimit")
 
 
 def test_requests_waiting_on_an_exhausted_pool_wake_spread_out() -> None:
