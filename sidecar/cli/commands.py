@@ -73,7 +73,8 @@ def _print_status(status: ProviderStatus) -> None:
             detail = c.message
         print(f"  {i}. {c.fingerprint:<20} {c.kind:<8} {c.id:<32} {detail}")
         for m in c.model_cooldowns:
-            print(f"       {m.model}: cooling down until {_when(m.until)} ({m.reason})")
+            said = f": {m.message}" if m.message else ""
+            print(f"       {m.model}: cooling down until {_when(m.until)} ({m.reason}){said}")
         for w in c.windows:
             print(f"       {_window_text(w)}")
     if status.message:

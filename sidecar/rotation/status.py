@@ -54,6 +54,7 @@ class ModelCooldown:
     model: str
     until: float
     reason: str  # rateLimit or overloaded
+    message: str = ""  # the provider's words
 
 
 @attrs.frozen
@@ -141,7 +142,7 @@ def credential_state(cred: Credential, st: RotationState | None, now: float) -> 
         label=cred.label,
         windows=tuple(w for w in st.windows(key) if w.reset_at is None or w.reset_at > now),
         model_cooldowns=tuple(
-            ModelCooldown(model, c.until, c.reason)
+            ModelCooldown(model, c.until, c.reason, c.message)
             for model, c in sorted(st.model_cooldowns.get(key, {}).items())
             if c.until > now
         ),

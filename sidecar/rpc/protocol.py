@@ -157,6 +157,7 @@ class ModelCooldownInfo:
     model: str
     until: str
     reason: str
+    message: str | None = None  # the provider's words
 
 
 @attrs.frozen
@@ -304,7 +305,8 @@ def credential_info(c: CredentialStatus) -> CredentialInfo:
         label=c.label,
         windows=[_rate_window(w) for w in c.windows],
         model_cooldowns=[
-            ModelCooldownInfo(m.model, _iso(m.until) or "", m.reason) for m in c.model_cooldowns
+            ModelCooldownInfo(m.model, _iso(m.until) or "", m.reason, m.message or None)
+            for m in c.model_cooldowns
         ],
     )
 

@@ -288,7 +288,7 @@ def test_screen_status_after_a_rotation(nvim: str, fake: str, tmp_path: Path) ->
         screen.keys(":LlmStatus", "Enter")
         text = screen.wait_for("last rotation")
         assert "key 1 → key 2 of 2" in text, text
-        assert "sonnet rate limited until" in text, text  # per model class (issue 15)
+        assert "sonnet cooling down until" in text, text  # per model class (issue 15)
         assert "(rotated)" not in text.split("last rotation")[0].splitlines()[-1], text
         assert KEY1 not in text and KEY2 not in text
         out = os.environ.get("NVIM_STATUS_CAPTURE")

@@ -60,7 +60,7 @@ H.test(":LlmStatus shows key 1 cooling down for the model it was refused for, an
   vim.cmd("close")
   -- An API key's 429 is its model class's limit: key 1 still serves other models.
   H.contains(text, H.fingerprint(H.key1) .. "  api_key  env  ok", "key 1")
-  H.contains(text, "       sonnet rate limited until ", "key 1's sonnet cooldown")
+  H.contains(text, "       sonnet cooling down until ", "key 1's sonnet cooldown")
   H.contains(text, "▶ 2. " .. H.fingerprint(H.key2) .. "  api_key  env  ok", "key 2 current")
   H.contains(text, "  last rotation " .. os.date("%H"), "the rotation, in local time")
   H.contains(text, ": key 1 → key 2 of 2 (rotated to key 2 of 2)", "the rotation")
@@ -109,7 +109,8 @@ H.test("the status view shows each key's windows, a low one flagged, per-model c
   H.contains(lines, "🔑 1/2 · 6% left", "the warning in the status text")
   H.contains(lines, "⚠ sonnet requests 3/50 left (6%) · resets ", "a low window")
   H.contains(lines, "account unified-5h 42% used, allowed", "a unified window")
-  H.contains(lines, "opus overloaded until ", "a per-model cooldown")
+  H.contains(lines, "opus cooling down until ", "a per-model cooldown")
+  H.contains(lines, " (overloaded)", "why")
   H.contains(lines, "out of credit  — out of credit (Your credit balance is too low)", "out of credit in words")
 end)
 

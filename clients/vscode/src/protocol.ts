@@ -64,6 +64,7 @@ export interface ModelCooldown {
   model: string;
   until: string;
   reason: "rateLimit" | "overloaded" | string;
+  message?: string; // the provider's words
 }
 
 export interface CredentialInfo {

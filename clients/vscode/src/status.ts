@@ -123,8 +123,9 @@ function headroomLines(creds: CredentialInfo[], now: Date): string[] {
       return low + mdEscape(describeWindow(w, now));
     });
     for (const m of c.modelCooldowns ?? []) {
-      const why = m.reason === "overloaded" ? "overloaded" : "rate limited";
-      parts.push(`$(clock) ${mdEscape(`${m.model} ${why} until ${formatTime(m.until, now)}`)}`);
+      const why = m.reason === "overloaded" ? " (overloaded)" : "";
+      const said = m.message ? `: ${m.message}` : "";
+      parts.push(`$(clock) ${mdEscape(`${m.model} cooling down until ${formatTime(m.until, now)}${why}${said}`)}`);
     }
     if (parts.length > 0) out.push(`\`${c.fingerprint.replace(/`/g, "")}\` ${parts.join(" · ")}`, "");
   }

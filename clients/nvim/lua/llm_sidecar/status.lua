@@ -167,8 +167,12 @@ function M.lines(result)
         lines[#lines + 1] = "       " .. M.window_line(w)
       end
       for _, m in ipairs(c.modelCooldowns or {}) do
-        local why = m.reason == "overloaded" and "overloaded" or "rate limited"
-        lines[#lines + 1] = ("       %s %s until %s"):format(m.model, why, M.local_time(m["until"]))
+        lines[#lines + 1] = ("       %s cooling down until %s%s%s"):format(
+          m.model,
+          M.local_time(m["until"]),
+          m.reason == "overloaded" and " (overloaded)" or "",
+          m.message and ("  — " .. m.message) or ""
+        )
       end
     end
     lines[#lines + 1] = ""

@@ -88,7 +88,7 @@ describe("tooltip", () => {
     assert.ok(md.includes("**anthropic** 🔑 1/1 · 6% left"), md);
     assert.ok(md.includes("$(warning) sonnet requests 3/50 left \\(6%\\) · resets 14:01:00"), md);
     assert.ok(md.includes("account unified-5h 42% used, allowed · resets 18:00:00"), md);
-    assert.ok(md.includes("$(clock) opus overloaded until 14:00:30"), md);
+    assert.ok(md.includes("$(clock) opus cooling down until 14:00:30 \\(overloaded\\)"), md);
     assert.equal(describeWindow(low.windows![0], now), "sonnet requests 3/50 left (6%) · resets 14:01:00");
   });
 
