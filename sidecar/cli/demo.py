@@ -176,6 +176,13 @@ async def _session(fake_url: str, home: Path, screen: Screen) -> int:
         screen.step("the pool afterwards (sidecar/status)")
         for cred in status["providers"][0]["credentials"]:
             extra = f" until {cred['cooldownUntil']}" if cred.get("cooldownUntil") else ""
+            # An API key's 429 rests it for that model (class) only: other models still use it.
+            for rest in cred.get("modelCooldowns", []):
+                extra += f", {rest['model']} cooling down until {rest['until']}"
+            for window in cred.get("windows", []):
+                if window.get("percentLeft") is not None:
+                    extra += f", {window.get('model') or 'account'} {window['name']} "
+                    extra += f"{window['percentLeft']}% left"
             screen.line(f"  {cred['fingerprint']:<26} {cred['state']}{extra}")
         pooled = json.loads((home / "pool.json").read_text())["pools"]["anthropic"]
         evicted = not any(e.get("key") == DEMO_KEYS[1] for e in pooled)
