@@ -317,12 +317,11 @@ def test_the_responses_api_streamed_rotates_past_a_429_a_401_and_an_early_error_
     assert [r.key for r in fake.requests] == [fingerprint(k) for k in (busy, revoked, shaky, good)]
     assert all(r.path == "/v1/responses" for r in fake.requests)
     assert revoked not in (home / "pool.json").read_text()
-    states = {c.fingerprint[-4:]: c.state for c in gateway.keypool.status("openai").credentials}
-    assert (states[busy[-4:]], states[shaky[-4:]], states[good[-4:]]) == (
-        "coolingDown",
-        "coolingDown",
-        "ok",
-    )
+    states = {c.fingerprint[-4:]: c for c in gateway.keypool.status("openai").credentials}
+    # An API key's 429 and an early rate-limit event rest that key for the model only.
+    assert [m.model for m in states[busy[-4:]].model_cooldowns] == ["gpt-test"]
+    assert [m.model for m in states[shaky[-4:]].model_cooldowns] == ["gpt-test"]
+    assert states[good[-4:]].state == "ok" and not states[good[-4:]].model_cooldowns
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
