@@ -15,17 +15,19 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 
 from sidecar import __version__
 from sidecar.rpc import handlers
-from sidecar.rpc.framing import FramedStdin
+from sidecar.rpc.framing import FramedReader, FramedStdin
 from sidecar.rpc.lifecycle import watch_process
 from sidecar.rpc.rpcio import SidecarProtocol, raw_params_converter
 
@@ -139,6 +141,33 @@ class SidecarServer(LanguageServer):
     def start_feed(self) -> None:
         if self._feed_task is None:
             self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
+
+    def start_io(
+        self, stdin: BinaryIO | FramedStdin | None = None, stdout: BinaryIO | None = None
+    ) -> None:
+        """pygls's ``start_io`` with :class:`~sidecar.rpc.framing.FramedReader` as its
+        reader (one thread hop per message, not three); ``stdin`` is a FramedStdin."""
+        if not isinstance(stdin, FramedStdin):
+            stdin = FramedStdin(stdin or sys.stdin.buffer)
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        reader = FramedReader(stdin, self.thread_pool)
+        try:
+            asyncio.run(
+                run_async(
+                    stop_event=self._stop_event,
+                    reader=reader,
+                    protocol=self.protocol,
+                    logger=logging.getLogger("pygls.server"),
+                    error_handler=self.report_server_error,
+                )
+            )
+        except BrokenPipeError:
+            log.error("the connection to the editor is lost: shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()  # type: ignore[no-untyped-call]  # pygls: untyped
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls's reader loop reports a message it could not read with
