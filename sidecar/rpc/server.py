@@ -108,13 +108,57 @@ class SidecarServer(LanguageServer):
 
     @property
     def engine(self) -> Engine:
-        # Imported on the first stream: httpx and the providers stay off start-up.
+        # Imported after the initialize reply (warm_up) or on the first stream:
+        # httpx and the providers stay off start-up.
         if self._engine is None:
-            from sidecar.engine import Engine
-            from sidecar.rpc import stdio
-
-            self._engine = Engine(self.keypool, when_caught_up=stdio.when_input_caught_up)
+            self._engine = self._new_engine()
         return self._engine
+
+    def _new_engine(self) -> Engine:
+        from sidecar.engine import Engine
+        from sidecar.rpc import stdio
+
+        engine = Engine(self.keypool, when_caught_up=stdio.when_input_caught_up)
+        engine.client  # noqa: B018  # built now: its TLS contexts cost tens of ms
+        return engine
+
+    async def warm_up(self) -> None:
+        """Load and build the streaming path in a worker thread, after start-up.
+
+        The first question after a spawn would otherwise wait for it (imports of
+        httpx, the providers, OAuth and pricing; the HTTP client's TLS contexts; the
+        wire types' converters): hundreds of ms. Run after the ``initialized`` status
+        went out; the event loop keeps answering meanwhile. A stream that starts
+        before it ended builds its own engine, and the warmed one is dropped.
+        """
+        try:
+            engine = await asyncio.to_thread(self._warm)
+        except Exception:  # a failure here shows again, to the user, on the first stream
+            log.exception("warming up the streaming path failed")
+            return
+        if self._engine is None:
+            self._engine = engine
+        else:
+            await engine.aclose()
+
+    def _warm(self) -> Engine:
+        import anyio
+        import anyio.streams.tls  # httpcore's first connection loads these
+        import httpx_sse  # noqa: F401
+
+        from sidecar import pricing
+        from sidecar.providers import Usage, _anthropic, _openai  # noqa: F401
+        from sidecar.rpc import protocol, streams, wire  # noqa: F401
+
+        anyio.connect_tcp, anyio.create_memory_object_stream, anyio.lowlevel  # noqa: B018  # lazy
+        sample = {"provider": "anthropic", "model": "m", "maxTokens": 1, "messages": []}
+        protocol.parse_params(protocol.StreamParams, sample)  # cattrs builds its hooks once
+        cost = pricing.cost("claude-sonnet-4-5", Usage(), self.keypool.store.home)
+        ref = protocol.CredentialRef("id", "fingerprint")
+        usage = wire.usage_to_wire(Usage())
+        protocol.to_wire(protocol.StreamResult("s", "m", "end_turn", usage, {}, ref, 1, []))
+        protocol.converter.unstructure(cost)
+        return self._new_engine()
 
     @property
     def logins(self) -> LoginManager:
@@ -203,6 +247,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     async def initialized(server: SidecarServer, _: Any) -> None:
         server.feed.publish_all(force=True)
         server.start_feed()
+        server.spawn(server.warm_up())
 
     handlers.register(ls)
     return ls
