@@ -123,9 +123,11 @@ async def _importtime(module: str, env: Mapping[str, str]) -> dict[str, ImportEn
     proc = await LspProcess.spawn([sys.executable, "-X", "importtime", "-m", module], env)
     try:
         await proc.initialize()
+        await asyncio.sleep(0.05)  # the last lines of stderr arrive
+        upto = len(proc.stderr)  # not what `shutdown` loads (it saves usage)
     finally:
         await proc.close()
-    return _parse_importtime(proc.stderr.decode(errors="replace"))
+    return _parse_importtime(proc.stderr[:upto].decode(errors="replace"))
 
 
 _BREAKDOWN = """

@@ -46,6 +46,10 @@ __all__ = ["SidecarServer", "create_server"]
 
 log = logging.getLogger(__name__)
 
+# After `initialized`, the streaming path loads in the background once this many
+# seconds have passed (see SidecarServer.warm_up); no one asks a question sooner.
+WARM_UP_DELAY = 0.3
+
 
 class SidecarServer(LanguageServer):
     def __init__(self, keypool: KeyPool | None = None) -> None:
@@ -122,14 +126,23 @@ class SidecarServer(LanguageServer):
         engine.client  # noqa: B018  # built now: its TLS contexts cost tens of ms
         return engine
 
+    async def after_start_up(self) -> None:
+        """What ``initialized`` starts once the editor's first requests (a status, a
+        key list) have been answered, :data:`WARM_UP_DELAY` later: the status feed's
+        file watch (inotify loads ctypes) and :meth:`warm_up`. Either would hold the
+        GIL those first answers need; the current status went out already."""
+        await asyncio.sleep(WARM_UP_DELAY)
+        self.start_feed()
+        await self.warm_up()
+
     async def warm_up(self) -> None:
-        """Load and build the streaming path in a worker thread, after start-up.
+        """Load and build the streaming path in a worker thread.
 
         The first question after a spawn would otherwise wait for it (imports of
         httpx, the providers, OAuth and pricing; the HTTP client's TLS contexts; the
-        wire types' converters): hundreds of ms. Run after the ``initialized`` status
-        went out; the event loop keeps answering meanwhile. A stream that starts
-        before it ended builds its own engine, and the warmed one is dropped.
+        wire types' converters): hundreds of ms. The event loop keeps answering
+        meanwhile. A stream that starts before it ended builds its own engine, and
+        the warmed one is dropped.
         """
         try:
             engine = await asyncio.to_thread(self._warm)
@@ -246,8 +259,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     @ls.feature(types.INITIALIZED)
     async def initialized(server: SidecarServer, _: Any) -> None:
         server.feed.publish_all(force=True)
-        server.start_feed()
-        server.spawn(server.warm_up())
+        server.spawn(server.after_start_up())
 
     handlers.register(ls)
     return ls
