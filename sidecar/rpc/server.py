@@ -46,9 +46,9 @@ __all__ = ["SidecarServer", "create_server"]
 
 log = logging.getLogger(__name__)
 
-# After `initialized`, the streaming path loads in the background once this many
-# seconds have passed (see SidecarServer.warm_up); no one asks a question sooner.
-WARM_UP_DELAY = 0.3
+# After `initialized`, the status feed's file watch starts this much later
+# (SidecarServer.watch_later): a change made meanwhile is seen when it starts.
+WATCH_DELAY = 0.3
 
 
 class SidecarServer(LanguageServer):
@@ -126,14 +126,13 @@ class SidecarServer(LanguageServer):
         engine.client  # noqa: B018  # built now: its TLS contexts cost tens of ms
         return engine
 
-    async def after_start_up(self) -> None:
-        """What ``initialized`` starts once the editor's first requests (a status, a
-        key list) have been answered, :data:`WARM_UP_DELAY` later: the status feed's
-        file watch (inotify loads ctypes) and :meth:`warm_up`. Either would hold the
-        GIL those first answers need; the current status went out already."""
-        await asyncio.sleep(WARM_UP_DELAY)
+    async def watch_later(self) -> None:
+        """Start the status feed's file watch :data:`WATCH_DELAY` after ``initialized``,
+        once the editor's first requests (a status, a key list) have been answered:
+        inotify loads ctypes, tens of ms they would wait for. The current status went
+        out at ``initialized``, and the watch looks once when it starts."""
+        await asyncio.sleep(WATCH_DELAY)
         self.start_feed()
-        await self.warm_up()
 
     async def warm_up(self) -> None:
         """Load and build the streaming path in a worker thread.
@@ -259,7 +258,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     @ls.feature(types.INITIALIZED)
     async def initialized(server: SidecarServer, _: Any) -> None:
         server.feed.publish_all(force=True)
-        server.spawn(server.after_start_up())
+        server.spawn(server.watch_later())
+        server.spawn(server.warm_up())  # in a thread: the loop keeps answering
 
     handlers.register(ls)
     return ls
