@@ -155,7 +155,8 @@ class SidecarServer(LanguageServer):
 
     def _warm(self) -> Engine:
         import anyio
-        import anyio.streams.tls  # httpcore's first connection loads these
+        import anyio.streams.tls
+        import attrs  # httpcore's first connection loads these
         import httpx_sse  # noqa: F401
 
         from sidecar import pricing
@@ -168,7 +169,8 @@ class SidecarServer(LanguageServer):
         cost = pricing.cost("claude-sonnet-4-5", Usage(), self.keypool.store.home)
         ref = protocol.CredentialRef("id", "fingerprint")
         usage = wire.usage_to_wire(Usage())
-        protocol.to_wire(protocol.StreamResult("s", "m", "end_turn", usage, {}, ref, 1, []))
+        result = protocol.StreamResult("s", "m", "end_turn", usage, {}, ref, 1, "anthropic")
+        protocol.to_wire(attrs.evolve(result, content=[]))
         protocol.converter.unstructure(cost)
         return self._new_engine()
 

@@ -118,8 +118,6 @@ describe("conversation", () => {
     const footer = footerText({
       streamId: "s",
       model: "anthropic/claude-sonnet-4.5",
-      content: [],
-      text: "",
       stopReason: "end_turn",
       usage: { inputTokens: 1, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 },
       provider: "openrouter",
