@@ -16,9 +16,11 @@ from pathlib import Path
 from bench import (
     concurrency,
     failover,
+    firstdelta,
     goodput,
     latency,
     machine,
+    pinned,
     prototypes,
     report,
     startup,
@@ -41,6 +43,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "prototypes": lambda sizes, lite: prototypes.run(sizes),
     "goodput": lambda sizes, lite: goodput.run(sizes, litellm=lite),
     "store": lambda sizes, lite: store.run(sizes),
+    "firstdelta": lambda sizes, lite: firstdelta.run(sizes),
+    "pinned": lambda sizes, lite: pinned.run(sizes),
 }
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

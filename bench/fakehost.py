@@ -147,6 +147,11 @@ class FakeHost:
                 proc.kill()
             await proc.wait()
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     async def _reply(self) -> Any:
         assert self._proc is not None and self._proc.stdout is not None
         line = await self._proc.stdout.readline()

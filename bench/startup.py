@@ -1,4 +1,5 @@
-"""1. Start-up: spawn → ``initialize`` reply, and the resident memory after it.
+"""1. Start-up: spawn → ``initialize`` reply and → the first answered request; the
+first stream after a spawn against later ones; resident memory.
 
 llm-sidecar (``python -m sidecar``) against the floor that pygls itself sets
 (:mod:`bench.floor_server`), spawned alternately. Then one run of each under
@@ -16,16 +17,20 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bench.fakehost import FakeHost
 from bench.lsp import REPO_ROOT, LspProcess, rss_kib
 from bench.sizes import Sizes
 from bench.stats import Section, median
-from bench.workload import KEYS, sidecar_env
+from bench.workload import KEYS, SidecarProcess, TokenSink, reply_step, sidecar_env
 
 __all__ = ["ImportEntry", "breakdown", "imports_on_initialize", "run"]
 
 GOAL_RATIO = 1.10
 GOAL_RSS_MB = 50.0
+GOAL_FIRST_STREAM = 1.5  # the first stream after a spawn, against a later one
+THINK_S = 1.0  # spawn → first question: no one types faster
 # Needed only to stream or to log in: none of it belongs on the initialize path.
 OFFENDERS = (
     "httpx",
@@ -51,6 +56,40 @@ class ImportEntry:
     self_us: int
     cumulative_us: int
     depth: int
+
+
+async def _first_answer_once(
+    argv: list[str], env: Mapping[str, str], method: str, params: Any
+) -> float:
+    """ms from spawn to the answer of the first request after ``initialized``: when an
+    editor has what it asked for, not only the handshake."""
+    start = time.perf_counter_ns()
+    proc = await LspProcess.spawn(argv, env)
+    try:
+        await proc.initialize()
+        proc.notify("initialized", {})
+        await proc.request(method, params)
+        return (time.perf_counter_ns() - start) / 1e6
+    finally:
+        await proc.close()
+
+
+async def _first_streams(fake_url: str, think: float) -> tuple[list[float], float]:
+    """One sidecar spawned: request → first delta (ms) of its first three streams, the
+    first sent ``think`` s after the first status was answered; and MB resident after
+    the first stream."""
+    firsts: list[float] = []
+    async with SidecarProcess(fake_url, KEYS[:1]) as sidecar:
+        await sidecar.request("sidecar/status", {})
+        await asyncio.sleep(think)
+        rss = 0.0
+        for _ in range(3):
+            sink = TokenSink()
+            start, _ = await sidecar.stream(sink)
+            firsts.append((sink.first_ns - start) / 1e6)
+            if not rss:
+                rss = rss_kib(sidecar.pid) / 1024
+    return firsts, rss
 
 
 async def _spawn_once(argv: list[str], env: Mapping[str, str]) -> tuple[float, float]:
@@ -79,15 +118,16 @@ def _parse_importtime(stderr: str) -> dict[str, ImportEntry]:
 
 
 async def _importtime(module: str, env: Mapping[str, str]) -> dict[str, ImportEntry]:
-    """Every module imported from spawn to shortly after ``initialized``."""
+    """Every module imported from spawn to the ``initialize`` reply (after
+    ``initialized`` the sidecar loads the streaming path in the background, on purpose)."""
     proc = await LspProcess.spawn([sys.executable, "-X", "importtime", "-m", module], env)
     try:
         await proc.initialize()
-        proc.notify("initialized", {})
-        await asyncio.sleep(0.3)  # the first status notifications go out
+        await asyncio.sleep(0.05)  # the last lines of stderr arrive
+        upto = len(proc.stderr)  # not what `shutdown` loads (it saves usage)
     finally:
         await proc.close()
-    return _parse_importtime(proc.stderr.decode(errors="replace"))
+    return _parse_importtime(proc.stderr[:upto].decode(errors="replace"))
 
 
 _BREAKDOWN = """
@@ -164,8 +204,56 @@ async def run(sizes: Sizes) -> Section:
                 elapsed, resident = await _spawn_once(argv, env)
                 times[name].append(elapsed)
                 rss[name].append(resident)
+        answered: dict[str, list[float]] = {name: [] for name in contenders}
+        first_request: dict[str, tuple[str, Any]] = {
+            "pygls floor": ("floor/echo", {}),
+            "llm-sidecar": ("sidecar/status", {}),
+        }
+        for _ in range(runs):
+            for name, argv in contenders.items():
+                method, params = first_request[name]
+                answered[name].append(await _first_answer_once(argv, env, method, params))
         extra, offenders = await imports_on_initialize(env)
         pygls_ms, own_ms, create_ms = await breakdown(env, 1 if sizes.smoke else max(3, runs // 3))
+
+    spawns = 1 if sizes.smoke else max(3, runs // 3)
+    async with FakeHost() as fake:
+        await fake.script(KEYS[0], [], reply_step(20))
+        streams: dict[float, list[list[float]]] = {THINK_S: [], 0.0: []}
+        rss_stream: list[float] = []
+        for _ in range(spawns):
+            for think, samples in streams.items():
+                firsts, resident = await _first_streams(fake.url, think)
+                samples.append(firsts)
+                rss_stream.append(resident)
+    floor_a, ours_a = answered["pygls floor"], answered["llm-sidecar"]
+    ratio_a = median([o / f for o, f in zip(ours_a, floor_a, strict=True)])
+    section.numbers["first_answer_ratio"] = ratio_a
+    section.add(
+        "spawn → first answered request after `initialized` (`sidecar/status`; the "
+        "floor's `floor/echo`), alternated",
+        f"{median(ours_a):.0f} ms (min {min(ours_a):.0f}, max {max(ours_a):.0f}) vs "
+        f"{median(floor_a):.0f} ms (min {min(floor_a):.0f}, max {max(floor_a):.0f}), "
+        f"n={len(ours_a)}: {ratio_a:.2f}× floor",
+        f"≤ {GOAL_RATIO:.2f}× floor",
+        ratio_a <= GOAL_RATIO,
+    )
+    for think, samples in streams.items():
+        first = [s[0] for s in samples]
+        later = [median(s[1:]) for s in samples]
+        ratio = median([f / later_ for f, later_ in zip(first, later, strict=True)])
+        section.numbers[f"first_stream_ratio:{think}"] = ratio
+        when = f"{think:.0f} s after" if think else "right after"
+        section.add(
+            f"first stream after a spawn, sent {when} the first status was answered: "
+            "request → first delta, against the same spawn's next two",
+            f"{median(first):.1f} ms vs {median(later):.1f} ms (n={len(first)} spawns): "
+            f"{ratio:.2f}×",
+            f"≤ {GOAL_FIRST_STREAM}×" if think else "",
+            ratio <= GOAL_FIRST_STREAM if think else None,
+        )
+    section.numbers["rss_after_stream_mb"] = median(rss_stream)
+    section.add("llm-sidecar: RSS after its first stream", f"{median(rss_stream):.1f} MB")
 
     floor, ours = times["pygls floor"], times["llm-sidecar"]
     ratio = median([o / f for o, f in zip(ours, floor, strict=True)])
@@ -201,7 +289,7 @@ async def run(sizes: Sizes) -> Section:
     total_ms = sum(e.self_us for e in extra) / 1000
     top = ", ".join(f"{name} {ms:.0f} ms" for name, ms in _top_level(extra)[:12])
     section.extra.append(
-        f"`python -X importtime -m sidecar` through `initialized`: {len(extra)} modules beyond "
+        f"`python -X importtime -m sidecar` to the `initialize` reply: {len(extra)} modules beyond "
         f"the floor's, {total_ms:.0f} ms of import time (self), largest first: {top}."
     )
     return section

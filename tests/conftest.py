@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +44,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def leaked(text: str) -> list[str]:
     """The recorded test secrets that appear in ``text``."""
     return [s for s in TEST_SECRETS if s in text]
+
+
+def answer_text(result: dict[str, Any]) -> str:
+    """The answer's text in a ``sidecar/stream`` result: its text blocks, joined."""
+    return "".join(b["text"] for b in result["content"] if b["type"] == "text")

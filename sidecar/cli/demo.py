@@ -111,6 +111,7 @@ async def _session(fake_url: str, home: Path, screen: Screen) -> int:
     env = {k: v for k, v in os.environ.items() if "_API_KEY" not in k and not k.endswith("_TOKEN")}
     env.update(LLM_SIDECAR_HOME=str(home), ANTHROPIC_BASE_URL=fake_url)
     section = {"now": ""}  # what the stream is printing: thinking, answer or a tool call
+    answer: list[str] = []  # the answer's text from the deltas (the result omits it)
 
     def begin(name: str, label: str) -> None:
         if section["now"] != name:
@@ -128,6 +129,7 @@ async def _session(fake_url: str, home: Path, screen: Screen) -> int:
             case TextDelta(text=text):
                 begin("text", "answer:   ")
                 screen.stream(text)
+                answer.append(text)
             case ToolUseStart(id=id, name=name):
                 begin(id, "tool call: ")
                 screen.stream(f"{name}(", "36")
@@ -138,6 +140,7 @@ async def _session(fake_url: str, home: Path, screen: Screen) -> int:
                 screen.end_line()
             case Restart():
                 section["now"] = ""
+                answer.clear()
                 screen.line("  [restart: the partial answer above is void]")
 
     started = time.perf_counter()
@@ -159,6 +162,7 @@ async def _session(fake_url: str, home: Path, screen: Screen) -> int:
                 "streamId": "demo",
                 "thinking": {"budgetTokens": 256},
                 "messages": [{"role": "user", "content": "Show me key rotation at work."}],
+                "omitContent": True,  # the answer was printed from the deltas
             },
         )
         await asyncio.sleep(0.05)
@@ -187,7 +191,7 @@ async def _session(fake_url: str, home: Path, screen: Screen) -> int:
         pooled = json.loads((home / "pool.json").read_text())["pools"]["anthropic"]
         evicted = not any(e.get("key") == DEMO_KEYS[1] for e in pooled)
         screen.line(f"  the rejected key is {'gone from' if evicted else 'STILL IN'} pool.json")
-        ok = result["attempts"] == 3 and evicted and "Rotation kept" in result["text"]
+        ok = result["attempts"] == 3 and evicted and "Rotation kept" in "".join(answer)
     return 0 if ok else 1
 
 

@@ -7,10 +7,11 @@ errors, early ends and secret redaction are written once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -45,6 +46,9 @@ USER_AGENT = f"llm-sidecar/{__version__}"
 # An error body is read for its message only; a proxy streaming megabytes of HTML at
 # us must not be buffered whole.
 ERROR_BODY_LIMIT = 64 * 1024
+
+# How long the end of a body may take after the message ended (see _drain).
+DRAIN_SECONDS = 0.25
 
 
 class Parser(Protocol):
@@ -131,6 +135,21 @@ def _with_windows(delta: Delta, windows: tuple[Window, ...]) -> Delta:
     return delta
 
 
+async def _drain(events: AsyncIterator[Any]) -> None:
+    """Read what follows the message's end (the chunked body's terminator), briefly.
+
+    A response closed before its body ended takes its connection with it: the next
+    request would pay a new TCP (and TLS) handshake before its first delta. A provider
+    that keeps talking after the end is cut off after :data:`DRAIN_SECONDS`.
+    """
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in events:
+                pass
+    except (TimeoutError, httpx.TransportError, BodyError):
+        pass  # the answer is complete: only the connection's reuse is lost
+
+
 async def stream_deltas(
     client: httpx.AsyncClient,
     url: str,
@@ -173,6 +192,7 @@ async def stream_deltas(
                         _warn_if_empty(delta, url, body)
                         yield _with_windows(delta, windows)
                     if parser.done:
+                        await _drain(events)
                         return
             for delta in parser.eof():
                 _warn_if_empty(delta, url, body)

@@ -204,4 +204,4 @@ async def stream(server: SidecarServer, params: p.StreamParams) -> p.StreamResul
     finally:
         sink.flush()  # every delta goes out before the answer (or the error)
     server.feed.fell_back(provider, fallback_note(outcome))
-    return stream_result(sink.stream_id, outcome)
+    return stream_result(sink.stream_id, outcome, content=not params.omit_content)

@@ -124,6 +124,7 @@ class StreamParams:
     temperature: float | None = None
     profile: str | None = None
     stream_id: str | None = None
+    omit_content: bool = False  # the client built the answer from the deltas
 
 
 # -- results and notifications -------------------------------------------------
@@ -246,10 +247,11 @@ class CredentialRef:
 
 @attrs.frozen
 class StreamResult:
+    """The final message: its blocks once (the text is in them, not beside them), or
+    none when the request said ``omitContent`` (docs/protocol.md)."""
+
     stream_id: str
     model: str
-    content: list[dict[str, Any]]
-    text: str
     stop_reason: str
     usage: dict[str, int]
     cost: dict[str, Any]
@@ -257,6 +259,7 @@ class StreamResult:
     attempts: int
     provider: str  # the provider that answered: another than asked when a fallback did
     fallback_from: dict[str, str] | None = None  # {provider, model, reason} that was asked
+    content: list[dict[str, Any]] | None = None
 
 
 @attrs.frozen

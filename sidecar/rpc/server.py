@@ -15,17 +15,19 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 
 from sidecar import __version__
 from sidecar.rpc import handlers
-from sidecar.rpc.framing import FramedStdin
+from sidecar.rpc.framing import FramedReader, FramedStdin
 from sidecar.rpc.lifecycle import watch_process
 from sidecar.rpc.rpcio import SidecarProtocol, raw_params_converter
 
@@ -43,6 +45,10 @@ if TYPE_CHECKING:
 __all__ = ["SidecarServer", "create_server"]
 
 log = logging.getLogger(__name__)
+
+# After `initialized`, the status feed's file watch starts this much later
+# (SidecarServer.watch_later): a change made meanwhile is seen when it starts.
+WATCH_DELAY = 0.3
 
 
 class SidecarServer(LanguageServer):
@@ -106,13 +112,67 @@ class SidecarServer(LanguageServer):
 
     @property
     def engine(self) -> Engine:
-        # Imported on the first stream: httpx and the providers stay off start-up.
+        # Imported after the initialize reply (warm_up) or on the first stream:
+        # httpx and the providers stay off start-up.
         if self._engine is None:
-            from sidecar.engine import Engine
-            from sidecar.rpc import stdio
-
-            self._engine = Engine(self.keypool, when_caught_up=stdio.when_input_caught_up)
+            self._engine = self._new_engine()
         return self._engine
+
+    def _new_engine(self) -> Engine:
+        from sidecar.engine import Engine
+        from sidecar.rpc import stdio
+
+        engine = Engine(self.keypool, when_caught_up=stdio.when_input_caught_up)
+        engine.client  # noqa: B018  # built now: its TLS contexts cost tens of ms
+        return engine
+
+    async def watch_later(self) -> None:
+        """Start the status feed's file watch :data:`WATCH_DELAY` after ``initialized``,
+        once the editor's first requests (a status, a key list) have been answered:
+        inotify loads ctypes, tens of ms they would wait for. The current status went
+        out at ``initialized``, and the watch looks once when it starts."""
+        await asyncio.sleep(WATCH_DELAY)
+        self.start_feed()
+
+    async def warm_up(self) -> None:
+        """Load and build the streaming path in a worker thread.
+
+        The first question after a spawn would otherwise wait for it (imports of
+        httpx, the providers, OAuth and pricing; the HTTP client's TLS contexts; the
+        wire types' converters): hundreds of ms. The event loop keeps answering
+        meanwhile. A stream that starts before it ended builds its own engine, and
+        the warmed one is dropped.
+        """
+        try:
+            engine = await asyncio.to_thread(self._warm)
+        except Exception:  # a failure here shows again, to the user, on the first stream
+            log.exception("warming up the streaming path failed")
+            return
+        if self._engine is None:
+            self._engine = engine
+        else:
+            await engine.aclose()
+
+    def _warm(self) -> Engine:
+        import anyio
+        import anyio.streams.tls
+        import attrs  # httpcore's first connection loads these
+        import httpx_sse  # noqa: F401
+
+        from sidecar import pricing
+        from sidecar.providers import Usage, _anthropic, _openai  # noqa: F401
+        from sidecar.rpc import protocol, streams, wire  # noqa: F401
+
+        anyio.connect_tcp, anyio.create_memory_object_stream, anyio.lowlevel  # noqa: B018  # lazy
+        sample = {"provider": "anthropic", "model": "m", "maxTokens": 1, "messages": []}
+        protocol.parse_params(protocol.StreamParams, sample)  # cattrs builds its hooks once
+        cost = pricing.cost("claude-sonnet-4-5", Usage(), self.keypool.store.home)
+        ref = protocol.CredentialRef("id", "fingerprint")
+        usage = wire.usage_to_wire(Usage())
+        result = protocol.StreamResult("s", "m", "end_turn", usage, {}, ref, 1, "anthropic")
+        protocol.to_wire(attrs.evolve(result, content=[]))
+        protocol.converter.unstructure(cost)
+        return self._new_engine()
 
     @property
     def logins(self) -> LoginManager:
@@ -139,6 +199,33 @@ class SidecarServer(LanguageServer):
     def start_feed(self) -> None:
         if self._feed_task is None:
             self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
+
+    def start_io(
+        self, stdin: BinaryIO | FramedStdin | None = None, stdout: BinaryIO | None = None
+    ) -> None:
+        """pygls's ``start_io`` with :class:`~sidecar.rpc.framing.FramedReader` as its
+        reader (one thread hop per message, not three); ``stdin`` is a FramedStdin."""
+        if not isinstance(stdin, FramedStdin):
+            stdin = FramedStdin(stdin or sys.stdin.buffer)
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        reader = FramedReader(stdin, self.thread_pool)
+        try:
+            asyncio.run(
+                run_async(
+                    stop_event=self._stop_event,
+                    reader=reader,
+                    protocol=self.protocol,
+                    logger=logging.getLogger("pygls.server"),
+                    error_handler=self.report_server_error,
+                )
+            )
+        except BrokenPipeError:
+            log.error("the connection to the editor is lost: shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()  # type: ignore[no-untyped-call]  # pygls: untyped
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls's reader loop reports a message it could not read with
@@ -173,7 +260,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     @ls.feature(types.INITIALIZED)
     async def initialized(server: SidecarServer, _: Any) -> None:
         server.feed.publish_all(force=True)
-        server.start_feed()
+        server.spawn(server.watch_later())
+        server.spawn(server.warm_up())  # in a thread: the loop keeps answering
 
     handlers.register(ls)
     return ls

@@ -77,14 +77,18 @@ def stream_request(params: StreamParams) -> StreamRequest:
     )
 
 
-def stream_result(stream_id: str, outcome: StreamOutcome) -> StreamResult:
-    """The wire result of an engine :class:`~sidecar.events.StreamOutcome`."""
+def stream_result(stream_id: str, outcome: StreamOutcome, *, content: bool = True) -> StreamResult:
+    """The wire result of an engine :class:`~sidecar.events.StreamOutcome`.
+
+    The deltas carried the answer already: the result holds it once, as the message's
+    blocks (what a client sends back as the assistant's turn), and not at all when
+    ``content`` is False (a client that built the answer from the deltas).
+    """
     message, cost = outcome.message, outcome.cost
     return StreamResult(
         stream_id=stream_id,
         model=outcome.model,
-        content=message.content,
-        text=message.text,
+        content=message.content if content else None,
         stop_reason=message.stop_reason,
         usage=usage_to_wire(message.usage),
         cost=converter.unstructure(cost),

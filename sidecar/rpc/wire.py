@@ -154,6 +154,7 @@ class WireSink:
         self._send = send
         self._pending: list[WireDelta] = []
         self._scheduled: asyncio.Handle | None = None
+        self._started = False  # the first delta went out
 
     def event(self, event: StreamEvent) -> None:
         wire = event_to_wire(event)
@@ -172,7 +173,12 @@ class WireSink:
             last[field] += wire[field]
         else:
             pending.append({"streamId": self.stream_id, **wire})
-        if self._scheduled is None:
+        if not self._started:
+            # The user waits for the first delta: it goes now, not after the rest of
+            # the network read it came in has been parsed.
+            self._started = True
+            self.flush()
+        elif self._scheduled is None:
             self._scheduled = asyncio.get_running_loop().call_soon(self.flush)
 
     async def ready(self) -> None:

@@ -53,8 +53,11 @@ class StoreChanges:
                 return
             await asyncio.sleep(poll)
             return
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+        # lands as the event is set, and the feed then outlives the server's exit.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), idle)
+            async with asyncio.timeout(idle):
+                await self._changed.wait()
         self._changed.clear()
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
     halves = await asyncio.gather(
         *(
             run_all(group, SMOKE, litellm=True, log=lambda line: None)
-            for group in (names[:3], names[3:6], names[6:])
+            for group in (names[:3], names[3:6], names[6:8], names[8:])
         )
     )
     sections = [section for half in halves for section in half]
@@ -37,6 +37,8 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
         "Prototyped changes",
         "Goodput under rate limits",
         "Store",
+        "Time to first delta",
+        "CPU per delta on one core",
     ]
     for section in sections:
         assert section.rows, section.title

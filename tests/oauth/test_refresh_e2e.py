@@ -17,6 +17,7 @@ import pytest_asyncio
 from pygls.exceptions import JsonRpcException
 
 from sidecar.fake import FakeProvider, Reply, Text
+from tests.conftest import answer_text
 from tests.oauth.support import ask, seed_login, sidecar_env, stored
 from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
 
@@ -50,7 +51,7 @@ async def test_two_sidecars_refresh_an_expiring_login_exactly_once(
     _, new = fake.oauth.issued
     for result in results:
         assert result["credential"]["fingerprint"].endswith(new.access[-4:])
-        assert result["text"]
+        assert answer_text(result)
     login = stored(home)["anthropic:default"]
     assert (login.secret, login.refresh) == (new.access, new.refresh)
     assert login.expires_at is not None and login.expires_at > time.time() + 3600
@@ -115,7 +116,7 @@ async def test_invalid_grant_asks_to_log_in_again_and_other_keys_keep_serving(
     fake.oauth.fail({"kind": "invalid_grant"})
 
     result = await editor.request("sidecar/stream", ask())
-    assert result["text"] == "from the key"
+    assert answer_text(result) == "from the key"
     assert fake.oauth.refresh_requests == 1
     status = await editor.request("sidecar/status", {"provider": "anthropic"})
     creds = {c["id"]: c for c in status["providers"][0]["credentials"]}
@@ -123,7 +124,7 @@ async def test_invalid_grant_asks_to_log_in_again_and_other_keys_keep_serving(
     assert "log in again" in creds["anthropic:default"]["message"]
     assert status["providers"][0]["text"] == "🔑 ok"  # the key is all that is left
     again = await editor.request("sidecar/stream", ask())
-    assert again["text"] == "from the key" and fake.oauth.refresh_requests == 1
+    assert answer_text(again) == "from the key" and fake.oauth.refresh_requests == 1
 
 
 async def test_a_lone_login_that_cannot_be_refreshed_says_log_in_again(
@@ -166,7 +167,7 @@ async def test_a_static_token_is_never_refreshed(
     fake.script(token, [], default=Reply([Text("static")]))
     await editor.request("sidecar/keyAdd", {"provider": "anthropic", "key": token})
     result = await editor.request("sidecar/stream", ask())
-    assert result["text"] == "static"
+    assert answer_text(result) == "static"
     assert fake.oauth.counters()["tokenRequests"] == 0
 
 

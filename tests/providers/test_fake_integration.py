@@ -192,3 +192,42 @@ async def test_azure_against_fake(fake: FakeProvider, client: httpx.AsyncClient)
     recorded = fake.requests[-1]
     assert recorded.path.startswith("/openai/deployments/prod/chat/completions")
     assert recorded.key is not None and OPENAI_KEY not in recorded.key
+
+
+class _CountingConnects(httpx.AsyncBaseTransport):
+    """httpx's transport, counting the TCP connections it opens (httpcore's trace)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.connects = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async def trace(name: str, info: Any) -> None:
+            if name == "connection.connect_tcp.complete":
+                self.connects += 1
+
+        request.extensions["trace"] = trace
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("flavour", ["anthropic", "openai"])
+async def test_the_next_request_reuses_the_connection(fake: FakeProvider, flavour: str) -> None:
+    # A response left before its body ended takes its connection along: every request
+    # would pay a new TCP (with a real provider, TLS) handshake before its first delta.
+    fake.reset()
+    key = KEY if flavour == "anthropic" else OPENAI_KEY
+    fake.script(key, [], Reply([Text("Hello there, twice.")]))
+    env = {"ANTHROPIC_BASE_URL": fake.url, "OPENAI_BASE_URL": fake.url + "/v1"}
+    provider = get_provider(flavour, env)
+    transport = _CountingConnects()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as client:
+        for _ in range(3):
+            model = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o"}[flavour]
+            deltas = await collect(
+                provider, client, request(model=model), cred(key, provider=flavour)
+            )
+            assert end_of(deltas).message.text == "Hello there, twice."
+    assert transport.connects == 1

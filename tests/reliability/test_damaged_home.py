@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.fake import FakeProvider, Reply, Text
-from tests.conftest import TEST_SECRETS, leaked
+from tests.conftest import TEST_SECRETS, answer_text, leaked
 from tests.reliability.support import RawServer, peak_rss
 from tests.server.conftest import server_env
 
@@ -404,6 +404,6 @@ def test_a_prices_file_that_is_a_fifo_does_not_stall_a_stream(
                 "maxTokens": 16,
                 "messages": [{"role": "user", "content": "hi"}],
             }
-            assert server.request("sidecar/stream", stream)["result"]["text"] == "hi"
+            assert answer_text(server.request("sidecar/stream", stream)["result"]) == "hi"
         finally:
             server.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.fake import FakeProvider, Reply, Text
-from tests.conftest import leaked
+from tests.conftest import answer_text, leaked
 from tests.reliability.support import RawServer
 from tests.server.conftest import server_env
 
@@ -78,7 +78,7 @@ def test_nothing_is_readable_by_others_under_umask_000(
                 "maxTokens": 16,
                 "messages": [{"role": "user", "content": "hi"}],
             }
-            assert server.request("sidecar/stream", stream)["result"]["text"] == "hi"
+            assert answer_text(server.request("sidecar/stream", stream)["result"]) == "hi"
             # Another program leaves a corrupt, world-readable state file behind.
             (home / "state.json").unlink()
             fd = os.open(home / "state.json", os.O_WRONLY | os.O_CREAT, 0o644)

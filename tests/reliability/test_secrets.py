@@ -25,7 +25,7 @@ from sidecar.logs import RedactingFilter, redact_text
 from sidecar.providers import StreamRequest
 from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
-from tests.conftest import leaked
+from tests.conftest import answer_text, leaked
 from tests.reliability.support import RawServer, error_code
 
 
@@ -78,9 +78,10 @@ def test_a_debug_log_file_holds_no_key(
             reply = server.request("sidecar/keyAdd", {"provider": provider, "key": key})
             assert reply["result"]["added"], reply
         # 429 on the first key: rotated to the second.
-        assert server.request("sidecar/stream", ask())["result"]["text"] == "two"
+        assert answer_text(server.request("sidecar/stream", ask())["result"]) == "two"
         # A mid-stream error, then the replay.
-        assert server.request("sidecar/stream", ask("mistral", "m"))["result"]["text"] == "3"
+        reply = server.request("sidecar/stream", ask("mistral", "m"))
+        assert answer_text(reply["result"]) == "3"
         # 401 that echoes the key: evicted; with no other openai key, an error.
         reply = server.request("sidecar/stream", ask("openai", "gpt-4o-mini"))
         assert error_code(reply) in (-32003, -32001), reply  # see test_upstream_faults

@@ -58,9 +58,13 @@ def test_each_event_has_its_camel_case_wire_form() -> None:
     assert event_to_wire(Finished(outcome=None)) is None  # type: ignore[arg-type]
 
 
-async def test_neighbours_of_one_kind_merge_within_a_loop_turn() -> None:
+async def test_the_first_delta_goes_at_once_then_neighbours_merge_within_a_loop_turn() -> None:
     batches: list[list[dict[str, Any]]] = []
     sink = WireSink("s1", batches.append)
+    # The user waits for the first delta: it does not wait for the rest of its read.
+    sink.event(TextDelta("0"))
+    assert batches == [[{"streamId": "s1", "kind": "text", "text": "0"}]]
+    batches.clear()
     for event in (
         TextDelta("a"),
         TextDelta("b"),
@@ -92,6 +96,8 @@ async def test_neighbours_of_one_kind_merge_within_a_loop_turn() -> None:
 async def test_finished_and_flush_send_what_is_pending_at_once() -> None:
     batches: list[list[dict[str, Any]]] = []
     sink = WireSink("s2", batches.append)
+    sink.event(TextDelta("w"))  # the first, sent at once
+    batches.clear()
     sink.event(TextDelta("x"))
     sink.event(Finished(outcome=None))  # type: ignore[arg-type]
     assert batches == [[{"streamId": "s2", "kind": "text", "text": "x"}]]

@@ -23,6 +23,7 @@ from pygls.exceptions import JsonRpcException
 
 from sidecar.cli import main
 from sidecar.fake import FakeProvider, RateLimited, Reply, Text
+from tests.conftest import answer_text
 from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
 from tests.server.test_stream_e2e import ask, deltas_text, pool_of
 
@@ -67,7 +68,7 @@ async def test_every_key_rate_limited_falls_back_announced(
     result = await editor.request("sidecar/stream", ask(streamId="f"))
 
     assert result["provider"] == "openrouter" and result["model"] == OPENROUTER_MODEL
-    assert result["text"] == "Answered by OpenRouter." == deltas_text(editor, "f")
+    assert answer_text(result) == "Answered by OpenRouter." == deltas_text(editor, "f")
     assert result["fallbackFrom"]["provider"] == "anthropic"
     assert result["fallbackFrom"]["model"] == "claude-sonnet-4-5"
     [announced] = [d for d in editor.deltas if d["kind"] == "fallback"]
@@ -140,6 +141,6 @@ async def test_a_spent_budget_falls_back_when_listed(
 
     result = await editor.request("sidecar/stream", ask(streamId="b"))
 
-    assert result["provider"] == "openrouter" and result["text"] == "Answered by OpenRouter."
+    assert result["provider"] == "openrouter" and answer_text(result) == "Answered by OpenRouter."
     [announced] = [d for d in editor.deltas if d["kind"] == "fallback"]
     assert "daily budget" in announced["reason"]

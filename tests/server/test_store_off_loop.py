@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.fake import FakeProvider, RateLimited, Reply, Text
+from tests.conftest import answer_text
 from tests.server.conftest import SidecarClient
 
 pytestmark = pytest.mark.skipif(
@@ -68,4 +69,4 @@ async def test_a_lock_held_elsewhere_does_not_stall_other_requests(
     finally:
         os.close(held)
     result = await stream
-    assert result["text"] == "The answer is 42." and result["attempts"] == 2
+    assert answer_text(result) == "The answer is 42." and result["attempts"] == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from sidecar.fake import (
     Thinking,
     ToolUse,
 )
+from tests.conftest import answer_text
 from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
 
 ANSWER = Reply([Text("The answer is 42.")])
@@ -83,7 +85,7 @@ async def test_a_plain_stream(
     )
     await pool_of(editor, [key])
     result = await editor.request("sidecar/stream", ask(streamId="s1"))
-    assert result["text"] == "Hello, editor!" == deltas_text(editor, "s1")
+    assert answer_text(result) == "Hello, editor!" == deltas_text(editor, "s1")
     assert result["stopReason"] == "tool_use"
     assert result["content"][0] == {
         "type": "thinking",
@@ -101,6 +103,24 @@ async def test_a_plain_stream(
     kinds = [d["kind"] for d in editor.deltas]
     assert kinds.index("toolUseStart") < kinds.index("toolInputDelta") < kinds.index("toolUseStop")
     assert fake.requests[-1].headers["user-agent"].startswith("llm-sidecar/")
+
+
+async def test_the_result_holds_the_answer_once_or_not_at_all(
+    editor: SidecarClient, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    # The deltas carried the answer: the result repeats it once (as the message's
+    # blocks), and a client that collected the deltas can do without it.
+    key = make_key()
+    answer = "A long answer, streamed in many deltas. " * 200
+    fake.script(key, [], default=Reply([Text(answer)]))
+    await pool_of(editor, [key])
+    full = await editor.request("sidecar/stream", ask(streamId="full"))
+    bare = await editor.request("sidecar/stream", ask(streamId="bare", omitContent=True))
+    assert deltas_text(editor, "full") == deltas_text(editor, "bare") == answer
+    assert json.dumps(full).count(answer) == 1 and "text" not in full
+    assert "content" not in bare and answer[:40] not in json.dumps(bare)
+    assert bare["stopReason"] == full["stopReason"] == "end_turn"
+    assert bare["usage"] == full["usage"] and bare["attempts"] == 1
 
 
 @pytest.mark.parametrize(
@@ -121,7 +141,7 @@ async def test_rate_limited_or_overloaded_rotates_to_the_next_key(
 
     result = await editor.request("sidecar/stream", ask(streamId="r"))
 
-    assert result["text"] == "The answer is 42." and result["attempts"] == 2
+    assert answer_text(result) == "The answer is 42." and result["attempts"] == 2
     assert result["credential"]["fingerprint"].endswith(second[-4:])
     assert not [
         d for d in editor.deltas if d["kind"] == "restart"
@@ -252,7 +272,7 @@ async def test_a_failure_after_output_sends_restart_then_the_replay(
     kinds = [d["kind"] for d in editor.deltas]
     assert "restart" in kinds
     assert kinds.index("text") < kinds.index("restart")
-    assert deltas_text(editor, "m") == result["text"] == "The answer is 42."
+    assert deltas_text(editor, "m") == answer_text(result) == "The answer is 42."
 
 
 async def test_openai_compatible_streams_and_rotates(
@@ -265,7 +285,7 @@ async def test_openai_compatible_streams_and_rotates(
     result = await editor.request(
         "sidecar/stream", {**ask(streamId="o"), "provider": "openai", "model": "gpt-4o-mini"}
     )
-    assert result["text"] == "Hi from the OpenAI flavour" == deltas_text(editor, "o")
+    assert answer_text(result) == "Hi from the OpenAI flavour" == deltas_text(editor, "o")
     assert result["attempts"] == 2
     assert fake.requests[-1].path.endswith("/chat/completions")
 
@@ -312,8 +332,8 @@ async def test_fifty_concurrent_streams_with_random_429s_each_get_their_own_delt
     async def one(n: int) -> None:
         result = await editor.request("sidecar/stream", ask(f"question {n}", streamId=f"c{n}"))
         own = [d for d in editor.deltas if d["streamId"] == f"c{n}"]
-        assert deltas_text(editor, f"c{n}") == result["text"]
-        assert result["text"] == NUMBERED_TEXT
+        assert deltas_text(editor, f"c{n}") == answer_text(result)
+        assert answer_text(result) == NUMBERED_TEXT
         assert own[-1]["kind"] == "usage"
 
     await asyncio.gather(*(one(n) for n in range(50)))

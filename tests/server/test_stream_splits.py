@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from sidecar.fake import FakeProvider, Reply, Text, Thinking, ToolUse
+from tests.conftest import answer_text
 from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
 
 TEXT = "Héllo, 你好 👋🏽 “quoted”\n"
@@ -71,7 +72,7 @@ async def check(client: SidecarClient, stream_id: str) -> None:
         },
     )
     got = collected(client, stream_id)
-    assert got["text"] == TEXT == result["text"], stream_id
+    assert got["text"] == TEXT == answer_text(result), stream_id
     assert got["thinking"] == THINKING and got["signature"] == "sig-ü", stream_id
     assert json.loads(got["json"]) == TOOL_INPUT == result["content"][2]["input"], stream_id
 

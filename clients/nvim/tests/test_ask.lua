@@ -174,4 +174,13 @@ H.test("a fallback delta: a line above the answer, a WARN, the footer names who 
   H.contains(note.msg, "rate limited", "why")
 end)
 
+H.test("the answer is built from the deltas; a result's content, when present, has the last word", function()
+  local ask = require("llm_sidecar.ask")
+  -- The plugin asks with omitContent: the result carries no second copy of the answer.
+  H.eq(ask.answer_text(nil), nil, "no content (omitContent)")
+  local blocks = { { type = "text", text = "Hel" }, { type = "tool_use", id = "t", name = "x" },
+    { type = "text", text = "lo" } }
+  H.eq(ask.answer_text(blocks), "Hello", "text blocks joined")
+end)
+
 H.done()

@@ -2,7 +2,12 @@
  * Collecting a `sidecar/stream`'s deltas into what the user sees, and planning
  * the edits that keep an editor in step with it. No `vscode` import.
  */
-import type { StreamDelta, StreamResult, Usage } from "./protocol";
+import type { ContentBlock, StreamDelta, StreamResult, Usage } from "./protocol";
+
+/** The answer's text in a result's content blocks: its text blocks, joined. */
+export function answerText(content: ContentBlock[]): string {
+  return content.map((b) => (b.type === "text" ? b.text : "")).join("");
+}
 
 export interface ToolCall {
   id: string;
@@ -72,12 +77,13 @@ export class StreamCollector {
     }
   }
 
-  /** The final message; its text wins over what was streamed. */
+  /** The final message; its text, when it has content, wins over what was streamed. */
   finish(result: StreamResult): void {
     this.result = result;
-    if (typeof result.text === "string" && result.text !== this.text) {
+    const text = Array.isArray(result.content) ? answerText(result.content) : this.text;
+    if (text !== this.text) {
       // The streamed text and the final one disagree: show the final one whole.
-      this.text = result.text;
+      this.text = text;
       this.generation++;
     }
     if (result.usage) this.usage = result.usage;

@@ -200,6 +200,8 @@ export interface StreamParams {
   temperature?: number;
   profile?: string;
   streamId?: string;
+  /** The result leaves out `content`: for a client that built the answer from the deltas. */
+  omitContent?: boolean;
 }
 
 export interface Usage {
@@ -222,8 +224,8 @@ export interface Cost {
 export interface StreamResult {
   streamId: string;
   model: string;
-  content: ContentBlock[];
-  text: string;
+  /** The final message's blocks (the answer's only copy besides the deltas); absent with `omitContent`. */
+  content?: ContentBlock[];
   stopReason: string;
   usage: Usage;
   cost?: Cost;

@@ -178,6 +178,8 @@ function M.stream(buf, messages, opts)
     messages = messages,
     system = cfg.system,
     temperature = cfg.temperature,
+    -- The answer is built from the deltas: the result need not carry it again.
+    omitContent = true,
   }
   rpc.request("sidecar/stream", params, function(err, result)
     M.finish(ask, err, result)
@@ -295,6 +297,22 @@ function M.fallback(ask, params)
   rpc.notify(("falling back to %s%s"):format(where, why), vim.log.levels.WARN)
 end
 
+--- The answer's text in a result's content blocks (its text blocks, joined); nil
+--- when the result has no content (the request said omitContent).
+---@return string?
+function M.answer_text(content)
+  if type(content) ~= "table" then
+    return nil
+  end
+  local parts = {}
+  for _, block in ipairs(content) do
+    if type(block) == "table" and block.type == "text" and type(block.text) == "string" then
+      parts[#parts + 1] = block.text
+    end
+  end
+  return table.concat(parts)
+end
+
 --- The reply to `sidecar/stream`: the final message, or an error.
 function M.finish(ask, err, result)
   if ask.done then
@@ -311,8 +329,9 @@ function M.finish(ask, err, result)
     end
   else
     result = type(result) == "table" and result or {}
-    if type(result.text) == "string" and result.text ~= ask.text then
-      set_answer(ask, result.text)
+    local text = M.answer_text(result.content)
+    if text and text ~= ask.text then
+      set_answer(ask, text)
     end
     footer(ask, M.usage_line(result))
   end

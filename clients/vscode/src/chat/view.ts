@@ -193,8 +193,9 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
     this.follow = true;
     this.render();
     try {
-      const { result } = await api.stream(
-        { provider, model, maxTokens, messages },
+      // The collector builds the answer from the deltas: the result need not repeat it.
+      const { result, collector: collected } = await api.stream(
+        { provider, model, maxTokens, messages, omitContent: true },
         {
           token: cancel.token,
           onDelta: (delta, collector) => {
@@ -205,7 +206,7 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
           },
         },
       );
-      turn.text = result.text;
+      turn.text = collected.text;
       turn.state = "done";
       turn.footer = footerText(result);
     } catch (err) {

@@ -118,8 +118,6 @@ describe("conversation", () => {
     const footer = footerText({
       streamId: "s",
       model: "anthropic/claude-sonnet-4.5",
-      content: [],
-      text: "",
       stopReason: "end_turn",
       usage: { inputTokens: 1, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 },
       provider: "openrouter",
@@ -135,8 +133,6 @@ describe("conversation", () => {
     const footer = footerText({
       streamId: "s",
       model: "claude-sonnet-4-5",
-      content: [],
-      text: "",
       stopReason: "end_turn",
       usage: { inputTokens: 12, outputTokens: 40, cacheReadTokens: 0, cacheWriteTokens: 0 },
       cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, total: 0.000636, currency: "USD" },

@@ -72,11 +72,19 @@ describe("StreamCollector", () => {
   it("finish keeps the streamed text when it matches, and replaces it when not", () => {
     const c = new StreamCollector();
     c.apply(d({ kind: "text", text: "Hello" }));
-    c.finish({ streamId: "s1", model: "m", content: [], text: "Hello", stopReason: "end_turn", usage: { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 } });
+    c.finish({ streamId: "s1", model: "m", content: [{ type: "text", text: "Hello" }], stopReason: "end_turn", usage: { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 } });
     assert.equal(c.generation, 0);
-    c.finish({ streamId: "s1", model: "m", content: [], text: "Hello!", stopReason: "end_turn", usage: { inputTokens: 1, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 } });
+    c.finish({ streamId: "s1", model: "m", content: [{ type: "text", text: "Hel" }, { type: "tool_use", id: "t", name: "x", input: {} }, { type: "text", text: "lo!" }], stopReason: "end_turn", usage: { inputTokens: 1, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 } });
     assert.equal(c.text, "Hello!");
     assert.equal(c.generation, 1);
+  });
+
+  it("finish without content (omitContent) keeps what was streamed", () => {
+    const c = new StreamCollector();
+    c.apply(d({ kind: "text", text: "Hello" }));
+    c.finish({ streamId: "s1", model: "m", stopReason: "end_turn", usage: { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 } });
+    assert.equal(c.text, "Hello");
+    assert.equal(c.generation, 0);
   });
 });
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { CancellationTokenSource } from "vscode-jsonrpc/node";
-import { StreamCollector, planEdit, type Rendered } from "../../src/collector";
+import { StreamCollector, answerText, planEdit, type Rendered } from "../../src/collector";
 import type { StreamDelta } from "../../src/protocol";
 import { startFake, startSidecar, supports, withTimeout, type Fake, type Sidecar } from "./helpers";
 
@@ -62,13 +62,22 @@ describe("sidecar/stream against the fake provider", () => {
       20000,
       "sidecar/stream",
     );
-    assert.equal(result.text, FAKE_TEXT);
+    assert.equal(answerText(result.content ?? []), FAKE_TEXT);
     assert.equal(collector.text, FAKE_TEXT);
     assert.equal(view.text, FAKE_TEXT, "the text built from deltas alone");
     assert.ok(seen.filter((d) => d.kind === "text").length > 1, "streamed in several deltas");
     assert.ok(seen.every((d) => d.streamId === result.streamId));
     assert.equal(result.stopReason, "end_turn");
     assert.ok(result.usage.outputTokens > 0);
+  });
+
+  it("omitContent: the answer comes in the deltas only, not again in the result", async (t) => {
+    if (skip) return t.skip(skip);
+    const { result, collector } = await withTimeout(sc!.api.stream({ ...ASK, omitContent: true }), 20000, "sidecar/stream");
+    assert.equal(collector.text, FAKE_TEXT);
+    assert.equal(result.content, undefined);
+    assert.ok(!JSON.stringify(result).includes(FAKE_TEXT));
+    assert.equal(result.stopReason, "end_turn");
   });
 
   it("a 429 on the first key: answered by the second, the status turns (rotated)", async (t) => {
@@ -105,7 +114,7 @@ describe("sidecar/stream against the fake provider", () => {
     assert.equal(collector.restarts.length, 1);
     assert.deepEqual(textBeforeRestart, [""], "the collector is empty right after the restart");
     assert.equal(collector.text, FAKE_TEXT);
-    assert.equal(result.text, FAKE_TEXT);
+    assert.equal(answerText(result.content ?? []), FAKE_TEXT);
     assert.ok(!collector.text.includes("void"));
   });
 
