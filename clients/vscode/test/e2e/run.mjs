@@ -481,13 +481,15 @@ async function main() {
   });
 
   await check("a key failing mid-answer: 🔑 2/2 (rotated), a status message, the partial answer shown as replaced", async () => {
-    await fake.control("/_fake/script", { key: K1, steps: [{ kind: "reply", content: [{ type: "text", text: "This answer will break off. ".repeat(4) }], chunk: 4, interval: 0.05, error_after: 6, error_type: "overloaded_error" }] });
+    await fake.control("/_fake/script", { key: K1, steps: [{ kind: "reply", content: [{ type: "text", text: "This answer will break off. ".repeat(4) }], chunk: 4, interval: 0.05, error_after: 6, error_type: "rate_limit_error" }] });
     // Key 2 answers slowly, so that the rotated state is on screen while it streams.
     await fake.control("/_fake/script", { key: K2, steps: [{ kind: "reply", chunk: 2, interval: 0.15 }] });
     await runCommand("LLM Sidecar: Ask");
     const box = page.locator(".quick-input-widget", { hasText: "answer streams into the chat" });
     await box.waitFor({ state: "visible", timeout: 15000 });
-    const prompt = "And after an overload?";
+    // A rate limit, not an overload: an overload rests the key for seconds only (it is
+    // not the key's fault), and the tooltip below must still show the rest.
+    const prompt = "And after a rate limit?";
     await page.locator(".quick-input-widget input").fill(prompt);
     await page.keyboard.press("Enter");
     await waitFor("🔑 2/2 (rotated)", async () => (await statusHistory()).includes("🔑 2/2 (rotated)"), 20000, 50);
@@ -627,7 +629,7 @@ async function main() {
     await tab.close();
     await waitFor("the login counted in the status bar (🔑 n/3)", async () => /^🔑 \d\/3$/.test(await statusText()), 30000);
     const rows = await statusRows();
-    if (!/sk-ant-oat01-…\w{4}/.test(rows) || !rows.includes("login")) fail(`Show Status does not list the login: ${rows}`);
+    if (!/sk-ant-oat01-…[\w-]{4}/.test(rows) || !rows.includes("login")) fail(`Show Status does not list the login: ${rows}`);
     await runCommand("Notifications: Clear All Notifications");
 
     await runCommand("LLM Sidecar: Log Out");
