@@ -29,6 +29,7 @@ from sidecar import paths
 from sidecar.limits import BodyLimits
 from sidecar.limits import from_env as limits_from_env
 from sidecar.sources import load_environment
+from sidecar.team import TeamConfig, read_team
 from sidecar.timeouts import Timeouts
 from sidecar.timeouts import from_env as timeouts_from_env
 
@@ -102,6 +103,7 @@ class Settings:
     timeouts: Timeouts
     limits: BodyLimits
     problems: tuple[Problem, ...] = ()
+    team: TeamConfig | None = None  # a team's shared state on Redis; None: the files alone
 
     @classmethod
     def load(cls, home: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +118,11 @@ class Settings:
 
         timeouts = timeouts_from_env(env, report)
         limits = limits_from_env(env, report)
+        team = None
+        try:
+            team = read_team(env)
+        except BadSetting as bad:
+            report(bad.variable, bad.message)
         for check in (
             lambda: read_port(env, OAUTH_CALLBACK_PORT_ENV),
             lambda: read_seconds(env, OAUTH_TIMEOUT_ENV, 0.0),
@@ -125,7 +132,7 @@ class Settings:
                 check()
             except BadSetting as bad:
                 report(bad.variable, bad.message)
-        return cls(home, env, timeouts, limits, tuple(problems))
+        return cls(home, env, timeouts, limits, tuple(problems), team)
 
     def check(self) -> None:
         """Raise BadSetting for the first bad value: the CLI's policy at start-up."""

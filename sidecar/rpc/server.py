@@ -199,6 +199,11 @@ class SidecarServer(LanguageServer):
     def start_feed(self) -> None:
         if self._feed_task is None:
             self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
+            from sidecar.rotation.sharing import start_sharing
+
+            # The team's state (LLM_SIDECAR_STATE): its link going on- or offline
+            # changes every provider's status.
+            start_sharing(self.keypool, lambda link: self.feed.publish_all(force=True))
 
     def start_io(
         self, stdin: BinaryIO | FramedStdin | None = None, stdout: BinaryIO | None = None
@@ -247,6 +252,8 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     @ls.feature(types.SHUTDOWN)
     async def shutdown(server: SidecarServer, _: Any) -> None:
         server.keypool.save_usage()
+        if server.keypool.team is not None:
+            await server.keypool.team.aclose()
         if server._logins is not None:
             await server._logins.aclose()
         if server._engine is not None:

@@ -1,0 +1,76 @@
+"""The key pool as a team's link sees it: what to share, and where a teammate's entry goes.
+
+Unlike :mod:`~sidecar.rotation.remote` (the pure merge rule) this reads and writes the
+store, through the pool's own state helpers, as :class:`sidecar.team.LocalState`.
+Logins are never shared: an OAuth login is one person's subscription.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sidecar.credentials import Credential
+from sidecar.errors import SidecarError
+from sidecar.rotation import remote, rules
+from sidecar.rotation.keypool import KeyPool, _save, _state
+
+if TYPE_CHECKING:
+    from sidecar.team import Link, TeamSync
+
+__all__ = ["SharedPool", "start_sharing"]
+
+
+class SharedPool:
+    def __init__(self, keypool: KeyPool) -> None:
+        self.keypool = keypool
+
+    def team_credentials(self) -> list[Credential]:
+        pool = self.keypool
+        data = pool.store.read()
+        return [
+            c for p in pool.providers(data) for c in pool.credentials(p, data) if c.kind != "oauth"
+        ]
+
+    def team_entries(self) -> list[tuple[str, str, Credential, dict[str, Any]]]:
+        pool = self.keypool
+        data = pool.store.read()
+        now = pool.clock()
+        entries = []
+        for provider in pool.providers(data):
+            creds = {c.state_key: c for c in pool.credentials(provider, data)}
+            for (section, key), entry in remote.shared_entries(_state(data, provider), now).items():
+                if key in creds and creds[key].kind != "oauth":
+                    entries.append((provider, section, creds[key], entry))
+        return entries
+
+    def merge_remote(self, section: str, cred: Credential, entry: dict[str, Any]) -> bool:
+        """Merge an entry another machine of the team saw; it is never shared back."""
+        store, now = self.keypool.store, self.keypool.clock()
+        current = _state(store.read(), cred.provider)
+        if not remote.merge_entry(current, section, cred.state_key, entry, now):
+            return False  # read without the lock first: most entries are known already
+        with store.transaction() as data:
+            st = _state(data, cred.provider)
+            changed = remote.merge_entry(st, section, cred.state_key, entry, now)
+            if changed:
+                # As if this machine had seen it: move off a key that is now resting,
+                # so every status bar of the team shows the same rotation.
+                with contextlib.suppress(SidecarError):  # none usable: status says so
+                    rules.choose(cred.provider, self.keypool.pool(cred.provider, data), st, now)
+                _save(data, cred.provider, st)
+        return changed
+
+
+def start_sharing(keypool: KeyPool, on_link: Callable[[Link], object]) -> TeamSync | None:
+    """Link the pool to the team's state its settings name (none: None); on a running loop."""
+    config = keypool.settings.team
+    if config is None:
+        return None
+    from sidecar.team import TeamSync
+
+    sync = TeamSync(config, SharedPool(keypool), on_link=on_link)
+    keypool.team = sync
+    sync.start()
+    return sync

@@ -1,0 +1,44 @@
+"""A team's shared rotation state on Redis, so every machine skips a key any one saw limited.
+
+Off unless ``LLM_SIDECAR_STATE`` names a server (see docs/teams.md). Reading the
+setting costs nothing; the link (asyncio, the redis client) is imported only when a
+process starts one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sidecar.team._config import NAMESPACE_ENV, STATE_ENV, TeamConfig, read_team
+
+if TYPE_CHECKING:
+    from sidecar.team._names import SECTIONS, credential_hash
+    from sidecar.team._sync import Link, LocalState, TeamSync
+
+__all__ = [
+    "NAMESPACE_ENV",
+    "SECTIONS",
+    "STATE_ENV",
+    "Link",
+    "LocalState",
+    "TeamConfig",
+    "TeamSync",
+    "credential_hash",
+    "read_team",
+]
+
+_LAZY = {
+    "SECTIONS": "sidecar.team._names",
+    "credential_hash": "sidecar.team._names",
+    "Link": "sidecar.team._sync",
+    "LocalState": "sidecar.team._sync",
+    "TeamSync": "sidecar.team._sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,170 @@
+"""Two homes standing for two machines, one real Redis: what one sees, the other skips.
+
+Every request goes to the fake provider, which records which key each came with
+(by fingerprint): "skipped without touching it" is read off that record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sidecar.fake import FakeProvider, InvalidKey, RateLimited, Reply, Text
+from sidecar.fake import fingerprint as fake_fingerprint
+from sidecar.fingerprints import fingerprint, secret_hash
+from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
+from tests.team.conftest import RedisServer
+
+ANSWER = Reply([Text("The answer is 42.")])
+
+
+def team_env(fake: FakeProvider, url: str, namespace: str = "acme") -> dict[str, str]:
+    return {
+        "ANTHROPIC_BASE_URL": fake.url,
+        "LLM_SIDECAR_STATE": url,
+        "LLM_SIDECAR_STATE_NAMESPACE": namespace,
+    }
+
+
+def ask() -> dict[str, Any]:
+    return {
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-5",
+        "maxTokens": 64,
+        "messages": [{"role": "user", "content": "What is the answer?"}],
+    }
+
+
+async def machine(home: Path, env: dict[str, str], keys: list[str]) -> SidecarClient:
+    client = await start_sidecar(home, env=env)
+    for key in keys:
+        await client.request("sidecar/keyAdd", {"provider": "anthropic", "key": key})
+    return client
+
+
+async def credential_states(client: SidecarClient) -> list[str]:
+    status = await client.request("sidecar/status", {"provider": "anthropic"})
+    return [c["state"] for c in status["providers"][0]["credentials"]]
+
+
+async def until_states(client: SidecarClient, wanted: list[str]) -> None:
+    """Poll the status a bounded number of times (the propagation itself is in bench/)."""
+    for _ in range(100):
+        if sorted(await credential_states(client)) == sorted(wanted):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never reached {wanted}: {await credential_states(client)}")
+
+
+def requests_with(fake: FakeProvider, key: str) -> int:
+    return sum(r.key == fake_fingerprint(key) for r in fake.requests)
+
+
+async def test_a_rate_limit_seen_on_one_machine_is_skipped_on_the_other(
+    tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
+) -> None:
+    first, second = make_key(), make_key()
+    fake.script(first, [], default=RateLimited(retry_after=3600))
+    fake.script(second, [], default=ANSWER)
+    env = team_env(fake, redis_server.url)
+    a = await machine(tmp_path / "a", env, [first, second])
+    b = await machine(tmp_path / "b", env, [first, second])
+    try:
+        answered = await a.request("sidecar/stream", ask())
+        assert answered["attempts"] == 2
+        assert requests_with(fake, first) == 1
+
+        # B learns of the cooldown without a request of its own; its status bar moves.
+        pushed = await b.wait_status(lambda s: s["text"] == "🔑 2/2 (rotated)", 15)
+        assert pushed["kind"] == "Warning"
+        assert await credential_states(b) == ["coolingDown", "ok"]
+
+        answered = await b.request("sidecar/stream", ask())
+        assert answered["attempts"] == 1  # straight to the second key
+        assert requests_with(fake, first) == 1  # B never touched the limited key
+
+        dump = b"\n".join(redis_server.dump())
+        for key in (first, second):
+            for shown in (key, fingerprint(key), fake_fingerprint(key), secret_hash(key)):
+                assert shown.encode() not in dump, "a secret or its fingerprint reached Redis"
+    finally:
+        await stop_sidecar(a)
+        await stop_sidecar(b)
+
+
+async def test_a_machine_that_starts_later_skips_what_the_team_saw(
+    tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
+) -> None:
+    bad, limited, good = make_key(), make_key(), make_key()
+    fake.script(bad, [], default=InvalidKey())
+    fake.script(limited, [], default=RateLimited(retry_after=3600))
+    fake.script(good, [], default=ANSWER)
+    env = team_env(fake, redis_server.url)
+    a = await machine(tmp_path / "a", env, [bad, limited, good])
+    try:
+        answered = await a.request("sidecar/stream", ask())
+        assert answered["attempts"] == 3
+    finally:
+        await stop_sidecar(a)
+
+    b = await machine(tmp_path / "b", env, [bad, limited, good])
+    try:
+        await until_states(b, ["rejected", "coolingDown", "ok"])
+        answered = await b.request("sidecar/stream", ask())
+        assert answered["attempts"] == 1
+        assert requests_with(fake, bad) == 1 and requests_with(fake, limited) == 1
+    finally:
+        await stop_sidecar(b)
+
+
+async def test_another_namespace_shares_nothing(
+    tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
+) -> None:
+    first, second = make_key(), make_key()
+    fake.script(first, [], default=RateLimited(retry_after=3600))
+    fake.script(second, [], default=ANSWER)
+    a = await machine(tmp_path / "a", team_env(fake, redis_server.url, "acme"), [first, second])
+    b = await machine(tmp_path / "b", team_env(fake, redis_server.url, "other"), [first, second])
+    try:
+        await a.request("sidecar/stream", ask())
+        await b.request("sidecar/status", {"provider": "anthropic"})
+        answered = await b.request("sidecar/stream", ask())
+        assert answered["attempts"] == 2  # B had to find out for itself
+    finally:
+        await stop_sidecar(a)
+        await stop_sidecar(b)
+
+
+async def test_redis_down_then_back(
+    tmp_path: Path, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    """No request fails because Redis is down; `team state offline` once; back online."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    server = RedisServer(tmp_path)  # its port, with nothing listening yet
+    key = make_key()
+    fake.script(key, [], default=ANSWER)
+    a = await machine(tmp_path / "a", team_env(fake, server.url), [key])
+    try:
+        offline = await a.wait_status(
+            lambda s: "team state offline" in (s.get("message") or ""), 15
+        )
+        assert offline["kind"] == "Warning"
+        for _ in range(3):
+            answered = await a.request("sidecar/stream", ask())
+            assert answered["attempts"] == 1
+        said = [s for s in a.statuses if "team state offline" in (s.get("message") or "")]
+        server.start()
+        seen = len(a.statuses)
+        back = await a.wait_status(lambda s: "team state" not in (s.get("message") or ""), 60, seen)
+        assert back["kind"] == "Normal"
+        assert len(said) == 1
+    finally:
+        await stop_sidecar(a)
+        server.stop()
