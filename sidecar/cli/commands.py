@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sidecar.rotation.headroom import Window
     from sidecar.rotation.keypool import KeyPool
     from sidecar.rotation.status import ProviderStatus
+    from sidecar.team import Probe, TeamConfig
 
 
 def default_keypool() -> KeyPool:
@@ -119,7 +120,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         from sidecar.rpc import protocol  # cattrs: a third of the command's start-up
 
-        result = protocol.StatusResult([protocol.provider_state(s) for s in statuses], problems)
+        team = keypool.settings.team
+        state = protocol.SharedStateInfo()
+        if team is not None:
+            online = _probe_team(team).online
+            state = protocol.SharedStateInfo("redis", team.shown, "online" if online else "offline")
+        result = protocol.StatusResult(
+            [protocol.provider_state(s) for s in statuses], problems, state
+        )
         print(json.dumps(protocol.to_wire(result), indent=2, ensure_ascii=False))
     else:
         if not statuses:
@@ -128,7 +136,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             _print_status(status)
         for problem in problems:
             print(f"warning: {problem}")
+        if keypool.settings.team is not None:
+            team = keypool.settings.team
+            print(f"team state: {team.shown}: {_probe_team(team).describe()}")
     return check_exit_code(statuses) if args.check else 0
+
+
+def _probe_team(team: TeamConfig) -> Probe:
+    from sidecar.team import probe  # redis-py: only when a team state is set
+
+    return probe(team)
 
 
 # -- key -----------------------------------------------------------------------
@@ -291,6 +308,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for name in PROVIDERS:
             for cred in env_credentials(name, keypool.env).credentials:
                 print(f"environment: {cred.id[4:]} = {cred.fingerprint} ({name})")
+        if settings.team is not None:
+            seen = _probe_team(settings.team)
+            bad += not seen.online
+            said = "team state" if seen.online else "problem: team state"
+            print(f"{said}: {settings.team.shown}: {seen.describe()}")
         for status in keypool.status_all():
             for c in status.credentials:
                 if c.state in ("expired", "rejected", "expiring"):

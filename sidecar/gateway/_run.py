@@ -102,10 +102,15 @@ async def _main(keypool: KeyPool, token: str, host: str, port: int, *, allow_rem
             max_cooldown_wait=MAX_COOLDOWN_WAIT,
         )
         app = make_app(proxy, token=token, port=port, check_host=not allow_remote)
+        from sidecar.rotation.sharing import start_sharing
+
+        team = start_sharing(keypool, lambda link: None)  # the link logs its changes
         try:
             await serve(app, host, port)
         finally:
             keypool.save_usage()
+            if team is not None:
+                await team.aclose()
     return 0
 
 

@@ -80,7 +80,13 @@ async def status(server: SidecarServer, params: p.StatusParams) -> p.StatusResul
     names = [_provider(params.provider)] if params.provider else None
     statuses = server.keypool.status_all(names)
     problems = problem_texts(server.keypool.store)
-    return protocol.StatusResult([protocol.provider_state(s) for s in statuses], problems)
+    team = server.keypool.team
+    state = (
+        protocol.SharedStateInfo("redis", team.config.shown, team.link)
+        if team is not None
+        else protocol.SharedStateInfo()
+    )
+    return protocol.StatusResult([protocol.provider_state(s) for s in statuses], problems, state)
 
 
 @method("sidecar/keyAdd", "KeyAddParams")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -42,6 +42,7 @@ __all__ = [
     "ProviderParams",
     "ProviderState",
     "RateWindow",
+    "SharedStateInfo",
     "StatusNotification",
     "StatusParams",
     "StatusResult",
@@ -189,9 +190,19 @@ class ProviderState:
 
 
 @attrs.frozen
+class SharedStateInfo:
+    """Where the rotation state lives: this machine's files, or a team's Redis as well."""
+
+    backend: Literal["files", "redis"] = "files"
+    where: str | None = None  # the server without its password, and the namespace
+    link: Literal["connecting", "online", "offline"] | None = None
+
+
+@attrs.frozen
 class StatusResult:
     providers: list[ProviderState]
     problems: list[str] = attrs.field(factory=list)
+    state: SharedStateInfo = attrs.field(factory=SharedStateInfo)
 
 
 @attrs.frozen

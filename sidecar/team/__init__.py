@@ -13,6 +13,7 @@ from sidecar.team._config import NAMESPACE_ENV, STATE_ENV, TeamConfig, read_team
 
 if TYPE_CHECKING:
     from sidecar.team._names import SECTIONS, credential_hash
+    from sidecar.team._probe import Probe, probe
     from sidecar.team._sync import Link, LocalState, TeamSync
 
 __all__ = [
@@ -21,9 +22,11 @@ __all__ = [
     "STATE_ENV",
     "Link",
     "LocalState",
+    "Probe",
     "TeamConfig",
     "TeamSync",
     "credential_hash",
+    "probe",
     "read_team",
 ]
 
@@ -33,6 +36,8 @@ _LAZY = {
     "Link": "sidecar.team._sync",
     "LocalState": "sidecar.team._sync",
     "TeamSync": "sidecar.team._sync",
+    "Probe": "sidecar.team._probe",
+    "probe": "sidecar.team._probe",
 }
 
 

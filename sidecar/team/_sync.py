@@ -41,6 +41,10 @@ CALL_TIMEOUT = 1.0
 BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
 # A rejection is kept this long; cooldowns live exactly as long as they last.
 REJECTED_TTL = 30 * 86400
+# How often a quiet link checks that the server and the namespace are still there.
+CHECK_EVERY = 5.0
+# Outcomes waiting for the server; more are dropped (a reconnect pushes every entry).
+QUEUE_SIZE = 1000
 # What a teammate's entry may ask at most: a damaged or hostile entry cannot park a
 # key for longer than this.
 MAX_REMOTE_COOLDOWN = 7 * 86400
@@ -108,7 +112,11 @@ class TeamSync:
             return
         item = (provider, section, cred, dict(entry))
         with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            self._loop.call_soon_threadsafe(self._enqueue, item)
+
+    def _enqueue(self, item: tuple[str, str, Credential, dict[str, Any]]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # offline a long time: see QUEUE_SIZE
+            self._queue.put_nowait(item)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -165,17 +173,28 @@ class TeamSync:
                 await self._put(put, *item)
             self._set_link("online")
             listen = asyncio.ensure_future(self._listen(pubsub))
+            get: asyncio.Future[Any] | None = None
             try:
                 while True:
-                    get = asyncio.ensure_future(self._queue.get())
-                    done, _ = await asyncio.wait({get, listen}, return_when=asyncio.FIRST_COMPLETED)
+                    get = get or asyncio.ensure_future(self._queue.get())
+                    done, _ = await asyncio.wait(
+                        {get, listen}, timeout=CHECK_EVERY, return_when=asyncio.FIRST_COMPLETED
+                    )
                     if listen in done:
-                        get.cancel()
                         listen.result()  # raises what ended the subscription
                         raise OSError("the subscription ended")
-                    await self._put(put, *get.result())
+                    if get in done:
+                        await self._put(put, *get.result())
+                        get = None
+                    elif await client.get(self.names.salt) != salt:
+                        # Quiet for a while: make sure the server is still there, and
+                        # still the same namespace (a flush drops the salt; every
+                        # machine then starts over with a new one).
+                        raise OSError("the namespace was reset")
             finally:
                 listen.cancel()
+                if get is not None:
+                    get.cancel()
         finally:
             await _close(pubsub)
 
@@ -263,7 +282,8 @@ class TeamSync:
             # Once per process, and only what kind of failure: the URL may hold a password.
             log.warning("team state offline (%s); serving on local state", type(exc).__name__)
             self._warned = True
-        if link == "online":
+        if link == "online" and self.link != "online":
+            log.info("team state online: %s", self.config.shown)
             self._warned = False
         if link != self.link:
             self.link = link

@@ -72,6 +72,12 @@ async def test_a_rate_limit_seen_on_one_machine_is_skipped_on_the_other(
     a = await machine(tmp_path / "a", env, [first, second])
     b = await machine(tmp_path / "b", env, [first, second])
     try:
+        status = await b.request("sidecar/status", {})
+        assert status["state"] == {
+            "backend": "redis",
+            "where": f"redis://127.0.0.1:{redis_server.port}/0 (acme)",
+            "link": "online",
+        }
         answered = await a.request("sidecar/stream", ask())
         assert answered["attempts"] == 2
         assert requests_with(fake, first) == 1
