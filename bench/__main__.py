@@ -25,6 +25,7 @@ from bench import (
     report,
     startup,
     store,
+    team,
     throughput,
 )
 from bench.sizes import FULL, SMOKE, Sizes
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "store": lambda sizes, lite: store.run(sizes),
     "firstdelta": lambda sizes, lite: firstdelta.run(sizes),
     "pinned": lambda sizes, lite: pinned.run(sizes),
+    "team": lambda sizes, lite: team.run(sizes),
 }
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

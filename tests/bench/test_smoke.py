@@ -39,6 +39,7 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
         "Store",
         "Time to first delta",
         "CPU per delta on one core",
+        "Team state",
     ]
     for section in sections:
         assert section.rows, section.title

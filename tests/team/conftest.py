@@ -5,90 +5,15 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sidecar.fake import FakeProvider
+from sidecar.fake.redis_server import REDIS, RedisServer, free_port
 
-REDIS = shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """One redis-server process; ``stop()`` and ``start()`` again on the same port."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        assert REDIS is not None
-        self.proc = subprocess.Popen(
-            [
-                REDIS,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(200):  # bounded by tries: up to ~10 s on a loaded machine
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-    def dump(self) -> list[bytes]:
-        """Every key and value in the server, as raw bytes."""
-        import redis
-
-        client = redis.Redis.from_url(self.url)
-        out: list[bytes] = []
-        for key in client.scan_iter(count=1000):
-            out.append(key)
-            kind = client.type(key)
-            if kind == b"string":
-                out.append(client.get(key) or b"")
-            elif kind == b"hash":
-                for k, v in client.hgetall(key).items():
-                    out += [k, v]
-        client.close()
-        return out
+__all__ = ["REDIS", "RedisServer", "fake", "free_port", "redis_server"]
 
 
 @pytest.fixture

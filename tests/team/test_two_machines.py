@@ -147,11 +147,11 @@ async def test_redis_down_then_back(
     tmp_path: Path, fake: FakeProvider, make_key: Callable[..., str]
 ) -> None:
     """No request fails because Redis is down; `team state offline` once; back online."""
-    import shutil
-
     import pytest
 
-    if shutil.which("redis-server") is None:
+    from tests.team.conftest import REDIS
+
+    if REDIS is None:
         pytest.skip("redis-server is not installed (.ci/run installs it)")
     server = RedisServer(tmp_path)  # its port, with nothing listening yet
     key = make_key()
