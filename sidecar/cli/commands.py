@@ -183,6 +183,12 @@ def cmd_key(args: argparse.Namespace) -> int:
         _print_status(keypool.status(provider))
     elif args.action == "reset":
         keypool.reset(provider)
+        if keypool.settings.team is not None:  # the whole team tries the keys again
+            from sidecar.team import forget
+
+            failed = forget(keypool.settings.team, provider, keypool.credentials(provider))
+            if failed is not None:
+                print(f"warning: team state not reset ({failed}): other machines keep theirs")
         _print_status(keypool.status(provider))
     return 0
 

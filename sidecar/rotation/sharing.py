@@ -62,6 +62,14 @@ class SharedPool:
                 _save(data, cred.provider, st)
         return changed
 
+    def forget_remote(self, cred: Credential) -> None:
+        """A teammate reset this credential: what the team saw of it is forgotten here too."""
+        with self.keypool.store.transaction() as data:
+            st = _state(data, cred.provider)
+            st.cooldowns.pop(cred.state_key, None)
+            st.rejected.pop(cred.state_key, None)
+            _save(data, cred.provider, st)
+
 
 def start_sharing(keypool: KeyPool, on_link: Callable[[Link], object]) -> TeamSync | None:
     """Link the pool to the team's state its settings name (none: None); on a running loop."""

@@ -13,7 +13,7 @@ from sidecar.team._config import NAMESPACE_ENV, STATE_ENV, TeamConfig, read_team
 
 if TYPE_CHECKING:
     from sidecar.team._names import SECTIONS, credential_hash
-    from sidecar.team._probe import Probe, probe
+    from sidecar.team._oneshot import Probe, forget, probe
     from sidecar.team._sync import Link, LocalState, TeamSync
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "TeamConfig",
     "TeamSync",
     "credential_hash",
+    "forget",
     "probe",
     "read_team",
 ]
@@ -36,8 +37,9 @@ _LAZY = {
     "Link": "sidecar.team._sync",
     "LocalState": "sidecar.team._sync",
     "TeamSync": "sidecar.team._sync",
-    "Probe": "sidecar.team._probe",
-    "probe": "sidecar.team._probe",
+    "Probe": "sidecar.team._oneshot",
+    "probe": "sidecar.team._oneshot",
+    "forget": "sidecar.team._oneshot",
 }
 
 

@@ -35,6 +35,8 @@ __all__ = ["Link", "LocalState", "TeamSync"]
 log = logging.getLogger(__name__)
 
 Link = Literal["connecting", "online", "offline"]
+_Item = tuple[str, str, "Credential", dict[str, Any]]
+FORGET = "forget"  # a queue item's section: the user reset the credential here
 
 # Every call is bounded: a stalled server must not hold an outcome back for long.
 CALL_TIMEOUT = 1.0
@@ -83,6 +85,9 @@ class LocalState(Protocol):
     def merge_remote(self, section: str, cred: Credential, entry: dict[str, Any]) -> bool:
         """Merge one entry another machine saw; whether the local state changed."""
 
+    def forget_remote(self, cred: Credential) -> None:
+        """Another machine's user reset this credential: drop its shared entries here."""
+
 
 class TeamSync:
     def __init__(
@@ -99,7 +104,8 @@ class TeamSync:
         self._on_link = on_link
         self._origin = secrets.token_hex(8)  # our own messages come back: skip them
         self._salt: bytes | None = None
-        self._queue: asyncio.Queue[tuple[str, str, Credential, dict[str, Any]]] = asyncio.Queue()
+        # (provider, section, credential, entry); section FORGET: the user reset it here.
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_SIZE)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = False
@@ -110,11 +116,18 @@ class TeamSync:
         """Queue one changed entry for the team; never blocks, never raises."""
         if self._loop is None or cred.kind == "oauth" or section not in SECTIONS:
             return
-        item = (provider, section, cred, dict(entry))
+        item: _Item = (provider, section, cred, dict(entry))
         with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
             self._loop.call_soon_threadsafe(self._enqueue, item)
 
-    def _enqueue(self, item: tuple[str, str, Credential, dict[str, Any]]) -> None:
+    def forget(self, provider: str, creds: list[Credential]) -> None:
+        """The user reset ``provider`` here (``keyReset``): the team forgets what it saw too."""
+        for cred in creds:
+            if self._loop is not None and cred.kind != "oauth":
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(self._enqueue, (provider, FORGET, cred, {}))
+
+    def _enqueue(self, item: _Item) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # offline a long time: see QUEUE_SIZE
             self._queue.put_nowait(item)
 
@@ -184,7 +197,11 @@ class TeamSync:
                         listen.result()  # raises what ended the subscription
                         raise OSError("the subscription ended")
                     if get in done:
-                        await self._put(put, *get.result())
+                        provider, section, cred, entry = get.result()
+                        if section == FORGET:
+                            await self._forget(client, provider, cred)
+                        else:
+                            await self._put(put, provider, section, cred, entry)
                         get = None
                     elif await client.get(self.names.salt) != salt:
                         # Quiet for a while: make sure the server is still there, and
@@ -231,6 +248,16 @@ class TeamSync:
             ],
         )
 
+    async def _forget(self, client: Redis, provider: str, cred: Credential) -> None:
+        assert self._salt is not None
+        digest = credential_hash(self._salt, provider, cred.secret)
+        pipe = client.pipeline(transaction=True)
+        for section in SECTIONS:
+            pipe.delete(self.names.entry(section, provider, digest))
+        message = {"origin": self._origin, "forget": True, "provider": provider, "hash": digest}
+        pipe.publish(self.names.channel, json.dumps(message))
+        await pipe.execute()
+
     async def _pull(self, client: Redis) -> None:
         """Merge every shared entry of a credential this machine holds."""
         for section in SECTIONS:
@@ -253,7 +280,13 @@ class TeamSync:
             if not isinstance(doc, dict) or doc.get("origin") == self._origin:
                 continue
             section, provider, digest = doc.get("section"), doc.get("provider"), doc.get("hash")
-            if isinstance(section, str) and isinstance(provider, str) and isinstance(digest, str):
+            if not (isinstance(provider, str) and isinstance(digest, str)):
+                continue
+            if doc.get("forget") is True:
+                cred = await self._local_credential(provider, digest)
+                if cred is not None:
+                    await asyncio.to_thread(self.local.forget_remote, cred)
+            elif isinstance(section, str):
                 await self._merge(section, provider, digest, json.dumps(doc.get("entry")))
 
     async def _merge(self, section: str, provider: str, digest: str, raw: bytes | str) -> None:
@@ -270,12 +303,19 @@ class TeamSync:
             if not isinstance(until, int | float):
                 return
             entry["until"] = min(float(until), time.time() + MAX_REMOTE_COOLDOWN)
+        cred = await self._local_credential(provider, digest)
+        if cred is not None:
+            await asyncio.to_thread(self.local.merge_remote, section, cred, entry)
+
+    async def _local_credential(self, provider: str, digest: str) -> Credential | None:
+        """This machine's credential a team's hash names; None when we do not hold it."""
         salt = self._salt
-        creds = await asyncio.to_thread(self.local.team_credentials)
-        for cred in creds:
+        if salt is None:
+            return None
+        for cred in await asyncio.to_thread(self.local.team_credentials):
             if cred.provider == provider and credential_hash(salt, provider, cred.secret) == digest:
-                await asyncio.to_thread(self.local.merge_remote, section, cred, entry)
-                return
+                return cred
+        return None
 
     def _set_link(self, link: Link, exc: BaseException | None = None) -> None:
         if link == "offline" and not self._warned:

@@ -7,6 +7,8 @@ Every request goes to the fake provider, which records which key each came with
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 from sidecar.fake import FakeProvider, InvalidKey, RateLimited, Reply, Text
 from sidecar.fake import fingerprint as fake_fingerprint
 from sidecar.fingerprints import fingerprint, secret_hash
-from tests.server.conftest import SidecarClient, start_sidecar, stop_sidecar
+from tests.server.conftest import SidecarClient, server_env, start_sidecar, stop_sidecar
 from tests.team.conftest import RedisServer
 
 ANSWER = Reply([Text("The answer is 42.")])
@@ -174,3 +176,46 @@ async def test_redis_down_then_back(
     finally:
         await stop_sidecar(a)
         server.stop()
+
+
+async def test_a_reset_on_one_machine_is_a_reset_for_the_team(
+    tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
+) -> None:
+    """The user's word ("try the keys again", e.g. after topping up) holds team-wide."""
+    first, second = make_key(), make_key()
+    fake.script(first, [RateLimited(retry_after=3600)], default=ANSWER)
+    fake.script(second, [], default=ANSWER)
+    env = team_env(fake, redis_server.url)
+    a = await machine(tmp_path / "a", env, [first, second])
+    b = await machine(tmp_path / "b", env, [first, second])
+    try:
+        await a.request("sidecar/stream", ask())
+        await b.wait_status(lambda s: s["text"] == "🔑 2/2 (rotated)", 15)
+        await a.request("sidecar/keyReset", {"provider": "anthropic"})
+        await until_states(b, ["ok", "ok"])
+        assert "cooldowns" not in b"".join(redis_server.dump()).decode(errors="replace")
+    finally:
+        await stop_sidecar(a)
+        await stop_sidecar(b)
+    # The CLI's `key reset` (a process of its own, on a machine with the same keys)
+    # resets the team as well.
+    c = await machine(tmp_path / "c", env, [first, second])
+    try:
+        fake.script(first, [RateLimited(retry_after=3600)], default=ANSWER)
+        await c.request("sidecar/stream", ask())
+        assert b"cooldowns" in b"".join(redis_server.dump())
+        cli_env = server_env(tmp_path / "d", env)
+        for args, given in ((["key", "add"], f"{first}\n{second}\n"), (["key", "reset"], "")):
+            done = subprocess.run(
+                [sys.executable, "-m", "sidecar", *args, "--provider", "anthropic"],
+                env=cli_env,
+                input=given,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+        await until_states(c, ["ok", "ok"])
+        assert b"cooldowns" not in b"".join(redis_server.dump())
+    finally:
+        await stop_sidecar(c)
