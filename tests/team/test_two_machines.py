@@ -74,7 +74,11 @@ async def test_a_rate_limit_seen_on_one_machine_is_skipped_on_the_other(
     a = await machine(tmp_path / "a", env, [first, second])
     b = await machine(tmp_path / "b", env, [first, second])
     try:
-        status = await b.request("sidecar/status", {})
+        for _ in range(200):  # the link comes up in the background, after `initialized`
+            status = await b.request("sidecar/status", {})
+            if status["state"]["link"] != "connecting":
+                break
+            await asyncio.sleep(0.05)
         assert status["state"] == {
             "backend": "redis",
             "where": f"redis://127.0.0.1:{redis_server.port}/0 (acme)",
