@@ -16,7 +16,7 @@ import attrs
 
 from sidecar.catalog import get_provider
 from sidecar.credentials import Credential
-from sidecar.rotation import rules
+from sidecar.rotation import remote, rules
 from sidecar.rotation.classify import Failure
 from sidecar.rotation.headroom import Window, flags, model_scope
 from sidecar.rotation.poolbase import load_state, save_state
@@ -40,11 +40,16 @@ class KeyPool(PoolWrites):
             if cred.provider == provider:
                 rules.record_headroom(st, cred, windows, scope)
         status = provider_status(provider, self.credentials(provider, data), st, self.clock())
-        if not self.settings.problems:
-            return status
-        said = "; ".join(p.message for p in self.settings.problems)
-        message = f"{said}; {status.message}" if status.message else said
-        return attrs.evolve(status, kind=StatusKind.ERROR, message=message)
+        if self.settings.problems:
+            said = "; ".join(p.message for p in self.settings.problems)
+            message = f"{said}; {status.message}" if status.message else said
+            return attrs.evolve(status, kind=StatusKind.ERROR, message=message)
+        if self.team is not None and self.team.link == "offline":
+            said = "team state offline: serving on this machine's state"
+            message = f"{said}; {status.message}" if status.message else said
+            kind = StatusKind.WARNING if status.kind is StatusKind.NORMAL else status.kind
+            return attrs.evolve(status, kind=kind, message=message)
+        return status
 
     def status_all(self, providers: Iterable[str] | None = None) -> list[ProviderStatus]:
         data = self.store.read()
@@ -102,6 +107,8 @@ class KeyPool(PoolWrites):
             pool = self.pool(cred.provider, data)
             action = rules.record_failure(pool, st, cred, failure, self.clock(), scope)
             if action is Action.RETRY and cred.state_key in st.rejected:
+                # Eviction drops the verdict from the state: the team hears of it first.
+                self._share(data, cred.provider, {}, RotationState(rejected=st.rejected))
                 self._evict(data, st, cred)
         return action
 
@@ -167,11 +174,14 @@ class KeyPool(PoolWrites):
         # Counts and windows only: replaying a success here must not undo a later
         # rotation. ``held`` is (provider, state) the caller is editing and writes back.
         states = dict([held]) if held is not None else {}
+        before: dict[str, dict[remote.Key, remote.Shared]] = {}
 
         def state_of(provider: str) -> RotationState:
             st = states.get(provider)
             if st is None:
                 st = states[provider] = load_state(data, provider)
+                if self.team is not None:  # the windows written here are the team's news
+                    before[provider] = remote.shared_entries(st, self.clock())
             return st
 
         for cred, when in self._unsaved:
@@ -181,6 +191,7 @@ class KeyPool(PoolWrites):
         for provider, st in states.items():
             if held is None or provider != held[0]:
                 save_state(data, provider, st)
+                self._share(data, provider, before.get(provider, {}), st)
         self._unsaved = []
         self._windows = {}
         self._saved_at = self.clock()
@@ -189,8 +200,10 @@ class KeyPool(PoolWrites):
         get_provider(provider)
         # Windows held in memory are forgotten too; the usage counts stay.
         self._windows = {k: v for k, v in self._windows.items() if v[0].provider != provider}
-        with self._state_of(provider) as (_, st):
+        with self._state_of(provider) as (data, st):
             rules.reset(st)
+            if self.team is not None:  # the user's word: the whole team tries again
+                self.team.forget(provider, self.credentials(provider, data))
 
 
 def _headroom_turns(

@@ -14,15 +14,19 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from sidecar.catalog import PROVIDERS
 from sidecar.credentials import Credential
-from sidecar.rotation import placement, rules
+from sidecar.rotation import placement, remote, rules
 from sidecar.rotation.headroom import Window
 from sidecar.rotation.state import RotationState
 from sidecar.settings import Settings
 from sidecar.sources import env_credentials
 from sidecar.store import Store, StoreData
+
+if TYPE_CHECKING:
+    from sidecar.team import Entry, TeamSync
 
 __all__ = ["Clock", "PoolBase", "find_login", "forget", "load_state", "save_state"]
 
@@ -56,6 +60,9 @@ class PoolBase:
         # latest report of a window matters, so memory stays one entry per key and model.
         self._windows: dict[tuple[str, str | None], tuple[Credential, tuple[Window, ...]]] = {}
         self._saved_at = clock()
+        # The team's shared state (sidecar.team), when the face that built us started a
+        # link: told of every cooldown, rejection and window this machine writes.
+        self.team: TeamSync | None = None
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -130,11 +137,46 @@ class PoolBase:
 
     @contextlib.contextmanager
     def _state_of(self, provider: str) -> Iterator[tuple[StoreData, RotationState]]:
-        """One provider's typed state inside a store transaction, written back at the end."""
+        """One provider's typed state inside a store transaction, written back at the end;
+        what changed of its shared parts goes to the team's link."""
         with self.store.transaction() as data:
             st = load_state(data, provider)
+            before = remote.shared_entries(st, self.clock()) if self.team is not None else {}
             yield data, st
             save_state(data, provider, st)
+            self._share(data, provider, before, st)
+
+    def _share(
+        self,
+        data: StoreData,
+        provider: str,
+        before: dict[remote.Key, remote.Shared],
+        st: RotationState,
+    ) -> None:
+        if self.team is not None:
+            for cred, entry in self.shared_changes(data, provider, before, st):
+                self.team.publish(cred, entry)
+
+    def shared_changes(
+        self,
+        data: StoreData,
+        provider: str,
+        before: dict[remote.Key, remote.Shared],
+        st: RotationState,
+    ) -> list[tuple[Credential, Entry]]:
+        """The entries of ``provider`` a team shares that ``st`` holds anew since ``before``."""
+        from sidecar.team import Entry
+
+        after = remote.shared_entries(st, self.clock())
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        if not changed:
+            return []
+        creds = {c.state_key: c for c in self.credentials(provider, data)}
+        return [
+            (creds[key], Entry(provider, section, scope, shared.doc, shared.order, shared.until))
+            for (section, key, scope), shared in changed.items()
+            if key in creds and creds[key].kind != "oauth"
+        ]
 
 
 def forget(data: StoreData, cred: Credential) -> None:

@@ -1,47 +1,106 @@
 """What another machine of the team saw, merged into this machine's rotation state.
 
 Unlike :mod:`~sidecar.rotation.rules` (what an outcome of our own request does) this
-takes an entry read from the team's shared state (:mod:`sidecar.team`), which is
-untrusted input: parsed defensively, and only ever making a credential rest longer.
-A cooldown known on either side is kept until the later end; a rejection is kept.
+reads entries from the team's shared state (:mod:`sidecar.team`), which is untrusted
+input: parsed defensively, and only ever making a credential rest longer or its
+headroom newer. A cooldown known on either side is kept until the later end; a
+rejection is kept; of each rate-limit window the latest report wins.
+
+The shared entries of one provider, by (section, state key, model scope):
+
+* ``cooldowns``: a rest of the whole credential (billing, an account-wide window);
+* ``modelCooldowns``: a rest of its requests for one model scope;
+* ``rejected``: the provider refused it as invalid;
+* ``headroom``: the latest windows it reported (limit, remaining, reset).
+
+Each carries an ``order`` (a later one replaces an earlier one: a cooldown's end, a
+rejection's time, the newest window's report) and when it stops mattering.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
+from sidecar.rotation.headroom import Window
+from sidecar.rotation.rules import merge_windows
 from sidecar.rotation.state import Cooldown, RotationState, Verdict
 
-__all__ = ["merge_entry", "shared_entries"]
+__all__ = ["SECTIONS", "Shared", "merge_entry", "shared_entries"]
+
+SECTIONS = ("cooldowns", "modelCooldowns", "rejected", "headroom")
+REJECTED_FOR = 30 * 86400  # a rejection is shared this long
+HEADROOM_FOR = 3600  # windows without a reset time are shared this long
+# What a teammate's entry may ask at most: a damaged or hostile entry cannot park a key
+# for longer than this.
+MAX_REMOTE_COOLDOWN = 7 * 86400
+
+Key = tuple[str, str, str | None]  # (section, state key, model scope)
 
 
-def shared_entries(st: RotationState, now: float) -> dict[tuple[str, str], dict[str, Any]]:
-    """The entries a team shares, by (section, state key): live cooldowns and rejections."""
-    entries: dict[tuple[str, str], dict[str, Any]] = {}
+@attrs.frozen
+class Shared:
+    doc: dict[str, Any]
+    order: float  # of two entries under one name, the greater is kept
+    until: float  # epoch: after this the entry says nothing
+
+
+def shared_entries(st: RotationState, now: float) -> dict[Key, Shared]:
+    """The entries a team shares of one provider's state, live ones only."""
+    entries: dict[Key, Shared] = {}
     for key, cooldown in st.cooldowns.items():
         if cooldown.until > now:
-            entries["cooldowns", key] = cooldown.to_doc()
+            entries["cooldowns", key, None] = Shared(
+                cooldown.to_doc(), cooldown.until, cooldown.until
+            )
+    for key, scopes in st.model_cooldowns.items():
+        for scope, cooldown in scopes.items():
+            if cooldown.until > now:
+                doc = {**cooldown.to_doc(), "scope": scope}
+                entries["modelCooldowns", key, scope] = Shared(doc, cooldown.until, cooldown.until)
     for key, verdict in st.rejected.items():
-        entries["rejected", key] = verdict.to_doc()
+        entries["rejected", key, None] = Shared(verdict.to_doc(), verdict.at, now + REJECTED_FOR)
+    for key in st.headroom_keys():
+        windows = st.windows(key)
+        if windows:
+            seen = max(w.seen_at for w in windows)
+            resets = [w.reset_at for w in windows if w.reset_at is not None]
+            until = max(resets) if resets and max(resets) > now else now + HEADROOM_FOR
+            doc = {"windows": [w.to_doc() for w in windows]}
+            entries["headroom", key, None] = Shared(doc, seen, until)
     return entries
 
 
 def merge_entry(
-    st: RotationState, section: str, state_key: str, entry: dict[str, Any], now: float
+    st: RotationState, section: str, state_key: str, doc: dict[str, Any], now: float
 ) -> bool:
     """Merge one shared entry into ``st``; whether anything changed."""
-    if section == "cooldowns":
-        theirs = Cooldown.from_doc(entry)
-        ours = st.cooldowns.get(state_key)
+    if section in ("cooldowns", "modelCooldowns"):
+        theirs = Cooldown.from_doc(doc)
+        theirs.until = min(theirs.until, now + MAX_REMOTE_COOLDOWN)
+        if section == "cooldowns":
+            held = st.cooldowns
+        else:
+            scope = doc.get("scope")
+            if not isinstance(scope, str) or not scope:
+                return False
+            held = st.model_cooldowns.setdefault(state_key, {})
+            state_key = scope
+        ours = held.get(state_key)
         if theirs.until <= now or (ours is not None and ours.until >= theirs.until):
             return False
         if ours is not None:
             theirs.failures = max(theirs.failures, ours.failures)
-        st.cooldowns[state_key] = theirs
+        held[state_key] = theirs
         return True
     if section == "rejected":
         if state_key in st.rejected:
             return False
-        st.rejected[state_key] = Verdict.from_doc(entry)
+        st.rejected[state_key] = Verdict.from_doc(doc)
         return True
+    if section == "headroom":
+        raw = doc.get("windows")
+        windows = [w for w in map(Window.from_doc, raw)] if isinstance(raw, list) else []
+        return merge_windows(st, state_key, (w for w in windows if w is not None))
     return False

@@ -25,6 +25,7 @@ __all__ = [
     "SCOPE_ADVICE",
     "Action",
     "choose",
+    "merge_windows",
     "order_credentials",
     "record_failure",
     "record_headroom",
@@ -296,10 +297,16 @@ def record_headroom(
     credential's.
     """
     fresh = [w if w.account or w.model == scope else attrs.evolve(w, model=scope) for w in windows]
+    return merge_windows(st, cred.state_key, fresh)
+
+
+def merge_windows(st: RotationState, state_key: str, fresh: Iterable[Window]) -> bool:
+    """Keep, of each window, the latest report: ours or one another process (or, through
+    the team's state, another machine) wrote. Whether any changed."""
+    fresh = list(fresh)
     if not fresh:
         return False
-    old = st.windows(cred.state_key)
-    # Another process may have written a newer report of the same window: keep it.
+    old = st.windows(state_key)
     newer = {(w.name, w.account, w.model): w.seen_at for w in old}
     fresh = [w for w in fresh if w.seen_at >= newer.get((w.name, w.account, w.model), 0.0)]
     mine = {(w.name, w.account, w.model) for w in fresh}
@@ -307,7 +314,7 @@ def record_headroom(
     merged = tuple(kept + fresh)
     if old == merged:
         return False
-    st.set_windows(cred.state_key, merged)
+    st.set_windows(state_key, merged)
     return True
 
 

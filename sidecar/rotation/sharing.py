@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from sidecar.credentials import Credential
 from sidecar.errors import SidecarError
 from sidecar.rotation import remote, rules
-from sidecar.rotation.keypool import KeyPool, _save, _state
+from sidecar.rotation.keypool import KeyPool
+from sidecar.rotation.poolbase import load_state, save_state
 
 if TYPE_CHECKING:
-    from sidecar.team import Link, TeamSync
+    from sidecar.team import Entry, Link, TeamSync
 
 __all__ = ["SharedPool", "start_sharing"]
 
@@ -33,42 +34,41 @@ class SharedPool:
             c for p in pool.providers(data) for c in pool.credentials(p, data) if c.kind != "oauth"
         ]
 
-    def team_entries(self) -> list[tuple[str, str, Credential, dict[str, Any]]]:
+    def team_entries(self) -> list[tuple[Credential, Entry]]:
         pool = self.keypool
         data = pool.store.read()
-        now = pool.clock()
-        entries = []
-        for provider in pool.providers(data):
-            creds = {c.state_key: c for c in pool.credentials(provider, data)}
-            for (section, key), entry in remote.shared_entries(_state(data, provider), now).items():
-                if key in creds and creds[key].kind != "oauth":
-                    entries.append((provider, section, creds[key], entry))
-        return entries
+        return [
+            item
+            for provider in pool.providers(data)
+            for item in pool.shared_changes(data, provider, {}, load_state(data, provider))
+        ]
 
-    def merge_remote(self, section: str, cred: Credential, entry: dict[str, Any]) -> bool:
+    def merge_remote(self, section: str, cred: Credential, doc: dict[str, Any]) -> bool:
         """Merge an entry another machine of the team saw; it is never shared back."""
         store, now = self.keypool.store, self.keypool.clock()
-        current = _state(store.read(), cred.provider)
-        if not remote.merge_entry(current, section, cred.state_key, entry, now):
+        current = load_state(store.read(), cred.provider)
+        if not remote.merge_entry(current, section, cred.state_key, doc, now):
             return False  # read without the lock first: most entries are known already
         with store.transaction() as data:
-            st = _state(data, cred.provider)
-            changed = remote.merge_entry(st, section, cred.state_key, entry, now)
+            st = load_state(data, cred.provider)
+            changed = remote.merge_entry(st, section, cred.state_key, doc, now)
             if changed:
-                # As if this machine had seen it: move off a key that is now resting,
-                # so every status bar of the team shows the same rotation.
+                # As if this machine had seen it: move off a key that now rests, so
+                # every status bar of the team shows the same rotation.
+                scope = doc.get("scope") if section == "modelCooldowns" else None
+                pool = self.keypool.pool(cred.provider, data)
                 with contextlib.suppress(SidecarError):  # none usable: status says so
-                    rules.choose(cred.provider, self.keypool.pool(cred.provider, data), st, now)
-                _save(data, cred.provider, st)
+                    rules.choose(cred.provider, pool, st, now, (), scope)
+                save_state(data, cred.provider, st)
         return changed
 
     def forget_remote(self, cred: Credential) -> None:
         """A teammate reset this credential: what the team saw of it is forgotten here too."""
         with self.keypool.store.transaction() as data:
-            st = _state(data, cred.provider)
-            st.cooldowns.pop(cred.state_key, None)
-            st.rejected.pop(cred.state_key, None)
-            _save(data, cred.provider, st)
+            st = load_state(data, cred.provider)
+            for section in (st.cooldowns, st.model_cooldowns, st.rejected):
+                section.pop(cred.state_key, None)
+            save_state(data, cred.provider, st)
 
 
 def start_sharing(keypool: KeyPool, on_link: Callable[[Link], object]) -> TeamSync | None:

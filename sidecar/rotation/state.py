@@ -186,6 +186,10 @@ class RotationState:
             self.headroom[state_key] = found
         return found
 
+    def headroom_keys(self) -> list[str]:
+        """The credentials with reported windows."""
+        return [*self.headroom_raw.keys() - self.headroom.keys(), *self.headroom]
+
     def set_windows(self, state_key: str, windows: tuple[Window, ...]) -> None:
         self.headroom[state_key] = windows
         self.headroom_raw.pop(state_key, None)  # written from the parsed form now

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 from sidecar.team._config import NAMESPACE_ENV, STATE_ENV, TeamConfig, read_team
 
 if TYPE_CHECKING:
-    from sidecar.team._names import SECTIONS, credential_hash
+    from sidecar.team._names import Entry, credential_hash
     from sidecar.team._oneshot import Probe, forget, probe
     from sidecar.team._sync import Link, LocalState, TeamSync
 
 __all__ = [
     "NAMESPACE_ENV",
-    "SECTIONS",
     "STATE_ENV",
+    "Entry",
     "Link",
     "LocalState",
     "Probe",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "SECTIONS": "sidecar.team._names",
+    "Entry": "sidecar.team._names",
     "credential_hash": "sidecar.team._names",
     "Link": "sidecar.team._sync",
     "LocalState": "sidecar.team._sync",

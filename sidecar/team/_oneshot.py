@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from sidecar.team._config import TeamConfig
-from sidecar.team._names import SECTIONS, Names, credential_hash
+from sidecar.team._names import Names, credential_hash
 
 if TYPE_CHECKING:
     import redis
@@ -80,8 +80,9 @@ def forget(config: TeamConfig, provider: str, creds: Iterable[Credential]) -> st
                 continue
             key = salt if isinstance(salt, bytes) else salt.encode()
             digest = credential_hash(key, provider, cred.secret)
-            for section in SECTIONS:
-                pipe.delete(names.entry(section, provider, digest))
+            found = list(client.scan_iter(match=names.of_credential(provider, digest)))
+            if found:
+                pipe.delete(*found)
             message = {"origin": origin, "forget": True, "provider": provider, "hash": digest}
             pipe.publish(names.channel, json.dumps(message))
         pipe.execute()

@@ -2,13 +2,11 @@
 
 Unlike :mod:`sidecar.team._names` (naming) and the key pool (the only writer of the
 local state) this owns the connection. The local files stay the working state: every
-request decides on them alone, so no request ever waits for Redis. An outcome that
-changes a shared section is queued here and written by a background task (one
-script per entry: keep the later end, then publish); entries published by other
-machines arrive by pub/sub and are handed to the key pool to merge. Redis lost:
-the status says so once, the task reconnects with a capped backoff, and on
-reconnecting both sides are merged (a cooldown known on either side is kept until
-the later end).
+request decides on them alone, so no request ever waits for Redis. An entry the pool
+wrote is queued here and written by a background task (one script per entry: keep
+the greater order, then publish); entries published by other machines arrive by
+pub/sub and are handed to the key pool to merge. Redis lost: the status says so once,
+the task reconnects with a capped backoff, and on reconnecting both sides are merged.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sidecar.team._config import TeamConfig
-from sidecar.team._names import SECTIONS, Names, credential_hash
+from sidecar.team._names import Entry, Names, credential_hash
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -35,54 +33,42 @@ __all__ = ["Link", "LocalState", "TeamSync"]
 log = logging.getLogger(__name__)
 
 Link = Literal["connecting", "online", "offline"]
-_Item = tuple[str, str, "Credential", dict[str, Any]]
-FORGET = "forget"  # a queue item's section: the user reset the credential here
 
 # Every call is bounded: a stalled server must not hold an outcome back for long.
 CALL_TIMEOUT = 1.0
 BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
-# A rejection is kept this long; cooldowns live exactly as long as they last.
-REJECTED_TTL = 30 * 86400
 # How often a quiet link checks that the server and the namespace are still there.
 CHECK_EVERY = 5.0
-# Outcomes waiting for the server; more are dropped (a reconnect pushes every entry).
+# Entries waiting for the server; more are dropped (a reconnect pushes every entry).
 QUEUE_SIZE = 1000
-# What a teammate's entry may ask at most: a damaged or hostile entry cannot park a
-# key for longer than this.
-MAX_REMOTE_COOLDOWN = 7 * 86400
 
-# KEYS[1]: the entry. ARGV: entry JSON, its end (epoch ms, 0: none), now (epoch ms),
-# TTL (ms) when it has no end, channel, message. A cooldown is only ever extended:
-# an entry ending no later than the stored one changes nothing and is not published.
+# KEYS[1]: the entry's name. ARGV: the entry (JSON, with its "_order"), its order, its
+# time to live (ms), the channel, the message. An entry of no greater order than the
+# stored one changes nothing and is not published: a cooldown is only ever extended.
 _PUT = """
 local cur = redis.call('GET', KEYS[1])
-local new_end = tonumber(ARGV[2])
 if cur then
   local ok, old = pcall(cjson.decode, cur)
-  if ok and type(old) == 'table' then
-    local old_end = tonumber(old['until']) or 0
-    if new_end == 0 or old_end * 1000 >= new_end then return 0 end
+  if ok and type(old) == 'table' and (tonumber(old['_order']) or 0) >= tonumber(ARGV[2]) then
+    return 0
   end
 end
-local ttl = tonumber(ARGV[4])
-if new_end > 0 then ttl = new_end - tonumber(ARGV[3]) end
-if ttl <= 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', math.floor(ttl))
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 
 
 class LocalState(Protocol):
-    """What the sync needs of the key pool (implemented by KeyPool)."""
+    """What the link needs of the key pool (:class:`sidecar.rotation.sharing.SharedPool`)."""
 
     def team_credentials(self) -> list[Credential]:
         """Every credential a team can share (keys and static tokens, not logins)."""
 
-    def team_entries(self) -> list[tuple[str, str, Credential, dict[str, Any]]]:
-        """(provider, section, credential, entry) of every shared entry held locally."""
+    def team_entries(self) -> list[tuple[Credential, Entry]]:
+        """Every shared entry this machine holds, with its credential."""
 
-    def merge_remote(self, section: str, cred: Credential, entry: dict[str, Any]) -> bool:
+    def merge_remote(self, section: str, cred: Credential, doc: dict[str, Any]) -> bool:
         """Merge one entry another machine saw; whether the local state changed."""
 
     def forget_remote(self, cred: Credential) -> None:
@@ -104,30 +90,30 @@ class TeamSync:
         self._on_link = on_link
         self._origin = secrets.token_hex(8)  # our own messages come back: skip them
         self._salt: bytes | None = None
-        # (provider, section, credential, entry); section FORGET: the user reset it here.
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_SIZE)
+        # An entry to push, or (None: the user reset that credential here).
+        self._queue: asyncio.Queue[tuple[Credential, Entry | str]] = asyncio.Queue(QUEUE_SIZE)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = False
 
     # -- called by the key pool, from any thread -------------------------------------
 
-    def publish(self, provider: str, section: str, cred: Credential, entry: dict[str, Any]) -> None:
+    def publish(self, cred: Credential, entry: Entry) -> None:
         """Queue one changed entry for the team; never blocks, never raises."""
-        if self._loop is None or cred.kind == "oauth" or section not in SECTIONS:
-            return
-        item: _Item = (provider, section, cred, dict(entry))
-        with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
-            self._loop.call_soon_threadsafe(self._enqueue, item)
+        self._send(cred, entry)
 
     def forget(self, provider: str, creds: list[Credential]) -> None:
         """The user reset ``provider`` here (``keyReset``): the team forgets what it saw too."""
         for cred in creds:
-            if self._loop is not None and cred.kind != "oauth":
-                with contextlib.suppress(RuntimeError):
-                    self._loop.call_soon_threadsafe(self._enqueue, (provider, FORGET, cred, {}))
+            self._send(cred, provider)
 
-    def _enqueue(self, item: _Item) -> None:
+    def _send(self, cred: Credential, item: Entry | str) -> None:
+        if self._loop is None or cred.kind == "oauth":  # a login is one person's
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
+            self._loop.call_soon_threadsafe(self._enqueue, (cred, item))
+
+    def _enqueue(self, item: tuple[Credential, Entry | str]) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # offline a long time: see QUEUE_SIZE
             self._queue.put_nowait(item)
 
@@ -152,13 +138,13 @@ class TeamSync:
             try:
                 await self._session(client)
             except (RedisError, OSError, TimeoutError) as exc:
+                if self.link == "online":  # it ran a while: start small again
+                    backoff = BACKOFF_FIRST
                 self._set_link("offline", exc)
             finally:
                 await _close(client)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_CAP)
-            if self.link == "online":  # the session ran a while: start small again
-                backoff = BACKOFF_FIRST
 
     def _client(self) -> Redis:
         from redis.asyncio import Redis
@@ -182,92 +168,89 @@ class TeamSync:
         await pubsub.subscribe(self.names.channel)
         try:
             await self._pull(client)
-            for item in await asyncio.to_thread(self.local.team_entries):
-                await self._put(put, *item)
+            for cred, entry in await asyncio.to_thread(self.local.team_entries):
+                await self._put(put, cred, entry)
             self._set_link("online")
-            listen = asyncio.ensure_future(self._listen(pubsub))
-            get: asyncio.Future[Any] | None = None
-            try:
-                while True:
-                    get = get or asyncio.ensure_future(self._queue.get())
-                    done, _ = await asyncio.wait(
-                        {get, listen}, timeout=CHECK_EVERY, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if listen in done:
-                        listen.result()  # raises what ended the subscription
-                        raise OSError("the subscription ended")
-                    if get in done:
-                        provider, section, cred, entry = get.result()
-                        if section == FORGET:
-                            await self._forget(client, provider, cred)
-                        else:
-                            await self._put(put, provider, section, cred, entry)
-                        get = None
-                    elif await client.get(self.names.salt) != salt:
-                        # Quiet for a while: make sure the server is still there, and
-                        # still the same namespace (a flush drops the salt; every
-                        # machine then starts over with a new one).
-                        raise OSError("the namespace was reset")
-            finally:
-                listen.cancel()
-                if get is not None:
-                    get.cancel()
+            await self._serve(client, put, pubsub, salt)
         finally:
             await _close(pubsub)
 
+    async def _serve(self, client: Redis, put: Any, pubsub: Any, salt: bytes | str) -> None:
+        listen = asyncio.ensure_future(self._listen(pubsub))
+        get: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                get = get or asyncio.ensure_future(self._queue.get())
+                done, _ = await asyncio.wait(
+                    {get, listen}, timeout=CHECK_EVERY, return_when=asyncio.FIRST_COMPLETED
+                )
+                if listen in done:
+                    listen.result()  # raises what ended the subscription
+                    raise OSError("the subscription ended")
+                if get in done:
+                    cred, item = get.result()
+                    get = None
+                    if isinstance(item, Entry):
+                        await self._put(put, cred, item)
+                    else:
+                        await self._forget(client, item, cred)
+                elif await client.get(self.names.salt) != salt:
+                    # Quiet for a while: make sure the server is still there, and still
+                    # the same namespace (a flush drops the salt; every machine then
+                    # starts over with a new one).
+                    raise OSError("the namespace was reset")
+        finally:
+            listen.cancel()
+            if get is not None:
+                get.cancel()
+
     # -- the two directions ------------------------------------------------------------
 
-    async def _put(
-        self, put: Any, provider: str, section: str, cred: Credential, entry: dict[str, Any]
-    ) -> None:
+    def _digest(self, provider: str, cred: Credential) -> str:
         assert self._salt is not None
-        digest = credential_hash(self._salt, provider, cred.secret)
+        return credential_hash(self._salt, provider, cred.secret)
+
+    async def _put(self, put: Any, cred: Credential, entry: Entry) -> None:
         now = time.time()
-        until = entry.get("until")
-        end_ms = int(until * 1000) if isinstance(until, int | float) and until > now else 0
-        if section == "cooldowns" and not end_ms:
-            return  # an ended cooldown: nothing to share
+        ttl_ms = int((entry.until - now) * 1000)
+        if ttl_ms <= 0:
+            return  # it says nothing any more
+        digest = self._digest(entry.provider, cred)
+        doc = {**entry.doc, "_order": entry.order}
         message = json.dumps(
             {
                 "origin": self._origin,
-                "section": section,
-                "provider": provider,
+                "section": entry.section,
+                "provider": entry.provider,
                 "hash": digest,
-                "entry": entry,
+                "entry": doc,
             }
         )
+        name = self.names.entry(entry.section, entry.provider, digest, entry.scope)
         await put(
-            keys=[self.names.entry(section, provider, digest)],
-            args=[
-                json.dumps(entry),
-                end_ms,
-                int(now * 1000),
-                REJECTED_TTL * 1000,
-                self.names.channel,
-                message,
-            ],
+            keys=[name], args=[json.dumps(doc), entry.order, ttl_ms, self.names.channel, message]
         )
 
     async def _forget(self, client: Redis, provider: str, cred: Credential) -> None:
-        assert self._salt is not None
-        digest = credential_hash(self._salt, provider, cred.secret)
-        pipe = client.pipeline(transaction=True)
-        for section in SECTIONS:
-            pipe.delete(self.names.entry(section, provider, digest))
+        digest = self._digest(provider, cred)
+        names = [
+            k async for k in client.scan_iter(match=self.names.of_credential(provider, digest))
+        ]
         message = {"origin": self._origin, "forget": True, "provider": provider, "hash": digest}
+        pipe = client.pipeline(transaction=True)
+        if names:
+            pipe.delete(*names)
         pipe.publish(self.names.channel, json.dumps(message))
         await pipe.execute()
 
     async def _pull(self, client: Redis) -> None:
         """Merge every shared entry of a credential this machine holds."""
-        for section in SECTIONS:
-            async for raw_key in client.scan_iter(match=self.names.pattern(section), count=500):
-                key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-                parsed = self.names.parse(key)
-                raw = await client.get(key)
-                if parsed is None or raw is None:
-                    continue
-                await self._merge(parsed[0], parsed[1], parsed[2], raw)
+        async for raw_key in client.scan_iter(match=self.names.entries, count=500):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            parsed = self.names.parse(key)
+            raw = await client.get(key) if parsed is not None else None
+            if parsed is not None and raw is not None:
+                await self._merge(*parsed, raw)
 
     async def _listen(self, pubsub: Any) -> None:
         async for message in pubsub.listen():
@@ -290,30 +273,22 @@ class TeamSync:
                 await self._merge(section, provider, digest, json.dumps(doc.get("entry")))
 
     async def _merge(self, section: str, provider: str, digest: str, raw: bytes | str) -> None:
-        if section not in SECTIONS or self._salt is None:
-            return
         try:
-            entry = json.loads(raw)
+            doc = json.loads(raw)
         except ValueError:
             return
-        if not isinstance(entry, dict):
+        if not isinstance(doc, dict):
             return
-        if section == "cooldowns":
-            until = entry.get("until")
-            if not isinstance(until, int | float):
-                return
-            entry["until"] = min(float(until), time.time() + MAX_REMOTE_COOLDOWN)
         cred = await self._local_credential(provider, digest)
         if cred is not None:
-            await asyncio.to_thread(self.local.merge_remote, section, cred, entry)
+            await asyncio.to_thread(self.local.merge_remote, section, cred, doc)
 
     async def _local_credential(self, provider: str, digest: str) -> Credential | None:
         """This machine's credential a team's hash names; None when we do not hold it."""
-        salt = self._salt
-        if salt is None:
+        if self._salt is None:
             return None
         for cred in await asyncio.to_thread(self.local.team_credentials):
-            if cred.provider == provider and credential_hash(salt, provider, cred.secret) == digest:
+            if cred.provider == provider and self._digest(provider, cred) == digest:
                 return cred
         return None
 

@@ -47,8 +47,15 @@ async def machine(home: Path, env: dict[str, str], keys: list[str]) -> SidecarCl
 
 
 async def credential_states(client: SidecarClient) -> list[str]:
+    """Each credential's state; "restsForSonnet" for a key that rests for that model only
+    (an API key's 429 is its model class's, see docs/protocol.md)."""
     status = await client.request("sidecar/status", {"provider": "anthropic"})
-    return [c["state"] for c in status["providers"][0]["credentials"]]
+    return [
+        "restsForSonnet"
+        if c["state"] == "ok" and [m["model"] for m in c.get("modelCooldowns", [])] == ["sonnet"]
+        else c["state"]
+        for c in status["providers"][0]["credentials"]
+    ]
 
 
 async def until_states(client: SidecarClient, wanted: list[str]) -> None:
@@ -58,6 +65,11 @@ async def until_states(client: SidecarClient, wanted: list[str]) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never reached {wanted}: {await credential_states(client)}")
+
+
+def rests_in(server: RedisServer) -> bool:
+    """Whether the team's Redis holds a cooldown of any key (of the whole key or a model)."""
+    return any(b":cooldowns:" in n or b":modelCooldowns:" in n for n in server.dump())
 
 
 def requests_with(fake: FakeProvider, key: str) -> int:
@@ -91,7 +103,7 @@ async def test_a_rate_limit_seen_on_one_machine_is_skipped_on_the_other(
         # B learns of the cooldown without a request of its own; its status bar moves.
         pushed = await b.wait_status(lambda s: s["text"] == "🔑 2/2 (rotated)", 15)
         assert pushed["kind"] == "Warning"
-        assert await credential_states(b) == ["coolingDown", "ok"]
+        assert await credential_states(b) == ["restsForSonnet", "ok"]
 
         answered = await b.request("sidecar/stream", ask())
         assert answered["attempts"] == 1  # straight to the second key
@@ -123,7 +135,7 @@ async def test_a_machine_that_starts_later_skips_what_the_team_saw(
 
     b = await machine(tmp_path / "b", env, [bad, limited, good])
     try:
-        await until_states(b, ["rejected", "coolingDown", "ok"])
+        await until_states(b, ["rejected", "restsForSonnet", "ok"])
         answered = await b.request("sidecar/stream", ask())
         assert answered["attempts"] == 1
         assert requests_with(fake, bad) == 1 and requests_with(fake, limited) == 1
@@ -197,7 +209,7 @@ async def test_a_reset_on_one_machine_is_a_reset_for_the_team(
         await b.wait_status(lambda s: s["text"] == "🔑 2/2 (rotated)", 15)
         await a.request("sidecar/keyReset", {"provider": "anthropic"})
         await until_states(b, ["ok", "ok"])
-        assert "cooldowns" not in b"".join(redis_server.dump()).decode(errors="replace")
+        assert not rests_in(redis_server)
     finally:
         await stop_sidecar(a)
         await stop_sidecar(b)
@@ -207,7 +219,7 @@ async def test_a_reset_on_one_machine_is_a_reset_for_the_team(
     try:
         fake.script(first, [RateLimited(retry_after=3600)], default=ANSWER)
         await c.request("sidecar/stream", ask())
-        assert b"cooldowns" in b"".join(redis_server.dump())
+        assert rests_in(redis_server)
         cli_env = server_env(tmp_path / "d", env)
         for args, given in ((["key", "add"], f"{first}\n{second}\n"), (["key", "reset"], "")):
             done = subprocess.run(
@@ -220,6 +232,39 @@ async def test_a_reset_on_one_machine_is_a_reset_for_the_team(
             )
             assert done.returncode == 0, done.stderr
         await until_states(c, ["ok", "ok"])
-        assert b"cooldowns" not in b"".join(redis_server.dump())
+        assert not rests_in(redis_server)
     finally:
         await stop_sidecar(c)
+
+
+async def test_a_spent_window_seen_on_one_machine_is_skipped_on_the_other_before_any_429(
+    tmp_path: Path, redis_server: RedisServer, make_key: Callable[..., str]
+) -> None:
+    """Headroom is the team's: the provider's "remaining 0" on A's answer keeps B off the
+    key without B spending a request on a 429."""
+    from sidecar.fake import RateLimits
+
+    first, second = make_key(), make_key()
+    with FakeProvider(limits={first: RateLimits(requests=1, period=60)}) as fake:
+        fake.script(first, [], default=ANSWER)
+        fake.script(second, [], default=ANSWER)
+        env = team_env(fake, redis_server.url)
+        a = await machine(tmp_path / "a", env, [first, second])
+        b = await machine(tmp_path / "b", env, [first, second])
+        try:
+            assert (await a.request("sidecar/stream", ask()))["attempts"] == 1
+            for _ in range(200):  # until B holds A's report of the key's window
+                status = await b.request("sidecar/status", {"provider": "anthropic"})
+                windows = status["providers"][0]["credentials"][0].get("windows", [])
+                if any(w.get("remaining") == 0 for w in windows):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"B never saw the spent window: {windows}")
+            answered = await b.request("sidecar/stream", ask())
+            assert answered["attempts"] == 1
+            assert requests_with(fake, first) == 1 and requests_with(fake, second) == 1
+            assert 429 not in [r.status for r in fake.requests]
+        finally:
+            await stop_sidecar(a)
+            await stop_sidecar(b)

@@ -46,6 +46,10 @@ def test_one_key_meets_under_one_name_and_only_under_the_namespaces_salt() -> No
     name = names.entry("cooldowns", "anthropic", "abc")
     assert names.parse(name) == ("cooldowns", "anthropic", "abc")
     assert Names("other").parse(name) is None
+    # A model's name may hold any character: it is hashed into the entry's name.
+    scoped = names.entry("modelCooldowns", "openai", "abc", "ft:gpt-4o:acme:x")
+    assert names.parse(scoped) == ("modelCooldowns", "openai", "abc")
+    assert names.parse(names.salt) is None and names.parse(names.channel) is None
 
 
 def test_a_cooldown_is_kept_until_the_later_end() -> None:
