@@ -199,11 +199,14 @@ class SidecarServer(LanguageServer):
     def start_feed(self) -> None:
         if self._feed_task is None:
             self._feed_task = asyncio.get_running_loop().create_task(self.feed.run())
-            from sidecar.rotation.sharing import start_sharing
 
-            # The team's state (LLM_SIDECAR_STATE): its link going on- or offline
-            # changes every provider's status.
-            start_sharing(self.keypool, lambda link: self.feed.publish_all(force=True))
+    def start_team(self) -> None:
+        """Link the pool to the team's state (``LLM_SIDECAR_STATE``), if it names one: at
+        once, so that the first outcomes are the team's too. Its link going on- or
+        offline changes every provider's status."""
+        from sidecar.rotation.sharing import start_sharing
+
+        start_sharing(self.keypool, lambda link: self.feed.publish_all(force=True))
 
     def start_io(
         self, stdin: BinaryIO | FramedStdin | None = None, stdout: BinaryIO | None = None
@@ -267,6 +270,7 @@ def create_server(keypool: KeyPool | None = None) -> SidecarServer:
     @ls.feature(types.INITIALIZED)
     async def initialized(server: SidecarServer, _: Any) -> None:
         server.feed.publish_all(force=True)
+        server.start_team()
         server.spawn(server.watch_later())
         server.spawn(server.warm_up())  # in a thread: the loop keeps answering
 

@@ -41,6 +41,8 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
 CHECK_EVERY = 5.0
 # Entries waiting for the server; more are dropped (a reconnect pushes every entry).
 QUEUE_SIZE = 1000
+# At exit, how long what is queued may take to reach the server.
+FLUSH_WAIT = 1.0
 
 # KEYS[1]: the entry's name. ARGV: the entry (JSON, with its "_order"), its order, its
 # time to live (ms), the channel, the message. An entry of no greater order than the
@@ -95,6 +97,7 @@ class TeamSync:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = False
+        self._busy = False  # an entry taken from the queue is on its way
 
     # -- called by the key pool, from any thread -------------------------------------
 
@@ -124,7 +127,12 @@ class TeamSync:
         self._task = self._loop.create_task(self._run(), name="team-state")
 
     async def aclose(self) -> None:
+        """Stop, after pushing what is queued if the link is up (bounded: see FLUSH_WAIT)."""
         if self._task is not None:
+            for _ in range(int(FLUSH_WAIT / 0.01)):
+                if self.link != "online" or (self._queue.empty() and not self._busy):
+                    break
+                await asyncio.sleep(0.01)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -190,10 +198,14 @@ class TeamSync:
                 if get in done:
                     cred, item = get.result()
                     get = None
-                    if isinstance(item, Entry):
-                        await self._put(put, cred, item)
-                    else:
-                        await self._forget(client, item, cred)
+                    self._busy = True
+                    try:
+                        if isinstance(item, Entry):
+                            await self._put(put, cred, item)
+                        else:
+                            await self._forget(client, item, cred)
+                    finally:
+                        self._busy = False
                 elif await client.get(self.names.salt) != salt:
                     # Quiet for a while: make sure the server is still there, and still
                     # the same namespace (a flush drops the salt; every machine then
