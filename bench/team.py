@@ -192,7 +192,7 @@ async def _failover(fake: FakeHost, url: str, sizes: Sizes, section: Section) ->
 async def run(sizes: Sizes) -> Section:
     from sidecar.fake.redis_server import REDIS, RedisServer
 
-    section = Section("Team state", (__doc__ or "").split("\n\n", 1)[1].strip())
+    section = Section("Team state", (__doc__ or "").split("\n\n", 1)[1].strip(), block="team")
     if REDIS is None:
         section.add("team state", "skipped: redis-server is not installed")
         return section
