@@ -29,6 +29,7 @@ from aiohttp import web
 from sidecar.gateway._proxy import Proxy
 from sidecar.gateway._routes import parse_route, shape_for_path
 from sidecar.gateway._shapes import error_body
+from sidecar.rotation.classify import GATEWAY_REFUSAL_HEADER
 
 __all__ = ["DEFAULT_MAX_BODY", "make_app", "serve"]
 
@@ -72,6 +73,8 @@ def _error(shape: str, status: int, error_type: str, message: str) -> web.Respon
         status=status,
         body=error_body(shape, error_type, f"llm-sidecar gateway: {message}"),
         content_type="application/json",
+        # Our own refusal, not the provider's: a sidecar pointed here keeps its keys.
+        headers={GATEWAY_REFUSAL_HEADER: "refused"},
     )
 
 

@@ -30,6 +30,8 @@ from sidecar.rotation.headroom import Window, read_windows
 from sidecar.rotation.resets import retry_at
 
 __all__ = [
+    "GATEWAY_REFUSAL_ADVICE",
+    "GATEWAY_REFUSAL_HEADER",
     "Failure",
     "FailureClass",
     "backoff_seconds",
@@ -37,6 +39,17 @@ __all__ = [
     "parse_failure",
     "retry_at",
 ]
+
+
+# Sent by llm-sidecar's own gateway on the answers it makes itself (a missing token, a
+# bad Host): a sidecar whose base URL points at the gateway must not take its 401 for
+# the provider rejecting the key.
+GATEWAY_REFUSAL_HEADER = "llm-sidecar-gateway"
+GATEWAY_REFUSAL_ADVICE = (
+    "this request reached the llm-sidecar gateway, not the provider: a base URL"
+    " (ANTHROPIC_BASE_URL, OPENAI_BASE_URL, …) points at the gateway; unset it where the"
+    " sidecar runs (the key was not used and stays in the pool)"
+)
 
 
 class FailureClass(enum.Enum):
@@ -271,6 +284,10 @@ def parse_failure(
     # Classify on the full message: a phrase past the truncation point still counts.
     raw_message = fields.message or ""
     failure_class = classify(status, error_type, raw_message)
+    if any(name.lower() == GATEWAY_REFUSAL_HEADER for name in headers):
+        # Our own gateway refused the request, not a provider the key: a base URL points
+        # at the gateway. Never the key's fault, so never a reason to evict it.
+        failure_class, message = FailureClass.REQUEST, GATEWAY_REFUSAL_ADVICE
     billing = failure_class is FailureClass.RATE_LIMIT and _is_billing(
         status, (fields.error_type, fields.code), raw_message
     )

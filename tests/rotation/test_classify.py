@@ -47,6 +47,8 @@ def test_public_api_is_exactly_the_documented_one() -> None:
     assert sorted(classify_module.__all__) == [
         "Failure",
         "FailureClass",
+        "GATEWAY_REFUSAL_ADVICE",
+        "GATEWAY_REFUSAL_HEADER",
         "backoff_seconds",
         "classify",
         "parse_failure",
