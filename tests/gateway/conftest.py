@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +119,23 @@ def gateway(home: Path, fake: FakeProvider) -> Iterator[Gateway]:
         yield gw
     finally:
         gw.stop()
+
+
+def start_gateway(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``llm-sidecar gateway ARGS`` in the background, once it says it listens; and what
+    it wrote to stderr until then."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "gateway", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    said = ""
+    for _ in range(100):  # the "listening" line, or the process ended
+        line = proc.stderr.readline()
+        said += line
+        if "gateway listening" in line or not line:
+            break
+    assert "gateway listening" in said, said
+    return proc, said

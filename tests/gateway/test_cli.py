@@ -15,7 +15,7 @@ import pytest
 
 from sidecar.fake import FakeProvider, Reply
 from tests.conftest import leaked
-from tests.gateway.conftest import free_port
+from tests.gateway.conftest import free_port, start_gateway
 from tests.server.conftest import server_env
 
 BODY = {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]}
@@ -81,19 +81,8 @@ def test_the_gateway_command_serves_logs_one_line_and_stops_on_sigterm(
         token = json.loads((home / "gateway.json").read_text())["token"]
         env["OPENAI_API_KEY"] = token
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/openai/v1"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "gateway", "--port", str(port)],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc, line = start_gateway(env, "--port", str(port))
         try:
-            assert proc.stderr is not None
-            for _ in range(100):  # the "listening" line, or the process ended
-                line = proc.stderr.readline()
-                if "listening" in line or not line:
-                    break
-            assert "listening" in line
             with httpx.Client(timeout=10) as client:
                 resp = client.post(
                     f"http://127.0.0.1:{port}/anthropic/v1/messages",
@@ -177,19 +166,8 @@ def test_sigterm_lets_a_stream_in_flight_end(home: Path, make_key: Callable[...,
         env = server_env(home, {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": key})
         run_cli(home, "gateway", "env")
         token = json.loads((home / "gateway.json").read_text())["token"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "gateway", "--port", str(port)],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc, _ = start_gateway(env, "--port", str(port))
         try:
-            assert proc.stderr is not None
-            for _ in range(100):
-                line = proc.stderr.readline()
-                if "listening" in line or not line:
-                    break
-            assert "listening" in line
             with (
                 httpx.Client(timeout=30) as client,
                 client.stream(
@@ -212,26 +190,6 @@ def test_sigterm_lets_a_stream_in_flight_end(home: Path, make_key: Callable[...,
         assert proc.returncode == 0
 
 
-def start_gateway(home: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
-    """``llm-sidecar gateway ARGS`` in the background, once it says it listens; and what
-    it wrote to stderr until then."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "gateway", *args],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    said = ""
-    for _ in range(100):  # the "listening" line, or the process ended
-        line = proc.stderr.readline()
-        said += line
-        if "gateway listening" in line or not line:
-            break
-    assert "gateway listening" in said, said
-    return proc, said
-
-
 def test_allow_remote_binds_beyond_loopback_says_so_and_still_wants_the_token(
     home: Path, make_key: Callable[..., str]
 ) -> None:
@@ -243,9 +201,7 @@ def test_allow_remote_binds_beyond_loopback_says_so_and_still_wants_the_token(
         run_cli(home, "gateway", "env")
         token = json.loads((home / "gateway.json").read_text())["token"]
         # Every address of the machine; the test itself only talks over loopback.
-        proc, said = start_gateway(
-            home, env, "--host", "0.0.0.0", "--allow-remote", "--port", str(port)
-        )
+        proc, said = start_gateway(env, "--host", "0.0.0.0", "--allow-remote", "--port", str(port))
         try:
             assert "--allow-remote: open on 0.0.0.0" in said
             assert "anyone who can reach" in said
@@ -276,7 +232,7 @@ def test_without_allow_remote_a_foreign_host_header_is_refused(
         env = server_env(home, {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": key})
         run_cli(home, "gateway", "env")
         token = json.loads((home / "gateway.json").read_text())["token"]
-        proc, said = start_gateway(home, env, "--port", str(port))
+        proc, said = start_gateway(env, "--port", str(port))
         try:
             assert "--allow-remote" not in said
             with httpx.Client(timeout=10) as client:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from sidecar.fake import FakeProvider, RateLimited
-from tests.gateway.conftest import free_port
+from tests.gateway.conftest import free_port, start_gateway
 from tests.server.conftest import server_env, stop_sidecar
 from tests.team.conftest import RedisServer
 from tests.team.test_two_machines import ANSWER, ask, machine, requests_with, team_env
@@ -38,19 +38,8 @@ async def test_a_rate_limit_through_the_gateway_reaches_an_editor_on_another_mac
             text=True,
         )
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "gateway", "--port", str(port)],
-        env=server_env(gateway_home, env),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, _ = start_gateway(server_env(gateway_home, env), "--port", str(port))
     try:
-        assert proc.stderr is not None
-        for _ in range(100):  # the "listening" line, or the process ended
-            line = proc.stderr.readline()
-            if "listening" in line or not line:
-                break
-        assert "listening" in line
         token = json.loads((gateway_home / "gateway.json").read_text())["token"]
         with httpx.Client(timeout=30) as client:
             resp = client.post(
