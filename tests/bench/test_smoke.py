@@ -65,9 +65,11 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
 
     doc = tmp_path / "benchmarks.md"
     goodput_start, goodput_end = report.markers("goodput")
+    team_start, team_end = report.markers("team")
     doc.write_text(
         f"# Benchmarks\n\nprose\n\n{report.START}\nSTALE-RESULTS\n{report.END}\n"
-        f"between\n\n{goodput_start}\nSTALE-GOODPUT\n{goodput_end}\nend\n"
+        f"between\n\n{goodput_start}\nSTALE-GOODPUT\n{goodput_end}\n"
+        f"\n{team_start}\nSTALE-TEAM\n{team_end}\nend\n"
     )
     texts = report.blocks(sections, machine.describe(), command="test", load=("0", "0"))
     for name, text in texts.items():
@@ -75,6 +77,7 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "prose" in text and "between" in text and text.rstrip().endswith("end")
     assert "STALE-RESULTS" not in text and "STALE-GOODPUT" not in text
+    assert "STALE-TEAM" not in text and "### 1. Team state" in text  # a block of its own
     assert "### 6. Prototyped changes" in text
     # Goodput, minutes long, has a block of its own: run alone, it replaces only that.
     results, goodput = text.split(goodput_start)
