@@ -32,6 +32,7 @@ from sidecar import paths
 from sidecar.catalog import get_provider
 from sidecar.credentials import Credential, Kind
 from sidecar.errors import InvalidParams
+from sidecar.loopback import is_loopback
 from sidecar.store.envfile import read_env_file
 
 if TYPE_CHECKING:  # the key pool imports this module
@@ -108,7 +109,7 @@ def _without_gateway_urls(env: dict[str, str]) -> dict[str, str]:
         return env
     for name in GATEWAY_URL_VARS:
         host = urlsplit(env.get(name, "").strip()).hostname
-        if host in ("127.0.0.1", "localhost", "::1"):
+        if host is not None and is_loopback(host):
             log.warning(
                 "ignoring %s: it points at the llm-sidecar gateway (this shell ran"
                 " `llm-sidecar gateway env`); the sidecar talks to the provider itself",

@@ -354,7 +354,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     # Imported here: the stdio sidecar never loads the gateway (nor its HTTP server).
-    from sidecar.gateway._run import env_lines, is_loopback_host, run
+    from sidecar.gateway._run import env_lines, run
+    from sidecar.loopback import is_loopback
 
     if args.gateway_command == "env":
         from sidecar.gateway._token import gateway_token
@@ -362,7 +363,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
         print("\n".join(env_lines(gateway_token(Store.default()), args.port, args.shell)))
         return 0
-    if not is_loopback_host(args.host) and not args.allow_remote:
+    if not is_loopback(args.host) and not args.allow_remote:
         return fail(
             f"{args.host} is not a loopback address: anyone who can reach it could spend "
             "your keys; pass --allow-remote if you really mean it",

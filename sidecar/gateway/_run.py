@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 from collections.abc import Callable, Mapping
 
 from sidecar.engine import MAX_COOLDOWN_WAIT
 from sidecar.gateway._token import gateway_token
+from sidecar.loopback import is_loopback
 from sidecar.rotation.keypool import KeyPool
 from sidecar.settings import Settings
 from sidecar.sources import GATEWAY_TOKEN_ENV
 from sidecar.store import Store
 
-__all__ = ["DEFAULT_PORT", "env_lines", "is_loopback_host", "own_environment", "run"]
+__all__ = ["DEFAULT_PORT", "env_lines", "own_environment", "run"]
 
 DEFAULT_PORT = 8765
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def own_environment(environ: Mapping[str, str], token: str, port: int) -> dict[str, str]:
@@ -73,7 +64,7 @@ def run(host: str, port: int, *, allow_remote: bool) -> int:
     keypool = KeyPool(store, settings=settings)
     setup_logging("INFO", known_secrets=_secrets_of(keypool, token))
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if not is_loopback_host(host):
+    if not is_loopback(host):
         # Said at every start, in the log a service manager keeps: this is not the default.
         logging.getLogger("sidecar.gateway").warning(
             "--allow-remote: open on %s, beyond this machine; anyone who can reach "

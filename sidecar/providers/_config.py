@@ -5,12 +5,12 @@ Imports the flavour modules (and so httpx) only when a provider is actually aske
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
 
 from sidecar import catalog
+from sidecar.loopback import is_loopback
 from sidecar.providers._errors import ProviderConfigError
 from sidecar.providers._types import Provider
 
@@ -68,16 +68,6 @@ def _env(env: Mapping[str, str], name: str) -> str:
     return env.get(name, "").strip()
 
 
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def cleartext_problem(url: str, variable: str) -> str | None:
     """Why ``url`` would send keys in clear text (plain http:// to a host that is not this
     machine), or None. Only the scheme, host and port are quoted: a URL may carry a
@@ -87,7 +77,7 @@ def cleartext_problem(url: str, variable: str) -> str | None:
         host, port = parts.hostname or "", parts.port
     except ValueError:
         return None  # not a URL httpx could use either: it fails with its own error
-    if parts.scheme.lower() != "http" or _is_loopback(host):
+    if parts.scheme.lower() != "http" or is_loopback(host):
         return None
     shown = f"http://{host}" + (f":{port}" if port is not None else "")
     return (
