@@ -39,7 +39,15 @@ from typing import Any
 from bench.fakehost import FakeHost
 from bench.sizes import Sizes
 from bench.stats import Section, median, percentile
-from bench.workload import KEYS, SidecarProcess, TokenSink, enter_all, reply_step, sidecar_env
+from bench.workload import (
+    KEYS,
+    SidecarProcess,
+    TokenSink,
+    enter_all,
+    failover_streams,
+    reply_step,
+    sidecar_env,
+)
 
 __all__ = ["run"]
 
@@ -183,22 +191,9 @@ async def _shared_home(fake: FakeHost, sizes: Sizes, section: Section) -> None:
                     sidecars = await enter_all(
                         stack, [SidecarProcess(fake.url, KEYS, home=home) for _ in range(count)]
                     )
-
-                    for sidecar in sidecars:  # the first stream after a spawn warms up
-                        await sidecar.request("sidecar/keyReset", {"provider": "anthropic"})
-                        await sidecar.stream(TokenSink())
-
-                    async def loop(sidecar: SidecarProcess, count: int = count) -> None:
-                        for _ in range(streams_each):
-                            await sidecar.request("sidecar/keyReset", {"provider": "anthropic"})
-                            sink = TokenSink()
-                            start, result = await sidecar.stream(sink)
-                            if not sink.exact(REPLY_DELTAS):
-                                raise RuntimeError("a shared-home stream lost deltas")
-                            failovers[count] += result["attempts"] == 2
-                            firsts[count].append(_ms(sink.first_ns - start))
-
-                    await asyncio.gather(*(loop(s) for s in sidecars))
+                    got, failed = await failover_streams(sidecars, streams_each, REPLY_DELTAS)
+                    firsts[count] += got
+                    failovers[count] += failed
     one = percentile(firsts[counts[0]], 90)
     for count in counts:
         p90 = percentile(firsts[count], 90)

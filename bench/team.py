@@ -30,7 +30,14 @@ from typing import Any
 from bench.fakehost import FakeHost
 from bench.sizes import Sizes
 from bench.stats import Section, median, percentile
-from bench.workload import KEYS, SidecarProcess, TokenSink, enter_all, reply_step, sidecar_env
+from bench.workload import (
+    KEYS,
+    SidecarProcess,
+    enter_all,
+    failover_streams,
+    reply_step,
+    sidecar_env,
+)
 
 __all__ = ["run"]
 
@@ -159,21 +166,9 @@ async def _failover(fake: FakeHost, url: str, sizes: Sizes, section: Section) ->
                         sidecars = await enter_all(
                             stack, [TeamSidecar(fake.url, team_url, h) for h in homes]
                         )
-                        for sidecar in sidecars:  # the first stream after a spawn warms up
-                            await sidecar.request("sidecar/keyReset", {"provider": "anthropic"})
-                            await sidecar.stream(TokenSink())
-
-                        async def loop(sidecar: SidecarProcess, key: Any = key) -> None:
-                            for _ in range(streams_each):
-                                await sidecar.request("sidecar/keyReset", {"provider": "anthropic"})
-                                sink = TokenSink()
-                                start, result = await sidecar.stream(sink)
-                                if not sink.exact(REPLY_DELTAS):
-                                    raise RuntimeError("a team stream lost deltas")
-                                failovers[key] += result["attempts"] == 2
-                                firsts[key].append((sink.first_ns - start) / 1e6)
-
-                        await asyncio.gather(*(loop(s) for s in sidecars))
+                        got, failed = await failover_streams(sidecars, streams_each, REPLY_DELTAS)
+                        firsts[key] += got
+                        failovers[key] += failed
     for count in counts:
         files, redis = firsts["files", count], firsts["redis", count]
         ratio = percentile(redis, 90) / percentile(files, 90)

@@ -28,6 +28,7 @@ __all__ = [
     "TokenSink",
     "delta_write_ns",
     "enter_all",
+    "failover_streams",
     "reply_step",
     "stream_params",
     "tokens",
@@ -232,3 +233,31 @@ def _clean_env(environ: Mapping[str, str]) -> dict[str, str]:
         for k, v in environ.items()
         if "_API_KEY" not in k and not k.endswith("_TOKEN") and not k.startswith("LLM_SIDECAR")
     }
+
+
+async def failover_streams(
+    sidecars: Sequence[SidecarProcess], streams_each: int, deltas: int
+) -> tuple[list[float], int]:
+    """Every sidecar at once: a warm-up stream, then ``streams_each`` times
+    ``sidecar/keyReset`` and a stream whose first key answers 429 (as the fake is
+    scripted). The first delta of each stream (request written → first text delta, ms)
+    and how many streams failed over."""
+    firsts: list[float] = []
+    failed_over = 0
+    for sidecar in sidecars:  # the first stream after a spawn warms up
+        await sidecar.request("sidecar/keyReset", {"provider": "anthropic"})
+        await sidecar.stream(TokenSink())
+
+    async def loop(sidecar: SidecarProcess) -> None:
+        nonlocal failed_over
+        for _ in range(streams_each):
+            await sidecar.request("sidecar/keyReset", {"provider": "anthropic"})
+            sink = TokenSink()
+            start, result = await sidecar.stream(sink)
+            if not sink.exact(deltas):
+                raise RuntimeError("a stream with failover lost deltas")
+            failed_over += result["attempts"] == 2
+            firsts.append((sink.first_ns - start) / 1e6)
+
+    await asyncio.gather(*(loop(s) for s in sidecars))
+    return firsts, failed_over
