@@ -138,6 +138,22 @@ async def key_reset(server: SidecarServer, params: p.KeyResetParams) -> p.Provid
     return protocol.provider_state(server.feed.publish(provider, force=True))
 
 
+@method("sidecar/policy", "PolicyParams")
+async def policy(server: SidecarServer, params: p.PolicyParams) -> p.PolicyResult:
+    from sidecar.rpc import protocol
+
+    provider = _provider(params.provider)
+    chosen = (
+        server.keypool.policy(provider)
+        if params.policy is None
+        else server.keypool.set_policy(provider, params.policy)
+    )
+    # The policy decides the next choice, not the one in use: the bar does not change.
+    return protocol.PolicyResult(
+        provider, chosen, protocol.provider_state(server.keypool.status(provider))
+    )
+
+
 @method("sidecar/login", "LoginParams")
 async def login(server: SidecarServer, params: p.LoginParams) -> p.LoginResult:
     from sidecar.rpc import protocol

@@ -39,6 +39,8 @@ __all__ = [
     "LogoutParams",
     "LogoutResult",
     "ModelCooldownInfo",
+    "PolicyParams",
+    "PolicyResult",
     "ProviderParams",
     "ProviderState",
     "RateWindow",
@@ -221,6 +223,19 @@ class KeyListResult:
 @attrs.frozen
 class KeyRemoveResult:
     removed: CredentialInfo
+    status: ProviderState
+
+
+@attrs.frozen
+class PolicyParams:
+    provider: str
+    policy: str | None = None  # None: only say which policy is in force
+
+
+@attrs.frozen
+class PolicyResult:
+    provider: str
+    policy: str
     status: ProviderState
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pygls.exceptions import JsonRpcException
 
-from tests.server.conftest import SidecarClient
+from tests.server.conftest import SidecarClient, server_env
 
 
 async def test_status_on_an_empty_home_says_no_credentials(sidecar: SidecarClient) -> None:
@@ -65,6 +67,22 @@ async def test_key_remove_by_fingerprint(
     await sidecar.wait_status(lambda s: s["provider"] == "openai" and s["text"] == "🔑 1/2")
 
 
+async def test_policy_is_read_and_set_from_the_editor_and_kept_in_the_home(
+    sidecar: SidecarClient, make_key: Callable[..., str], home: Path
+) -> None:
+    await sidecar.request("sidecar/keyAdd", {"provider": "anthropic", "key": make_key()})
+    got = await sidecar.request("sidecar/policy", {"provider": "anthropic"})
+    assert (got["policy"], got["status"]["size"]) == ("sticky", 1)
+
+    chosen = await sidecar.request("sidecar/policy", {"provider": "anthropic", "policy": "primary"})
+    assert chosen["policy"] == "primary"
+    # The same pool's policy for every process on the home: the CLI reads it back.
+    cli = [sys.executable, "-m", "sidecar", "auth", "policy", "get", "-p", "anthropic"]
+    shown = subprocess.run(cli, env=server_env(home), capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "anthropic: primary"
+    assert (await sidecar.request("sidecar/policy", {"provider": "openai"}))["policy"] == "sticky"
+
+
 async def test_key_add_without_key_and_no_login_is_a_clear_error(sidecar: SidecarClient) -> None:
     with pytest.raises(JsonRpcException) as err:
         await sidecar.request("sidecar/keyAdd", {"provider": "anthropic"})
@@ -87,6 +105,8 @@ async def test_key_add_without_key_and_no_login_is_a_clear_error(sidecar: Sideca
         ("sidecar/status", {"provider": False}, "provider"),
         ("sidecar/status", [1, 2], "params"),
         ("sidecar/keyReset", {}, "provider"),
+        ("sidecar/policy", {"provider": "anthropic", "policy": "round-robin"}, "policy"),
+        ("sidecar/policy", {"provider": "anthropic", "policy": 1}, "policy"),
     ],
 )
 async def test_bad_params_name_the_field_and_the_server_keeps_serving(

@@ -160,6 +160,19 @@ H.test(":LlmKeyReset keeps 🔑 1/2 and says so", function()
   H.eq(H.statusline(), "🔑 1/2", "statusline")
 end)
 
+H.test(":LlmPolicy shows, sets and refuses what it does not know", function()
+  local from = #H.notes + 1
+  vim.cmd("LlmPolicy")
+  H.contains(H.wait_note("key policy", from).msg, "sticky", "the default")
+  from = #H.notes + 1
+  vim.cmd("LlmPolicy primary")
+  H.contains(H.wait_note("key policy", from).msg, "primary", "set")
+  from = #H.notes + 1
+  vim.cmd("LlmPolicy random")
+  H.contains(H.wait_note("policy", from).msg, "must be one of", "refused")
+  vim.cmd("LlmPolicy sticky")
+end)
+
 H.test("sidecar times are shown in local time", function()
   local st = require("llm_sidecar.status")
   H.eq(st.local_time("2026-11-22T14:05:00Z"), os.date("%Y-%m-%d %H:%M", 1795356300), "a UTC time")

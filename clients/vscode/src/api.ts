@@ -18,6 +18,8 @@ import type {
   LoginResult,
   LogoutParams,
   ModelsResult,
+  PolicyParams,
+  PolicyResult,
   StatusNotification,
   StatusResult,
   StreamDelta,
@@ -98,6 +100,10 @@ export class SidecarApi {
 
   keyReset(provider: string): Promise<KeyResetResult> {
     return this.request(Method.keyReset, { provider });
+  }
+
+  policy(params: PolicyParams): Promise<PolicyResult> {
+    return this.request(Method.policy, params);
   }
 
   login(params: LoginParams): Promise<LoginResult> {

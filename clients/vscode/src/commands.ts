@@ -4,7 +4,7 @@
  */
 import * as vscode from "vscode";
 import { report } from "./errors";
-import type { LoginEnded } from "./protocol";
+import type { LoginEnded, Policy } from "./protocol";
 import { config, saveChoice } from "./settings";
 import type { Sidecar } from "./sidecar";
 import { credentialRows, type PickRow } from "./status";
@@ -174,6 +174,37 @@ export async function keyReset(sidecar: Sidecar): Promise<void> {
   if (status) void vscode.window.showInformationMessage(`LLM Sidecar: ${provider} rotation reset (${status.text}).`);
 }
 
+/** Which key when: a quick pick of the two policies, the one in force marked. */
+export async function choosePolicy(sidecar: Sidecar): Promise<void> {
+  const api = await report(sidecar, "sidecar/policy", () => sidecar.ready());
+  if (!api) return;
+  const { provider } = config();
+  const current = await report(sidecar, "sidecar/policy", () => api.policy({ provider }));
+  if (!current) return;
+  type Row = vscode.QuickPickItem & { policy: Policy };
+  const choices: Row[] = [
+    {
+      policy: "sticky",
+      label: "Sticky",
+      detail: "Stay on the key that answers: keeps the provider's prompt cache warm",
+    },
+    {
+      policy: "primary",
+      label: "Primary",
+      detail: "Go back to the first key as soon as it is usable again",
+    },
+  ];
+  const rows = choices.map((r) => ({ ...r, description: r.policy === current.policy ? "in use" : undefined }));
+  const pick = await vscode.window.showQuickPick(rows, {
+    title: `LLM Sidecar: Which ${provider} Key When`,
+  });
+  if (!pick || pick.policy === current.policy) return;
+  const result = await report(sidecar, "sidecar/policy", () =>
+    api.policy({ provider, policy: pick.policy }),
+  );
+  if (result) void vscode.window.showInformationMessage(`LLM Sidecar: ${provider} key policy is ${result.policy}.`);
+}
+
 export async function showStatus(sidecar: Sidecar): Promise<void> {
   if (sidecar.failure) {
     await sidecar.showFailure(sidecar.failure);
@@ -201,6 +232,7 @@ export async function showStatus(sidecar: Sidecar): Promise<void> {
     { label: "$(add) Add Key to Pool", command: "llmSidecar.keyAdd" },
     { label: "$(trash) Remove Key", command: "llmSidecar.keyRemove" },
     { label: "$(debug-restart) Reset Key Rotation", command: "llmSidecar.keyReset" },
+    { label: "$(list-ordered) Choose Key Policy", command: "llmSidecar.choosePolicy" },
     { label: "$(sign-in) Log In", command: "llmSidecar.login" },
     { label: "$(comment-discussion) Open Chat", command: "llmSidecar.openChat" },
     { label: "$(symbol-class) Choose Model", command: "llmSidecar.pickModel" },

@@ -44,6 +44,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     command("keyAdd", () => commands.keyAdd(sidecar)),
     command("keyRemove", () => commands.keyRemove(sidecar)),
     command("keyReset", () => commands.keyReset(sidecar)),
+    command("choosePolicy", () => commands.choosePolicy(sidecar)),
     command("showStatus", () => commands.showStatus(sidecar)),
     command("showLog", () => output.show(true)),
     command("restart", () => sidecar.start()),

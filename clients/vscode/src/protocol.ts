@@ -15,6 +15,7 @@ export const Method = {
   keyList: "sidecar/keyList",
   keyRemove: "sidecar/keyRemove",
   keyReset: "sidecar/keyReset",
+  policy: "sidecar/policy",
   stream: "sidecar/stream",
   models: "sidecar/models",
 } as const;
@@ -135,6 +136,18 @@ export interface KeyResetParams {
   provider: string;
 }
 export type KeyResetResult = ProviderStatus;
+
+/** Which key when: `sticky` stays on the key that answers, `primary` goes back to the first. */
+export type Policy = "sticky" | "primary";
+export interface PolicyParams {
+  provider: string;
+  policy?: Policy; // absent: only read it
+}
+export interface PolicyResult {
+  provider: string;
+  policy: Policy;
+  status: ProviderStatus;
+}
 
 export interface LoginParams {
   provider: string;

@@ -286,4 +286,17 @@ function M.key_reset()
   end)
 end
 
+--- :LlmPolicy [sticky|primary]: no argument says which policy is in force.
+function M.policy(choice)
+  local name = provider()
+  rpc.request("sidecar/policy", { provider = name, policy = choice }, function(err, result)
+    if err then
+      return rpc.notify_error("The " .. name .. " key policy", err)
+    end
+    local what = result.policy == "primary" and "back to the first key as soon as it is usable"
+      or "stays on the key that answers"
+    rpc.notify(("%s key policy: %s (%s)"):format(name, result.policy, what), INFO)
+  end)
+end
+
 return M

@@ -47,6 +47,11 @@ M.specs = {
     function() require("llm_sidecar.account").key_reset() end,
     { desc = "llm-sidecar: back to the first key, cooldowns cleared" },
   },
+  LlmPolicy = {
+    function(o) require("llm_sidecar.account").policy(o.args ~= "" and o.args or nil) end,
+    { nargs = "?", complete = function() return { "sticky", "primary" } end,
+      desc = "llm-sidecar: which key when (sticky or primary); no argument shows it" },
+  },
   LlmStatus = {
     function() require("llm_sidecar.status").show() end,
     { desc = "llm-sidecar: show credentials and their states" },

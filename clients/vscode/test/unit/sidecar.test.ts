@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import type { PolicyParams } from "../../src/protocol";
 import { describeError } from "../../src/status";
 import { startSidecar, type Sidecar } from "./helpers";
 
@@ -113,6 +114,21 @@ describe("sidecar over stdio", () => {
     assert.equal(status.index, 1);
     assert.equal(status.text, "🔑 1/2");
     assert.equal(status.rotated, false);
+  });
+
+  it("policy is read, then set, and a policy it does not know names the field", async () => {
+    assert.equal((await sc.api.policy({ provider: "anthropic" })).policy, "sticky");
+    const set = await sc.api.policy({ provider: "anthropic", policy: "primary" });
+    assert.equal(set.policy, "primary");
+    assert.equal(set.status.provider, "anthropic");
+    assert.equal((await sc.api.policy({ provider: "anthropic" })).policy, "primary");
+    await sc.api.policy({ provider: "anthropic", policy: "sticky" }); // as the other tests expect
+    const bad = { provider: "anthropic", policy: "random" } as unknown as PolicyParams;
+    await assert.rejects(sc.api.policy(bad), (err: { code: number; data?: { field?: string } }) => {
+      assert.equal(err.code, -32602);
+      assert.equal(err.data?.field, "policy");
+      return true;
+    });
   });
 
   it("invalid params name the field; the message is what the user sees", async () => {
