@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -22,6 +23,28 @@ _EXTRA_REASONS = {529: "Site Overloaded"}
 
 class HttpError(Exception):
     """A request we cannot parse; the connection answers 400 and closes."""
+
+
+# zlib's window bits for each request encoding a server decodes (RFC 9110 §8.4.1).
+_ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+
+
+def _decoded(body: bytes, encoding: str) -> bytes:
+    """The body as its ``Content-Encoding`` says it was sent: a proxy that forwards a
+    decoded body under the client's ``gzip`` header is refused, as a real server would."""
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return body
+    if name not in _ENCODINGS:
+        raise HttpError(f"unsupported content-encoding {name!r}")
+    inflate = zlib.decompressobj(wbits=_ENCODINGS[name])
+    try:
+        plain = inflate.decompress(body, MAX_BODY_BYTES + 1)
+    except zlib.error:
+        raise HttpError(f"the body is not {name}") from None
+    if not inflate.eof or len(plain) > MAX_BODY_BYTES:
+        raise HttpError(f"the body is not {name}, or too large")
+    return plain
 
 
 @dataclass(slots=True)
@@ -108,6 +131,7 @@ class Connection:
             if not 0 <= length <= MAX_BODY_BYTES:
                 raise HttpError("bad content-length")
             request.body = await self._read_exactly(length)
+        request.body = _decoded(request.body, headers.get("content-encoding", ""))
         return request
 
     async def _read_exactly(self, n: int) -> bytes:

@@ -25,6 +25,7 @@ import logging
 import signal
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from sidecar.gateway._proxy import Proxy
 from sidecar.gateway._routes import parse_route, shape_for_path
@@ -107,6 +108,13 @@ def make_app(
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _error(route.shape, 413, "request_too_large", "the request body is too large")
+        except RequestPayloadError:  # a compressed body that does not inflate
+            return _error(
+                route.shape,
+                400,
+                "invalid_request_error",
+                "the request body could not be decoded as its Content-Encoding says",
+            )
         return await proxy.handle(request, route, body)
 
     app = web.Application(client_max_size=max_body)

@@ -67,6 +67,10 @@ _DROP_REQUEST = frozenset(
         "referer",
     }
 )
+# The request encodings aiohttp's server decodes before the gateway reads the body
+# (aiohttp.http_parser: the exact lower-cased value); any other passes through as sent.
+DECODED_REQUEST_ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd"})
+
 _DROP_RESPONSE = frozenset(
     {
         "content-length",
@@ -144,6 +148,10 @@ def request_headers(
     """The client's headers with its credentials, hop headers and agent replaced by ours."""
     # Lower-cased: a client's "Anthropic-Version" and ours must not both go out.
     headers = {k.lower(): v for k, v in client.items() if k.lower() not in _DROP_REQUEST}
+    if headers.get("content-encoding", "").lower() in DECODED_REQUEST_ENCODINGS:
+        # The body we send is the decoded one: under the client's gzip header the
+        # provider would try to inflate plain JSON and answer 400.
+        del headers["content-encoding"]
     # Every anthropic-beta line: repeated header lines are one comma-separated list.
     betas = ",".join(client.getall("anthropic-beta", ()))
     ours = credential_headers(route, env, cred, betas)

@@ -1,8 +1,10 @@
-"""The fake's rate-limit headers, Date, clock skew and Mistral-style content parts."""
+"""The fake's rate-limit headers, Date, clock skew, request encodings and Mistral-style
+content parts."""
 
 from __future__ import annotations
 
 import email.utils
+import gzip
 import json
 import time
 from collections.abc import Iterator
@@ -76,6 +78,20 @@ def test_anthropic_resets_and_date_follow_the_skewed_clock(
     assert 29 <= reset.timestamp() - date <= 32
     assert response.headers["anthropic-ratelimit-tokens-remaining"] == "5000"
     assert abs(date + 7200 - time.time()) < 120
+
+
+def test_a_request_body_is_read_as_its_content_encoding_says(
+    fake: FakeProvider, http: httpx.Client
+) -> None:
+    plain = json.dumps(messages_body(stream=False)).encode()
+    url, headers = fake.url + "/v1/messages", {**anthropic_headers(), "content-encoding": "gzip"}
+    sent = http.post(url, headers=headers, content=gzip.compress(plain))
+    assert sent.status_code == 200
+    assert fake.requests[-1].body == messages_body(stream=False)
+    # Plain bytes under a gzip header (a proxy that forgot it inflated them): refused.
+    lying = http.post(url, headers=headers, content=plain)
+    assert lying.status_code == 400
+    assert len(fake.requests) == 1
 
 
 def test_content_parts_are_mistrals_shape(fake: FakeProvider, http: httpx.Client) -> None:

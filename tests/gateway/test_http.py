@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
 import re
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,6 +97,54 @@ def test_a_body_over_the_cap_is_413(gateway: Gateway, fake: FakeProvider) -> Non
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "request_too_large"
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_body_reaches_the_provider_as_its_encoding_says(
+    gateway: Gateway,
+    fake: FakeProvider,
+    make_key: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    encoding: str,
+) -> None:
+    # The gateway's server inflates the body; forwarded under the client's header, the
+    # provider would inflate plain JSON and answer 400 (the fake does as HTTP says).
+    key = make_key()
+    fake.script(key, [], default=Reply("ok"))
+    gateway.add_keys("anthropic", [key])
+    plain = json.dumps(BODY).encode()
+    sent = gzip.compress(plain) if encoding == "gzip" else zlib.compress(plain)
+    headers = {**gateway.headers(), "content-encoding": encoding}
+    with caplog.at_level(logging.INFO, logger="sidecar.gateway"):
+        resp = post(gateway, "/anthropic/v1/messages", headers, content=sent)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["content"][0]["text"] == "ok"
+        for _ in range(200):  # the log line follows the answer's last byte
+            if any(r.getMessage().startswith("anthropic ") for r in caplog.records):
+                break
+            time.sleep(0.02)
+    [request] = fake.requests
+    assert request.body == BODY
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("anthropic "))
+    assert "claude-test-1 200" in line  # the model read from the inflated body
+
+
+def test_a_body_that_does_not_inflate_is_400_and_never_goes_upstream(
+    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str]
+) -> None:
+    key = make_key()
+    fake.script(key, [], default=Reply("ok"))
+    gateway.add_keys("anthropic", [key])
+    headers = {**gateway.headers(), "content-encoding": "gzip"}
+    resp = post(gateway, "/anthropic/v1/messages", headers, content=b"not gzip at all")
+    assert resp.status_code == 400
+    assert resp.json()["error"]["type"] == "invalid_request_error"
+    bomb = gzip.compress(b"x" * (gateway.max_body * 4))  # small on the wire, big inflated
+    resp = post(gateway, "/anthropic/v1/messages", headers, content=bomb)
+    assert resp.status_code == 413
+    assert fake.requests == []
+    resp = post(gateway, "/anthropic/v1/messages", gateway.headers(), json=BODY)
+    assert resp.status_code == 200  # still serving, the key kept
 
 
 def test_an_unknown_provider_or_route_is_404_in_the_providers_shape(
