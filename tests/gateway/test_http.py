@@ -43,6 +43,17 @@ def post(
         return client.post(f"{gateway.url}{path}", headers=headers, **kw)  # type: ignore[arg-type]
 
 
+def request_log_line(caplog: pytest.LogCaptureFixture) -> tuple[str, list[str]]:
+    """The gateway's log line of the anthropic request, and all its lines so far. The
+    line is written once the handler returns, just after the answer's last byte."""
+    for _ in range(200):
+        lines = [r.getMessage() for r in caplog.records if r.name == "sidecar.gateway"]
+        if line := next((line for line in lines if line.startswith("anthropic ")), None):
+            return line, lines
+        time.sleep(0.02)
+    raise AssertionError(f"no request line among {lines}")
+
+
 def test_a_request_without_the_token_is_401_and_never_goes_upstream(
     gateway: Gateway, fake: FakeProvider
 ) -> None:
@@ -119,13 +130,9 @@ def test_a_compressed_body_reaches_the_provider_as_its_encoding_says(
         resp = post(gateway, "/anthropic/v1/messages", headers, content=sent)
         assert resp.status_code == 200, resp.text
         assert resp.json()["content"][0]["text"] == "ok"
-        for _ in range(200):  # the log line follows the answer's last byte
-            if any(r.getMessage().startswith("anthropic ") for r in caplog.records):
-                break
-            time.sleep(0.02)
+        line, _ = request_log_line(caplog)
     [request] = fake.requests
     assert request.body == BODY
-    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("anthropic "))
     assert "claude-test-1 200" in line  # the model read from the inflated body
 
 
@@ -235,13 +242,11 @@ def test_an_error_the_provider_answers_passes_through_unchanged_but_for_an_echoe
 
 
 def test_the_log_line_names_the_key_by_fingerprint_only(
-    gateway: Gateway, fake: FakeProvider, make_key: Callable[..., str], caplog: object
+    gateway: Gateway,
+    fake: FakeProvider,
+    make_key: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import logging
-
-    import pytest
-
-    assert isinstance(caplog, pytest.LogCaptureFixture)
     key = make_key()
     fake.script(key, [], default=Reply("ok"))
     gateway.add_keys("anthropic", [key])
@@ -250,13 +255,7 @@ def test_the_log_line_names_the_key_by_fingerprint_only(
             gateway, "/anthropic/v1/messages", gateway.headers(), json={**BODY, "stream": True}
         )
         assert resp.status_code == 200
-        # The line is written once the handler returns, just after the last byte.
-        for _ in range(200):
-            lines = [r.getMessage() for r in caplog.records if r.name == "sidecar.gateway"]
-            if any(line.startswith("anthropic ") for line in lines):
-                break
-            time.sleep(0.02)
-    line = next(line for line in lines if line.startswith("anthropic "))
+        line, lines = request_log_line(caplog)
     assert "claude-test-1 200" in line and "attempts=1" in line and "in=" in line
     assert f"key={sidecar_fingerprint(key)} " in line
     assert not leaked("\n".join(lines)) and gateway.token not in "\n".join(lines)
