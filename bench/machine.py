@@ -75,6 +75,7 @@ def describe() -> list[tuple[str, str]]:
         ("memory", f"{_memory_gib():.1f} GiB"),
         ("OS", f"{platform.system()} {platform.release()}"),
         ("Python", f"{platform.python_implementation()} {sys.version.split()[0]}"),
+        ("bytecode", "every spawn runs compiled bytecode, as after pip install"),
         ("llm-sidecar", f"{_version('llm-sidecar')}, commit {_commit()}"),
         ("packages", versions),
     ]
