@@ -155,6 +155,7 @@ class SidecarServer(LanguageServer):
 
     def _warm(self) -> Engine:
         import anyio
+        import anyio._backends._asyncio  # else loaded by the first connect: ~3-20 ms
         import anyio.streams.tls
         import attrs  # httpcore's first connection loads these
         import httpx_sse  # noqa: F401

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from sidecar.fake import FakeProvider, Reply
 from sidecar.rotation.keypool import KeyPool
 from sidecar.rpc.server import create_server
 from sidecar.store import Store
@@ -25,3 +30,45 @@ async def test_a_stream_that_came_first_keeps_its_engine(home: Path) -> None:
     await server.warm_up()
     assert server.engine is first
     await first.aclose()
+
+
+# In a process of its own: what the first stream imports after the warm-up, which the
+# user would wait for (the test process has imported everything already).
+FIRST_STREAM = """
+import asyncio, json, sys
+from sidecar.providers import StreamRequest
+from sidecar.rotation.keypool import KeyPool
+from sidecar.rpc.server import create_server
+from sidecar.store import Store
+
+async def main(home, url):
+    server = create_server(KeyPool(Store.default(), environ={"ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": sys.argv[3]}))
+    await server.warm_up()
+    before = set(sys.modules)
+    ask = StreamRequest(model="claude-sonnet-4-5", max_tokens=8,
+        messages=[{"role": "user", "content": "hi"}])
+    await server.engine.stream("anthropic", ask)
+    print(json.dumps(sorted(set(sys.modules) - before)))
+    await server.engine.aclose()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_the_first_stream_after_the_warm_up_imports_nothing(
+    home: Path, make_key: Callable[..., str]
+) -> None:
+    key = make_key()
+    with FakeProvider() as fake:
+        fake.script(key, [], default=Reply("ok"))
+        env = {"LLM_SIDECAR_HOME": str(home), "PATH": "/usr/bin:/bin"}
+        ran = subprocess.run(
+            [sys.executable, "-c", FIRST_STREAM, str(home), fake.url, key],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert json.loads(ran.stdout) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +55,35 @@ async def test_files_other_than_the_stores_do_not_wake_it(home: Path) -> None:
         waiting.cancel()
     finally:
         changes.close()
+
+
+async def test_the_watch_is_closed_off_the_event_loop(
+    tmp_path: Path, make_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel makes closing a watching inotify descriptor wait (RCU): the first write
+    # that creates the home re-arms the watch, mid-stream, and must not stall the loop.
+    from inotify_simple import INotify
+
+    closed_in: list[threading.Thread] = []
+    done = threading.Event()
+    real_close = INotify.close
+
+    def close(self: INotify) -> None:
+        closed_in.append(threading.current_thread())
+        real_close(self)
+        done.set()
+
+    monkeypatch.setattr(INotify, "close", close)
+    home = tmp_path / "home"
+    changes = Store(home).changes()
+    await changes.wait(NEVER, NEVER)  # watching the parent for the home to appear
+    waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
+    await asyncio.sleep(0)
+    KeyPool(Store(home), environ={}).add_key("anthropic", make_key())
+    await asyncio.wait_for(waiting, 10)  # the home appeared: the parent's watch is closed
+    assert await asyncio.to_thread(done.wait, 10)
+    assert closed_in and threading.main_thread() not in closed_in
+    assert not changes.notified
 
 
 async def test_without_a_home_or_its_parent_it_polls(tmp_path: Path) -> None:
