@@ -56,7 +56,7 @@ from sidecar.store import Store
 
 ITER = int(sys.argv[1])
 home = Path(tempfile.mkdtemp()) / "home"
-pool = KeyPool(Store(home), environ={})
+pool = KeyPool(Store(home), env={})
 pool.add_keys("anthropic", [f"sk-ant-api03-bench{i:04d}" + "x" * 80 for i in range(10)])
 headroom = "windows" in inspect.signature(pool.report_success).parameters
 if headroom:

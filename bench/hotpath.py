@@ -62,12 +62,13 @@ async def _worker(url: str, patches: str, shape: str, n: int, runs: int) -> list
     from sidecar.rpc import protocol
     from sidecar.rpc.streams import stream_request
     from sidecar.rpc.wire import WireSink, sender
+    from sidecar.settings import Settings
     from sidecar.store import Store
 
     with tempfile.TemporaryDirectory() as tmp, open("/dev/null", "wb") as sink:
         home = Path(tmp) / "home"
-        keypool = KeyPool(Store(home), environ=sidecar_env(home, url, KEYS[:1]))
-        engine = Engine(keypool)
+        settings = Settings.load(home, sidecar_env(home, url, KEYS[:1]))
+        engine = Engine(KeyPool(Store(home), settings.env), settings)
         send = sender(SimpleNamespace(writer=StdoutWriter(sink)))
         request = stream_request(
             protocol.parse_params(protocol.StreamParams, stream_params("hotpath"))

@@ -238,7 +238,7 @@ async def _propagation(fake: FakeHost, sizes: Sizes, section: Section) -> None:
 
             watcher.proc.on_notification = spy
             await watcher.request("sidecar/status", {})  # its feed is running
-            keypool = KeyPool(Store(home), environ={})
+            keypool = KeyPool(Store(home), env={})
             for _ in range(runs):
                 await asyncio.to_thread(keypool.reset, "anthropic")
                 current = keypool.acquire("anthropic").credential

@@ -93,9 +93,10 @@ async def _propagation(fake: FakeHost, url: str, sizes: Sizes, section: Section)
             watcher.proc.on_notification = spy
             home = Path(tmp) / "c"
             env = TeamSidecar(fake.url, url, home).env()
-            keypool = KeyPool(Store(home), settings=Settings.load(home, env))
+            settings = Settings.load(home, env)
+            keypool = KeyPool(Store(home), settings.env)
             links: list[str] = []
-            team = start_sharing(keypool, links.append)
+            team = start_sharing(keypool, settings.team, links.append)
             assert team is not None
             for _ in range(400):  # until the bench's own link is up
                 if team.link == "online":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 import httpx
@@ -41,7 +42,6 @@ from sidecar.events import (
     StreamOutcome,
     StreamSink,
 )
-from sidecar.limits import BodyLimits
 from sidecar.providers import (
     MessageEnd,
     Provider,
@@ -57,7 +57,9 @@ from sidecar.rotation.failover import Failover, Refresher
 from sidecar.rotation.fallback import Target, reason_to_fall_back, with_fallbacks_tried
 from sidecar.rotation.keypool import KeyPool
 from sidecar.rotation.routing import Routing
-from sidecar.timeouts import Timeouts
+
+if TYPE_CHECKING:
+    from sidecar.settings import Settings
 
 __all__ = ["Engine", "Refresher", "StreamOutcome"]
 
@@ -72,17 +74,17 @@ class Engine:
     def __init__(
         self,
         keypool: KeyPool,
+        settings: Settings,
         *,
         refresher: Refresher | None = None,
         ensure_fresh: Refresher | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: Timeouts | None = None,
         max_cooldown_wait: float = MAX_COOLDOWN_WAIT,
-        limits: BodyLimits | None = None,
         when_caught_up: WhenCaughtUp | None = None,
     ) -> None:
-        """``refresher`` renews an OAuth login after a 401 on it; ``ensure_fresh``
-        renews one about to expire before it is used. Both default to
+        """``settings``: the face's (timeouts, body limits, the environment providers'
+        base URLs are read from). ``refresher`` renews an OAuth login after a 401 on it;
+        ``ensure_fresh`` renews one about to expire before it is used. Both default to
         :class:`sidecar.oauth.TokenRefresher`, which never lets two processes
         spend one refresh token. ``when_caught_up`` is the face's way to run a
         callback once its client's queued messages are read (see
@@ -92,15 +94,15 @@ class Engine:
         if refresher is None or ensure_fresh is None:
             from sidecar.oauth import TokenRefresher
 
-            oauth = TokenRefresher(keypool)
+            oauth = TokenRefresher(keypool, settings.env)
             refresher = refresher or oauth.refresh
             ensure_fresh = ensure_fresh or oauth.ensure_fresh
         self.refresher: Refresher = refresher
         self.ensure_fresh: Refresher = ensure_fresh
         self._transport = transport
-        # Read once with every other setting (sidecar.settings); passed in by tests.
-        self.timeouts = timeout or keypool.settings.timeouts
-        self.limits = limits or keypool.settings.limits
+        self.settings = settings
+        self.timeouts = settings.timeouts
+        self.limits = settings.limits
         self._when_caught_up = when_caught_up
         self._client: httpx.AsyncClient | None = None
         self._routing: Routing | None = None
@@ -143,7 +145,7 @@ class Engine:
         ``on_status`` is called with the provider's name whenever the pool changed.
         """
         try:
-            provider = get_provider(provider_name, self.keypool.env if env is None else env)
+            provider = get_provider(provider_name, self.settings.env if env is None else env)
         except ProviderConfigError as exc:  # e.g. Azure without an endpoint
             raise InvalidParams("provider", str(exc)) from None
         failover = Failover(

@@ -117,7 +117,7 @@ async def _one(
     from sidecar.providers import ProviderConfigError, get_provider
 
     try:
-        upstream = get_provider(provider, engine.keypool.env)
+        upstream = get_provider(provider, engine.settings.env)
     except ProviderConfigError as exc:  # Azure without an endpoint
         return known_models(provider), ModelError(provider, str(exc))
     if getattr(upstream, "azure", None) is not None or not engine.keypool.pool(provider):

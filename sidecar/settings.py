@@ -4,14 +4,17 @@ Unlike :mod:`sidecar.sources` (the *credentials* the environment holds) this is 
 sidecar behaves: its home, timeouts, body limits and OAuth knobs, plus the merged
 environment that provider base URLs and Azure options are looked up in by the
 catalog's variable names (:func:`sidecar.providers.get_provider`). One object is built
-per process and handed to the key pool, which the engine, the logins and the gateway
-read it from.
+per process by its face (the server's lazy services, a CLI command, the gateway's run),
+which hands each part the piece it needs: the engine and the gateway's proxy the whole
+object, the logins and refreshes its environment, the team link its ``team``, and the
+key pool only its environment (keys found there) and its problems.
 
 One policy for a bad value, never a silent default: :meth:`Settings.load` collects
 a :class:`Problem` naming the variable and keeps the default so that a running server
 stays up. The CLI refuses to start (:meth:`Settings.check`, an error naming the
-variable); the server logs each problem and shows it as an ``Error`` in every
-provider's status (:meth:`sidecar.rotation.keypool.KeyPool.status`).
+variable); the server logs each problem (:attr:`sidecar.rpc.server.SidecarServer.settings`)
+and shows it as an ``Error`` in every provider's status
+(:meth:`sidecar.rotation.keypool.KeyPool.status`, given the problems).
 
 Nothing heavy is imported: a server builds this right after ``initialize``.
 """

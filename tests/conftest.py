@@ -9,11 +9,15 @@ every JSON-RPC message it receives for the same scan.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sidecar.engine import Engine
 
 TEST_SECRETS: set[str] = set()
 
@@ -49,3 +53,20 @@ def leaked(text: str) -> list[str]:
 def answer_text(result: dict[str, Any]) -> str:
     """The answer's text in a ``sidecar/stream`` result: its text blocks, joined."""
     return "".join(b["text"] for b in result["content"] if b["type"] == "text")
+
+
+def engine_for(
+    home: Path,
+    environ: Mapping[str, str],
+    clock: Callable[[], float] = time.time,
+    **kwargs: Any,
+) -> Engine:
+    """An engine on the home's key pool, both given the settings ``environ`` makes, as a
+    face builds them (the pool is ``engine.keypool``)."""
+    from sidecar.engine import Engine
+    from sidecar.rotation.keypool import KeyPool
+    from sidecar.settings import Settings
+    from sidecar.store import Store
+
+    settings = Settings.load(home, environ)
+    return Engine(KeyPool(Store(home), settings.env, clock), settings, **kwargs)

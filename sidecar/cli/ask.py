@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar.catalog import get_provider
 from sidecar.errors import InvalidParams
 from sidecar.rotation.keypool import KeyPool
+
+if TYPE_CHECKING:
+    from sidecar.settings import Settings
 
 __all__ = ["run_ask"]
 
@@ -24,6 +27,7 @@ def _note(text: str) -> None:
 
 def run_ask(
     keypool: KeyPool,
+    settings: Settings,
     *,
     provider: str,
     model: str | None,
@@ -83,7 +87,7 @@ def run_ask(
             pass
 
     async def go() -> Any:
-        engine = Engine(keypool)
+        engine = Engine(keypool, settings)
         try:
             return await engine.stream(provider, request, Terminal(), on_status=on_status)
         finally:

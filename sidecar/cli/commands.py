@@ -20,23 +20,30 @@ if TYPE_CHECKING:
     from sidecar.rotation.headroom import Window
     from sidecar.rotation.keypool import KeyPool
     from sidecar.rotation.status import ProviderStatus
+    from sidecar.settings import Settings
     from sidecar.team import Probe, TeamConfig
 
 
-def default_keypool() -> KeyPool:
-    """The key pool of the user's home; BadSetting (naming the variable) for a bad value.
+def load_settings() -> Settings:
+    """The settings of this process and the user's home; BadSetting (naming the variable)
+    for a bad value.
 
     The CLI's half of the one policy for bad settings (see sidecar.settings): a command
     refuses to start rather than run on a default the user did not ask for.
     """
-    from sidecar.rotation.keypool import KeyPool
     from sidecar.settings import Settings
+
+    settings = Settings.load()
+    settings.check()
+    return settings
+
+
+def default_keypool(settings: Settings) -> KeyPool:
+    """The key pool of the home ``settings`` name, finding keys in their environment."""
+    from sidecar.rotation.keypool import KeyPool
     from sidecar.store import Store
 
-    store = Store.default()
-    settings = Settings.load(store.home)
-    settings.check()
-    return KeyPool(store, settings=settings)
+    return KeyPool(Store(settings.home), settings.env)
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -114,13 +121,14 @@ def check_exit_code(statuses: Sequence[ProviderStatus]) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from sidecar.store.health import problem_texts
 
-    keypool = default_keypool()
+    settings = load_settings()
+    keypool = default_keypool(settings)
     statuses = keypool.status_all([args.provider] if args.provider else None)
     problems = problem_texts(keypool.store)
     if args.json:
         from sidecar.rpc import protocol  # cattrs: a third of the command's start-up
 
-        team = keypool.settings.team
+        team = settings.team
         state = protocol.SharedStateInfo()
         if team is not None:
             online = _probe_team(team).online
@@ -136,8 +144,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             _print_status(status)
         for problem in problems:
             print(f"warning: {problem}")
-        if keypool.settings.team is not None:
-            team = keypool.settings.team
+        if settings.team is not None:
+            team = settings.team
             print(f"team state: {team.shown}: {_probe_team(team).describe()}")
     return check_exit_code(statuses) if args.check else 0
 
@@ -161,7 +169,8 @@ def _read_secrets(prompt: str) -> list[str]:
 
 
 def cmd_key(args: argparse.Namespace) -> int:
-    keypool = default_keypool()
+    settings = load_settings()
+    keypool = default_keypool(settings)
     provider = args.provider
     if args.action == "add":
         if args.login:
@@ -183,10 +192,10 @@ def cmd_key(args: argparse.Namespace) -> int:
         _print_status(keypool.status(provider))
     elif args.action == "reset":
         keypool.reset(provider)
-        if keypool.settings.team is not None:  # the whole team tries the keys again
+        if settings.team is not None:  # the whole team tries the keys again
             from sidecar.team import forget
 
-            failed = forget(keypool.settings.team, provider, keypool.credentials(provider))
+            failed = forget(settings.team, provider, keypool.credentials(provider))
             if failed is not None:
                 print(f"warning: team state not reset ({failed}): other machines keep theirs")
         _print_status(keypool.status(provider))
@@ -203,7 +212,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     from sidecar.credentials import Credential
     from sidecar.profiles import profile_id
 
-    keypool = default_keypool()
+    keypool = default_keypool(load_settings())
     provider = args.provider
     if args.auth_command == "paste-token":
         # Checked before the token is asked for: a name refused after pasting wastes it.
@@ -251,7 +260,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from sidecar import sources
 
-    keypool = default_keypool()
+    keypool = default_keypool(load_settings())
     if args.source == "pi":
         auth = Path(args.auth).expanduser()
         rotation = Path(args.rotation).expanduser()
@@ -303,8 +312,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for problem in settings.problems:
             bad += 1
             print(f"problem: {problem.message}")
-        keypool = KeyPool(store, settings=settings)
-        cleartext = [*cleartext_base_urls(keypool.env), *cleartext_token_urls(keypool.env)]
+        keypool = KeyPool(store, settings.env)
+        cleartext = [*cleartext_base_urls(settings.env), *cleartext_token_urls(settings.env)]
         for why, allowed in cleartext:
             if allowed:
                 print(f"warning: {why.partition('; use')[0]} (allowed by {INSECURE_HTTP_ENV}=1)")
@@ -312,7 +321,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 bad += 1
                 print(f"problem: {why}")
         for name in PROVIDERS:
-            for cred in env_credentials(name, keypool.env).credentials:
+            for cred in env_credentials(name, settings.env).credentials:
                 print(f"environment: {cred.id[4:]} = {cred.fingerprint} ({name})")
         if settings.team is not None:
             seen = _probe_team(settings.team)
@@ -342,8 +351,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     prompt = " ".join(args.prompt) if args.prompt != ["-"] else sys.stdin.read()
     if not prompt.strip():
         return fail("give a prompt (or - to read it from stdin)", 2)
+    settings = load_settings()
     return run_ask(
-        default_keypool(),
+        default_keypool(settings),
+        settings,
         provider=args.provider or "anthropic",
         model=args.model,
         prompt=prompt,

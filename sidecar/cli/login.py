@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sidecar.cli.commands import default_keypool, fail
+from sidecar.cli.commands import default_keypool, fail, load_settings
 
 if TYPE_CHECKING:
     import argparse
     import asyncio
 
-    from sidecar.rotation.keypool import KeyPool
+    from sidecar.oauth import LoginManager
 
 
 # -- login and logout ------------------------------------------------------------
@@ -39,7 +39,15 @@ def cmd_login(args: argparse.Namespace) -> int:
     refused = _no_oauth(args.provider)
     if refused is not None:
         return refused
-    return asyncio.run(_login(default_keypool(), args.provider, args.paste, args.profile))
+    return asyncio.run(_login(_manager(), args.provider, args.paste, args.profile))
+
+
+def _manager() -> LoginManager:
+    """The logins of the user's home, with the endpoints and knobs the settings name."""
+    from sidecar.oauth import LoginManager
+
+    settings = load_settings()
+    return LoginManager(default_keypool(settings), settings.env)
 
 
 def _graphical_browser(env: dict[str, str]) -> bool:
@@ -84,14 +92,12 @@ def _stdin_lines() -> asyncio.Queue[str | None]:
     return queue
 
 
-async def _login(keypool: KeyPool, provider: str, paste: bool, profile: str) -> int:
+async def _login(manager: LoginManager, provider: str, paste: bool, profile: str) -> int:
     import asyncio
 
     from sidecar.credentials import Credential
     from sidecar.errors import InvalidParams, LoginError
-    from sidecar.oauth import LoginManager
 
-    manager = LoginManager(keypool)
     try:
         login = await manager.start(provider, "paste" if paste else "auto", profile)
     except (InvalidParams, LoginError) as exc:
@@ -146,12 +152,10 @@ async def _login(keypool: KeyPool, provider: str, paste: bool, profile: str) -> 
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from sidecar.oauth import LoginManager
-
     refused = _no_oauth(args.provider)
     if refused is not None:
         return refused
-    removed = LoginManager(default_keypool()).logout(args.provider, args.profile)
+    removed = _manager().logout(args.provider, args.profile)
     if removed is None:
         print(f"no {args.provider} login in profile {args.provider}:{args.profile}")
         return 0

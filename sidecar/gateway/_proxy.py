@@ -44,12 +44,11 @@ from sidecar.gateway._relay import Held, Relay, RequestLog
 from sidecar.gateway._routes import Route
 from sidecar.gateway._shapes import error_body
 from sidecar.gateway._upstream import UPSTREAM_ERRORS, Upstream, lost, request_headers
-from sidecar.limits import BodyLimits
 from sidecar.providers import ProviderConfigError
 from sidecar.rotation.failover import Failover, Refresher
 from sidecar.rotation.keypool import KeyPool
 from sidecar.rotation.routing import Routing
-from sidecar.timeouts import Timeouts
+from sidecar.settings import Settings
 
 __all__ = ["Proxy"]
 
@@ -87,15 +86,15 @@ class Proxy:
         keypool: KeyPool,
         upstream: Upstream,
         *,
-        timeouts: Timeouts,
-        limits: BodyLimits,
+        settings: Settings,
         refresher: Refresher,
         ensure_fresh: Refresher,
         max_cooldown_wait: float,
     ) -> None:
         self.keypool = keypool
         self.upstream = upstream
-        self.relay = Relay(keypool, hold_for=timeouts.read, limits=limits)
+        self.env = settings.env  # base URLs and Azure options, as the gateway's run read them
+        self.relay = Relay(keypool, hold_for=settings.timeouts.read, limits=settings.limits)
         self.refresher = refresher
         self.ensure_fresh = ensure_fresh
         self.max_cooldown_wait = max_cooldown_wait
@@ -150,9 +149,8 @@ class Proxy:
         except BudgetExceeded as exc:
             # 402, never 429: a client would retry a rate limit until midnight.
             return self.error(route.shape, 402, "billing_error", f"llm-sidecar gateway: {exc}")
-        env = self.keypool.env
         try:
-            url = route.upstream_url(env, entry.model, request.query_string)
+            url = route.upstream_url(self.env, entry.model, request.query_string)
         except ProviderConfigError as exc:
             return self.error(route.shape, 500, "api_error", f"llm-sidecar gateway: {exc}")
         failover = Failover(
@@ -234,7 +232,7 @@ class Proxy:
         cred: Credential,
         entry: RequestLog,
     ) -> web.StreamResponse:
-        headers = request_headers(route, self.keypool.env, cred, request.headers)
+        headers = request_headers(route, self.env, cred, request.headers)
         try:
             resp = await self.upstream.send(request.method, url, headers, body)
         except UPSTREAM_ERRORS as exc:

@@ -61,7 +61,7 @@ def run(host: str, port: int, *, allow_remote: bool) -> int:
     token = gateway_token(store)
     settings = Settings.load(store.home, own_environment(os.environ, token, port))
     settings.check()  # a bad value stops the gateway at start-up, naming the variable
-    keypool = KeyPool(store, settings=settings)
+    keypool = KeyPool(store, settings.env)
     setup_logging("INFO", known_secrets=_secrets_of(keypool, token))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not is_loopback(host):
@@ -71,23 +71,23 @@ def run(host: str, port: int, *, allow_remote: bool) -> int:
             "the port and knows the token can spend your keys, and the Host check is off",
             host,
         )
-    return asyncio.run(_main(keypool, token, host, port, allow_remote=allow_remote))
+    return asyncio.run(_main(settings, keypool, token, host, port, allow_remote=allow_remote))
 
 
-async def _main(keypool: KeyPool, token: str, host: str, port: int, *, allow_remote: bool) -> int:
+async def _main(
+    settings: Settings, keypool: KeyPool, token: str, host: str, port: int, *, allow_remote: bool
+) -> int:
     from sidecar.gateway._app import make_app, serve
     from sidecar.gateway._proxy import Proxy
     from sidecar.gateway._upstream import upstream
     from sidecar.oauth import TokenRefresher
 
-    timeouts = keypool.settings.timeouts
-    oauth = TokenRefresher(keypool)
-    async with upstream(timeouts) as session:
+    oauth = TokenRefresher(keypool, settings.env)
+    async with upstream(settings.timeouts) as session:
         proxy = Proxy(
             keypool,
             session,
-            timeouts=timeouts,
-            limits=keypool.settings.limits,
+            settings=settings,
             refresher=oauth.refresh,
             ensure_fresh=oauth.ensure_fresh,
             max_cooldown_wait=MAX_COOLDOWN_WAIT,
@@ -95,7 +95,7 @@ async def _main(keypool: KeyPool, token: str, host: str, port: int, *, allow_rem
         app = make_app(proxy, token=token, port=port, check_host=not allow_remote)
         from sidecar.rotation.sharing import start_sharing
 
-        team = start_sharing(keypool, lambda link: None)  # the link logs its changes
+        team = start_sharing(keypool, settings.team, lambda link: None)  # the link logs its changes
         try:
             await serve(app, host, port)
         finally:

@@ -32,7 +32,7 @@ import collections
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -102,11 +102,13 @@ class LoginManager:
     def __init__(
         self,
         keypool: KeyPool,
+        env: Mapping[str, str],
         *,
         on_event: Callable[[LoginEvent], None] = lambda event: None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.keypool = keypool
+        self.env = env  # the sidecar's settings' environment: endpoints and knobs
         self.on_event = on_event
         self._transport = transport
         self._logins: dict[str, Login] = {}
@@ -120,7 +122,7 @@ class LoginManager:
         self, provider: str, mode: str | None = None, profile: str | None = None
     ) -> Login:
         """Begin a login; it answers at once with the URL the user is to open."""
-        config = oauth_config(provider, self.keypool.env)
+        config = oauth_config(provider, self.env)
         if mode not in (None, "auto", "paste"):
             raise InvalidParams("mode", 'must be "auto" or "paste"')
         pid = profile_id(provider, profile)
@@ -349,7 +351,7 @@ class LoginManager:
 
     def logout(self, provider: str, profile: str | None = None) -> Credential | None:
         """Remove the login profile; the removed credential, None when there was none."""
-        oauth_config(provider, self.keypool.env)  # only OAuth providers have logins
+        oauth_config(provider, self.env)  # only OAuth providers have logins
         return self.keypool.logout(provider, profile_id(provider, profile))
 
 

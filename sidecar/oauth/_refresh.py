@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
@@ -79,12 +79,14 @@ class TokenRefresher:
     def __init__(
         self,
         keypool: KeyPool,
+        env: Mapping[str, str],
         *,
         margin: float = REFRESH_MARGIN,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keypool = keypool
+        self.env = env  # the sidecar's settings' environment: the token endpoint
         self.margin = margin
         self._transport = transport
         self._clock = clock
@@ -121,7 +123,7 @@ class TokenRefresher:
         """The refresh itself (blocking): see the module's description of the steps."""
         store = self.keypool.store
         try:
-            config = oauth_config(cred.provider, self.keypool.env)
+            config = oauth_config(cred.provider, self.env)
         except InvalidParams:
             raise self._error(
                 cred, f"{cred.provider} logins cannot be refreshed: log in again", "unsupported"

@@ -40,8 +40,8 @@ class KeyPool(PoolWrites):
             if cred.provider == provider:
                 rules.record_headroom(st, cred, windows, scope)
         status = provider_status(provider, self.credentials(provider, data), st, self.clock())
-        if self.settings.problems:
-            said = "; ".join(p.message for p in self.settings.problems)
+        if self.problems:
+            said = "; ".join(p.message for p in self.problems)
             message = f"{said}; {status.message}" if status.message else said
             return attrs.evolve(status, kind=StatusKind.ERROR, message=message)
         if self.team is not None and self.team.link == "offline":

@@ -10,10 +10,8 @@ writing that state back inside the store's lock.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from sidecar.catalog import PROVIDERS
@@ -21,16 +19,14 @@ from sidecar.credentials import Credential
 from sidecar.rotation import placement, remote, rules
 from sidecar.rotation.headroom import Window
 from sidecar.rotation.state import RotationState
-from sidecar.settings import Settings
 from sidecar.sources import env_credentials
 from sidecar.store import Store, StoreData
 
 if TYPE_CHECKING:
+    from sidecar.settings import Problem
     from sidecar.team import Entry, TeamSync
 
 __all__ = ["Clock", "PoolBase", "find_login", "forget", "load_state", "save_state"]
-
-log = logging.getLogger("sidecar.rotation.keypool")
 
 Clock = Callable[[], float]
 
@@ -39,21 +35,17 @@ class PoolBase:
     def __init__(
         self,
         store: Store,
-        environ: Mapping[str, str] | None = None,
+        env: Mapping[str, str],
         clock: Clock = time.time,
         *,
-        settings: Settings | None = None,
+        problems: Sequence[Problem] = (),
     ) -> None:
-        """``settings`` as the process built them; else read from ``environ`` (os.environ)."""
+        """``env``: where keys in the environment are found (a face passes
+        :attr:`sidecar.settings.Settings.env`); ``problems``: the bad settings every status
+        shows as an Error (the server's half of the policy; the other faces refuse to start)."""
         self.store = store
-        if settings is None:
-            settings = Settings.load(store.home, os.environ if environ is None else environ)
-            for problem in settings.problems:
-                # The server's half of the policy (sidecar.settings): a log line here and
-                # an Error in every status (see status()). The CLI and the gateway load
-                # their settings themselves and refuse to start instead.
-                log.error("%s: using the default", problem.message)
-        self.settings = settings
+        self.env = env
+        self.problems = tuple(problems)
         self.clock = clock
         self._unsaved: list[tuple[Credential, float]] = []  # successes not yet written
         # The latest windows not yet written, by (credential, model scope): only the
@@ -63,11 +55,6 @@ class PoolBase:
         # The team's shared state (sidecar.team), when the face that built us started a
         # link: told of every cooldown, rejection and window this machine writes.
         self.team: TeamSync | None = None
-
-    @property
-    def env(self) -> Mapping[str, str]:
-        """The environment provider variables are looked up in (see Settings.env)."""
-        return self.settings.env
 
     # -- reading ----------------------------------------------------------------
 

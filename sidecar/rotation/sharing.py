@@ -18,7 +18,7 @@ from sidecar.rotation.keypool import KeyPool
 from sidecar.rotation.poolbase import load_state, save_state
 
 if TYPE_CHECKING:
-    from sidecar.team import Entry, Link, TeamSync
+    from sidecar.team import Entry, Link, TeamConfig, TeamSync
 
 __all__ = ["SharedPool", "start_sharing"]
 
@@ -71,9 +71,10 @@ class SharedPool:
             save_state(data, cred.provider, st)
 
 
-def start_sharing(keypool: KeyPool, on_link: Callable[[Link], object]) -> TeamSync | None:
-    """Link the pool to the team's state its settings name (none: None); on a running loop."""
-    config = keypool.settings.team
+def start_sharing(
+    keypool: KeyPool, config: TeamConfig | None, on_link: Callable[[Link], object]
+) -> TeamSync | None:
+    """Link the pool to the team's state ``config`` names (none: None); on a running loop."""
     if config is None:
         return None
     from sidecar.team import TeamSync

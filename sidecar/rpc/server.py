@@ -1,9 +1,10 @@
 """The stdio JSON-RPC server: its services, loaded lazily, and its way out to the editor.
 
 The ``sidecar/*`` handlers are in :mod:`sidecar.rpc.handlers`; the LSP lifecycle
-methods are here. The key pool, the status feed, the engine and the login
-manager are built on first use, so the answer to ``initialize`` needs none of
-them. :mod:`sidecar.rpc.rpcio` adds the JSON-RPC checks pygls leaves out, and
+methods are here. The settings, the key pool, the status feed, the engine and the
+login manager are built on first use, so the answer to ``initialize`` needs none of
+them; each service is handed the part of the settings it needs.
+:mod:`sidecar.rpc.rpcio` adds the JSON-RPC checks pygls leaves out, and
 ``report_server_error`` answers bodies that are not JSON (-32700), so a client
 never waits for a reply that will not come.
 """
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from sidecar.rotation.status import ProviderStatus
     from sidecar.rpc.logins import LoginProgress
     from sidecar.rpc.statusfeed import StatusFeed
+    from sidecar.settings import Settings
 
 __all__ = ["SidecarServer", "create_server"]
 
@@ -52,14 +54,16 @@ WATCH_DELAY = 0.3
 
 
 class SidecarServer(LanguageServer):
-    def __init__(self, keypool: KeyPool | None = None) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
+        """``settings``: as a test built them; by default read on first use."""
         super().__init__(
             "llm-sidecar",
             __version__,
             protocol_cls=SidecarProtocol,
             converter_factory=raw_params_converter,
         )
-        self._keypool = keypool
+        self._settings = settings
+        self._keypool: KeyPool | None = None
         self._feed: StatusFeed | None = None
         self._engine: Engine | None = None
         self._logins: LoginManager | None = None
@@ -94,12 +98,26 @@ class SidecarServer(LanguageServer):
         )
 
     @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from sidecar.settings import Settings
+
+            self._settings = Settings.load()
+            for problem in self._settings.problems:
+                # The server's half of the policy (sidecar.settings): a log line here and
+                # an Error in every status (the key pool's problems). The CLI and the
+                # gateway refuse to start instead.
+                log.error("%s: using the default", problem.message)
+        return self._settings
+
+    @property
     def keypool(self) -> KeyPool:
         if self._keypool is None:
             from sidecar.rotation.keypool import KeyPool
             from sidecar.store import Store
 
-            self._keypool = KeyPool(Store.default())
+            settings = self.settings
+            self._keypool = KeyPool(Store(settings.home), settings.env, problems=settings.problems)
         return self._keypool
 
     @property
@@ -122,7 +140,7 @@ class SidecarServer(LanguageServer):
         from sidecar.engine import Engine
         from sidecar.rpc import stdio
 
-        engine = Engine(self.keypool, when_caught_up=stdio.when_input_caught_up)
+        engine = Engine(self.keypool, self.settings, when_caught_up=stdio.when_input_caught_up)
         engine.client  # noqa: B018  # built now: its TLS contexts cost tens of ms
         return engine
 
@@ -181,7 +199,9 @@ class SidecarServer(LanguageServer):
         if self._logins is None:
             from sidecar.oauth import LoginManager
 
-            self._logins = LoginManager(self.keypool, on_event=self.login_progress.ended)
+            self._logins = LoginManager(
+                self.keypool, self.settings.env, on_event=self.login_progress.ended
+            )
         return self._logins
 
     @property
@@ -207,7 +227,9 @@ class SidecarServer(LanguageServer):
         offline changes every provider's status."""
         from sidecar.rotation.sharing import start_sharing
 
-        start_sharing(self.keypool, lambda link: self.feed.publish_all(force=True))
+        start_sharing(
+            self.keypool, self.settings.team, lambda link: self.feed.publish_all(force=True)
+        )
 
     def start_io(
         self, stdin: BinaryIO | FramedStdin | None = None, stdout: BinaryIO | None = None
@@ -250,8 +272,8 @@ class SidecarServer(LanguageServer):
             log.warning("answered an unreadable message with %d", code)
 
 
-def create_server(keypool: KeyPool | None = None) -> SidecarServer:
-    ls = SidecarServer(keypool)
+def create_server(settings: Settings | None = None) -> SidecarServer:
+    ls = SidecarServer(settings)
 
     @ls.feature(types.SHUTDOWN)
     async def shutdown(server: SidecarServer, _: Any) -> None:

@@ -22,8 +22,7 @@ from sidecar.providers import (
     ToolUseStop,
     UsageDelta,
 )
-from sidecar.rotation.keypool import KeyPool
-from sidecar.store import Store
+from tests.conftest import engine_for
 
 REQUEST = StreamRequest(
     model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], max_tokens=64
@@ -51,10 +50,10 @@ def fake() -> Iterator[FakeProvider]:
 
 
 def make_engine(home: Path, fake: FakeProvider, keys: list[str]) -> Engine:
-    keypool = KeyPool(Store(home), environ={"ANTHROPIC_BASE_URL": fake.url})
+    engine = engine_for(home, {"ANTHROPIC_BASE_URL": fake.url}, max_cooldown_wait=0.0)
     for key in keys:
-        keypool.add_key("anthropic", key)
-    return Engine(keypool, max_cooldown_wait=0.0)
+        engine.keypool.add_key("anthropic", key)
+    return engine
 
 
 async def test_deltas_then_finished_with_the_outcome(

@@ -17,9 +17,8 @@ from sidecar.events import Fallback, Finished, StreamEvent, StreamOutcome
 from sidecar.fake import Error, FakeProvider, InvalidKey, RateLimited, Reply, Text
 from sidecar.providers import StreamRequest, TextDelta
 from sidecar.rotation.fallback import Target
-from sidecar.rotation.keypool import KeyPool
 from sidecar.rotation.routing import Routing
-from sidecar.store import Store
+from tests.conftest import engine_for
 
 REQUEST = StreamRequest(
     model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], max_tokens=64
@@ -54,17 +53,15 @@ def fake() -> Iterator[FakeProvider]:
 
 
 def engine_with(home: Path, fake: FakeProvider, keys: dict[str, str]) -> Engine:
-    keypool = KeyPool(
-        Store(home),
-        environ={
-            "ANTHROPIC_BASE_URL": fake.url,
-            "OPENROUTER_BASE_URL": fake.url + "/v1",
-            "OPENAI_BASE_URL": fake.url + "/v1",
-        },
-    )
+    environ = {
+        "ANTHROPIC_BASE_URL": fake.url,
+        "OPENROUTER_BASE_URL": fake.url + "/v1",
+        "OPENAI_BASE_URL": fake.url + "/v1",
+    }
+    engine = engine_for(home, environ, max_cooldown_wait=0.0)
     for key, provider in keys.items():
-        keypool.add_key(provider, key)
-    return Engine(keypool, max_cooldown_wait=0.0)
+        engine.keypool.add_key(provider, key)
+    return engine
 
 
 async def run(engine: Engine, sink: Recorder, close: bool = True, **kw: str) -> StreamOutcome:

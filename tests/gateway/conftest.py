@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from sidecar.fake import FakeProvider
@@ -17,8 +18,8 @@ from sidecar.gateway._app import make_app, serve
 from sidecar.gateway._proxy import Proxy
 from sidecar.gateway._token import gateway_token
 from sidecar.gateway._upstream import upstream
-from sidecar.limits import BodyLimits
 from sidecar.rotation.keypool import KeyPool
+from sidecar.settings import Settings
 from sidecar.store import Store
 from sidecar.timeouts import Timeouts
 
@@ -45,7 +46,9 @@ class Gateway:
         self.home = home
         self.store = Store(home)
         self.token = gateway_token(self.store)
-        self.keypool = KeyPool(self.store, environ=env)
+        # As the gateway's run builds them; a read timeout short enough for the tests.
+        self.settings = attrs.evolve(Settings.load(home, env), timeouts=Timeouts(read=10.0))
+        self.keypool = KeyPool(self.store, self.settings.env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.max_body = max_body
@@ -57,13 +60,11 @@ class Gateway:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        timeouts = Timeouts(read=10.0)
-        async with upstream(timeouts) as session:
+        async with upstream(self.settings.timeouts) as session:
             proxy = Proxy(
                 self.keypool,
                 session,
-                timeouts=timeouts,
-                limits=BodyLimits(),
+                settings=self.settings,
                 refresher=_never_refresh,  # type: ignore[arg-type]
                 ensure_fresh=_as_is,  # type: ignore[arg-type]
                 max_cooldown_wait=0.0,

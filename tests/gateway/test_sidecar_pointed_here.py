@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.engine import Engine
 from sidecar.errors import SidecarError
 from sidecar.providers import StreamRequest
 from sidecar.rotation.classify import GATEWAY_REFUSAL_ADVICE
-from sidecar.rotation.keypool import KeyPool
-from sidecar.store import Store
+from tests.conftest import engine_for
 from tests.gateway.conftest import Gateway
 
 
@@ -27,12 +25,11 @@ def test_the_gateways_own_401_is_not_the_keys_fault(
     tmp_path: Path, gateway: Gateway, make_key: Callable[..., str]
 ) -> None:
     keys = [make_key(), make_key()]
-    keypool = KeyPool(
-        Store(tmp_path / "editor-home"), environ={"ANTHROPIC_BASE_URL": f"{gateway.url}/anthropic"}
-    )
+    environ = {"ANTHROPIC_BASE_URL": f"{gateway.url}/anthropic"}
+    engine = engine_for(tmp_path / "editor-home", environ, max_cooldown_wait=0.0)
+    keypool = engine.keypool
     for key in keys:
         keypool.add_key("anthropic", key)
-    engine = Engine(keypool, max_cooldown_wait=0.0)
     request = StreamRequest(
         model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], max_tokens=16
     )

@@ -16,14 +16,29 @@ import pytest
 from sidecar.credentials import Credential
 from sidecar.errors import LoginError
 from sidecar.fake import FakeProvider
-from sidecar.oauth import DEFAULT_CALLBACK_PORT, LoginManager, TokenRefresher
+from sidecar.oauth import DEFAULT_CALLBACK_PORT, LoginEvent, LoginManager, TokenRefresher
 from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
 from tests.oauth.support import approve, port_closed, port_of, query, seed_login, sidecar_env
 
 
 def keypool(home: Path, fake: FakeProvider, **extra: str) -> KeyPool:
-    return KeyPool(Store(home), environ=sidecar_env(fake, **extra))
+    return KeyPool(Store(home), sidecar_env(fake, **extra))
+
+
+def logins(
+    home: Path,
+    fake: FakeProvider,
+    on_event: Callable[[LoginEvent], None] = lambda event: None,
+    **extra: str,
+) -> LoginManager:
+    """A login manager given the environment (endpoints, knobs) its face read."""
+    env = sidecar_env(fake, **extra)
+    return LoginManager(KeyPool(Store(home), env), env, on_event=on_event)
+
+
+def refresher_for(home: Path, fake: FakeProvider) -> TokenRefresher:
+    return TokenRefresher(keypool(home, fake), sidecar_env(fake))
 
 
 @pytest.fixture
@@ -45,7 +60,7 @@ async def test_the_default_port_busy_means_another_free_port(
     from sidecar.oauth import oauth_config
 
     assert oauth_config("anthropic", {}).callback_port == busy_port
-    manager = LoginManager(keypool(home, fake))
+    manager = logins(home, fake)
     login = await manager.start("anthropic")
     try:
         assert login.mode == "auto"
@@ -58,7 +73,7 @@ async def test_the_default_port_busy_means_another_free_port(
 
 
 async def test_the_default_port_when_free(home: Path, fake: FakeProvider) -> None:
-    manager = LoginManager(keypool(home, fake))
+    manager = logins(home, fake)
     try:
         login = await manager.start("anthropic")
         assert login.callback is not None
@@ -74,8 +89,7 @@ async def test_the_default_port_when_free(home: Path, fake: FakeProvider) -> Non
 async def test_a_named_busy_port_means_paste(
     home: Path, fake: FakeProvider, busy_port: int
 ) -> None:
-    pool = keypool(home, fake, LLM_SIDECAR_OAUTH_CALLBACK_PORT=str(busy_port))
-    manager = LoginManager(pool)
+    manager = logins(home, fake, LLM_SIDECAR_OAUTH_CALLBACK_PORT=str(busy_port))
     login = await manager.start("anthropic")
     try:
         assert login.mode == "paste" and login.callback is None
@@ -86,7 +100,7 @@ async def test_a_named_busy_port_means_paste(
 
 
 async def test_a_remote_session_means_paste(home: Path, fake: FakeProvider) -> None:
-    manager = LoginManager(keypool(home, fake, SSH_CONNECTION="10.0.0.1 5555 10.0.0.2 22"))
+    manager = logins(home, fake, SSH_CONNECTION="10.0.0.1 5555 10.0.0.2 22")
     login = await manager.start("anthropic")
     try:
         assert login.mode == "paste" and login.callback is None
@@ -100,9 +114,7 @@ async def test_a_remote_session_means_paste(home: Path, fake: FakeProvider) -> N
 
 async def test_a_login_ends_once_and_reports_it(home: Path, fake: FakeProvider) -> None:
     events: list[tuple[str, str]] = []
-    manager = LoginManager(
-        keypool(home, fake), on_event=lambda e: events.append((e.kind, e.message))
-    )
+    manager = logins(home, fake, on_event=lambda e: events.append((e.kind, e.message)))
     login = await manager.start("anthropic", profile="team")
     waiting = asyncio.ensure_future(manager.wait(login.id))
     page = await approve(login.url)
@@ -117,7 +129,7 @@ async def test_a_login_ends_once_and_reports_it(home: Path, fake: FakeProvider) 
 
 async def test_a_declined_sign_in_fails_the_login(home: Path, fake: FakeProvider) -> None:
     events: list[str] = []
-    manager = LoginManager(keypool(home, fake), on_event=lambda e: events.append(e.kind))
+    manager = logins(home, fake, on_event=lambda e: events.append(e.kind))
     login = await manager.start("anthropic")
     waiting = asyncio.ensure_future(manager.wait(login.id))
     fake.oauth.deny = True
@@ -131,7 +143,7 @@ async def test_a_declined_sign_in_fails_the_login(home: Path, fake: FakeProvider
 
 
 async def test_the_timeout_ends_the_login(home: Path, fake: FakeProvider) -> None:
-    manager = LoginManager(keypool(home, fake, LLM_SIDECAR_OAUTH_TIMEOUT="0.2"))
+    manager = logins(home, fake, LLM_SIDECAR_OAUTH_TIMEOUT="0.2")
     login = await manager.start("anthropic")
     port = port_of(login.url)
     with pytest.raises(LoginError) as err:
@@ -143,7 +155,7 @@ async def test_the_timeout_ends_the_login(home: Path, fake: FakeProvider) -> Non
 
 
 async def test_a_failed_exchange_ends_the_login(home: Path, fake: FakeProvider) -> None:
-    manager = LoginManager(keypool(home, fake, LLM_SIDECAR_OAUTH_MAX_RETRY_WAIT="0"))
+    manager = logins(home, fake, LLM_SIDECAR_OAUTH_MAX_RETRY_WAIT="0")
     login = await manager.start("anthropic", "paste")
     fake.oauth.fail(*[{"kind": "server_error"}] * 3)
     async with httpx.AsyncClient() as client:
@@ -170,7 +182,7 @@ def test_two_processes_refreshing_at_once_spend_one_refresh_token(
 
     def one_process() -> None:
         # A KeyPool of its own: as much as another process shares (the files).
-        refresher = TokenRefresher(keypool(home, fake))
+        refresher = refresher_for(home, fake)
         try:
             results.append(refresher.refresh_sync(held, forced=False))
         except BaseException as exc:
@@ -190,7 +202,7 @@ def test_two_processes_refreshing_at_once_spend_one_refresh_token(
 async def test_streams_of_one_process_share_one_refresh(home: Path, fake: FakeProvider) -> None:
     held = seed_login(home, fake.oauth.issue(), expires_at=time.time() - 1)
     fake.oauth.delay = 0.2
-    refresher = TokenRefresher(keypool(home, fake))
+    refresher = refresher_for(home, fake)
     results = await asyncio.gather(*[refresher.ensure_fresh(held) for _ in range(5)])
     assert fake.oauth.refresh_requests == 1
     assert len({c.secret for c in results}) == 1 and results[0].secret != held.secret
@@ -200,9 +212,9 @@ async def test_after_a_401_a_token_refreshed_elsewhere_is_used_as_is(
     home: Path, fake: FakeProvider
 ) -> None:
     held = seed_login(home, fake.oauth.issue(), expires_at=time.time() + 3600)
-    other = TokenRefresher(keypool(home, fake))
+    other = refresher_for(home, fake)
     renewed = await other.refresh(held)  # "another process" refreshed it
-    mine = TokenRefresher(keypool(home, fake))
+    mine = refresher_for(home, fake)
     again = await mine.refresh(held)  # we saw a 401 on the old token
     assert again.secret == renewed.secret and fake.oauth.refresh_requests == 1
     fresh = await mine.ensure_fresh(again)
@@ -215,7 +227,7 @@ async def test_a_login_pooled_meanwhile_is_written_back_to_the_pool(
     held = seed_login(home, fake.oauth.issue(), expires_at=time.time() - 1)
     pool = keypool(home, fake)
     pooled, _ = pool.add_login("anthropic")  # keyAdd moved the profile into the pool
-    renewed = await TokenRefresher(pool).ensure_fresh(held)
+    renewed = await TokenRefresher(pool, sidecar_env(fake)).ensure_fresh(held)
     assert renewed.id == pooled.id and renewed.source == "pool"
     [entry] = Store(home).read().pool("anthropic")
     assert entry.secret == renewed.secret and entry.refresh == renewed.refresh
@@ -232,7 +244,7 @@ async def test_static_tokens_are_never_refreshed(
         secret=make_key("sk-ant-oat01-"),
         expires_at=time.time() - 10,
     )
-    refresher = TokenRefresher(keypool(home, fake))
+    refresher = refresher_for(home, fake)
     assert await refresher.ensure_fresh(token) is token
     with pytest.raises(LoginError) as err:
         await refresher.refresh(token)

@@ -23,8 +23,7 @@ from sidecar.engine import Engine
 from sidecar.errors import UpstreamError
 from sidecar.fake import FakeProvider, Reply, Text
 from sidecar.providers import StreamRequest
-from sidecar.rotation.keypool import KeyPool
-from sidecar.store import Store
+from tests.conftest import engine_for
 
 ANSWER = "Compressed streams are fine: every event is flushed as it is written."
 REQUEST = StreamRequest(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=16)
@@ -36,10 +35,10 @@ def fake() -> Iterator[FakeProvider]:
         yield fake
 
 
-def engine_for(home: Path, env: dict[str, str], key: str, **kwargs: object) -> Engine:
-    keypool = KeyPool(Store(home), environ=env)
-    keypool.add_key("anthropic" if key.startswith("sk-ant") else "openai", key)
-    return Engine(keypool, max_cooldown_wait=0.0, **kwargs)  # type: ignore[arg-type]
+def engine_with(home: Path, env: dict[str, str], key: str, **kwargs: object) -> Engine:
+    engine = engine_for(home, env, max_cooldown_wait=0.0, **kwargs)
+    engine.keypool.add_key("anthropic" if key.startswith("sk-ant") else "openai", key)
+    return engine
 
 
 @pytest.mark.parametrize("flavour", ["anthropic", "openai"])
@@ -49,7 +48,7 @@ async def test_a_gzip_compressed_stream_is_read_as_usual(
     key = make_key("sk-ant-api03-" if flavour == "anthropic" else "sk-proj-")
     fake.script(key, [], default=Reply([Text(ANSWER)], chunk=5, gzip=True))
     env = {"ANTHROPIC_BASE_URL": fake.url, "OPENAI_BASE_URL": fake.url + "/v1"}
-    engine = engine_for(home, env, key)
+    engine = engine_with(home, env, key)
     try:
         outcome = await engine.stream(flavour, REQUEST)
     finally:
@@ -115,7 +114,7 @@ async def test_encodings_are_decoded_in_bounded_steps_or_refused(
         return httpx.Response(200, headers=headers, stream=Chunks(encode(anthropic_sse())))
 
     key = make_key()
-    engine = engine_for(home, {}, key, transport=httpx.MockTransport(answer))
+    engine = engine_with(home, {}, key, transport=httpx.MockTransport(answer))
     try:
         result = await engine.stream("anthropic", REQUEST)
         text = result.message.content[0]["text"]

@@ -28,7 +28,7 @@ COOLDOWN = 3600.0  # far beyond the test: a recorded cooldown must still be ther
 
 def main() -> None:
     home, log_path, worker, seed = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     rng = random.Random(seed)
     prefix = f"sk-ant-api03-crash-w{worker}-"
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -96,7 +96,7 @@ def check_store(home: Path, logs: list[Path]) -> int:
     data = store.read()
     assert data.problems == [], data.problems
     assert store.set_aside_files() == [], "a file was set aside as corrupt"
-    keypool = KeyPool(store, environ={})
+    keypool = KeyPool(store, env={})
     creds = {c.secret: c for c in keypool.credentials("anthropic")}
     cooldowns = data.provider_state("anthropic").get("cooldowns", {})
     checked = 0
@@ -154,14 +154,14 @@ def test_kill_9_mid_write_never_loses_a_completed_write(tmp_path: Path) -> None:
     assert done >= kills * OPS_BEFORE_KILL[0]
     assert check_store(home, logs) > 20
     # A transaction that writes sweeps the temporary files killed writers left behind.
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     keypool.reset("anthropic")
     assert [p.name for p in home.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_a_temp_file_left_by_a_killed_writer_is_swept(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     keypool.add_key("anthropic", "sk-ant-api03-" + "k" * 30)
     stale = home / ".pool.json.abc123.tmp"
     stale.write_text('{"secret": "a removed key"}')

@@ -24,8 +24,7 @@ from sidecar.fake import Error, FakeProvider, InvalidKey, RateLimited, Reply, Te
 from sidecar.logs import RedactingFilter, redact_text
 from sidecar.providers import StreamRequest
 from sidecar.rotation.keypool import KeyPool
-from sidecar.store import Store
-from tests.conftest import answer_text, leaked
+from tests.conftest import answer_text, engine_for, leaked
 from tests.reliability.support import RawServer, error_code
 
 
@@ -115,9 +114,9 @@ def test_a_debug_log_file_holds_no_key(
 # -- where keys travel ---------------------------------------------------------------------
 
 
-def engine_for(home: Path, env: dict[str, str]) -> tuple[Engine, KeyPool]:
-    keypool = KeyPool(Store(home), environ=env)
-    return Engine(keypool, max_cooldown_wait=0.0), keypool
+def engine_and_pool(home: Path, env: dict[str, str]) -> tuple[Engine, KeyPool]:
+    engine = engine_for(home, env, max_cooldown_wait=0.0)
+    return engine, engine.keypool
 
 
 def request() -> StreamRequest:
@@ -135,7 +134,7 @@ async def test_each_key_goes_only_to_its_own_providers_base_url(
         b.script(openai_keys[0], [RateLimited(retry_after=60)], default=Reply([Text("b")]))
         b.script(openai_keys[1], [], default=Reply([Text("b")]))
         env = {"ANTHROPIC_BASE_URL": a.url, "OPENAI_BASE_URL": b.url + "/v1"}
-        engine, keypool = engine_for(home, env)
+        engine, keypool = engine_and_pool(home, env)
         for key in anthropic_keys:
             keypool.add_key("anthropic", key)
         for key in openai_keys:
@@ -162,7 +161,7 @@ async def test_a_redirect_is_not_followed_so_the_key_stays_home(
             "api_error", "moved", status=307, headers={"location": elsewhere.url + "/v1/messages"}
         )
         provider.script(key, [], default=moved)
-        engine, keypool = engine_for(home, {"ANTHROPIC_BASE_URL": provider.url})
+        engine, keypool = engine_and_pool(home, {"ANTHROPIC_BASE_URL": provider.url})
         keypool.add_key("anthropic", key)
         try:
             with pytest.raises(UpstreamError) as err:

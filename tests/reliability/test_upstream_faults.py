@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import pytest_asyncio
 
@@ -42,9 +43,10 @@ from sidecar.fake import (
 from sidecar.providers import StreamRequest
 from sidecar.rotation.keypool import KeyPool
 from sidecar.rpc.wire import WireSink
+from sidecar.settings import Settings
 from sidecar.store import Store
 from sidecar.timeouts import Timeouts
-from tests.conftest import answer_text
+from tests.conftest import answer_text, engine_for
 
 ANSWER = "The answer is 42, said slowly enough to span several events."
 OK = Reply([Text(ANSWER)], chunk=6)
@@ -141,10 +143,11 @@ def keys(make_key: Callable[..., str]) -> list[str]:
 def make_engine(
     home: Path, base_url: str, keys: list[str], timeouts: Timeouts = FAST
 ) -> tuple[Engine, KeyPool]:
-    keypool = KeyPool(Store(home), environ={"ANTHROPIC_BASE_URL": base_url})
+    settings = Settings.load(home, {"ANTHROPIC_BASE_URL": base_url})
+    keypool = KeyPool(Store(home), settings.env)
     for key in keys:
         keypool.add_key("anthropic", key)
-    engine = Engine(keypool, timeout=timeouts, max_cooldown_wait=0.0)
+    engine = Engine(keypool, attrs.evolve(settings, timeouts=timeouts), max_cooldown_wait=0.0)
     return engine, keypool
 
 
@@ -374,7 +377,7 @@ async def test_a_key_that_cannot_go_in_a_header_is_evicted_not_an_internal_error
 ) -> None:
     bad = keys[0][:-2] + "é\u0000"
     with pytest.raises(InvalidParams):  # keyAdd refuses it...
-        KeyPool(Store(home), environ={}).add_key("anthropic", bad)
+        KeyPool(Store(home), env={}).add_key("anthropic", bad)
     # ...but a hand-edited or imported pool file can still hold one.
     with Store(home).transaction() as data:
         data.add_to_pool(Credential("", "anthropic", "api_key", "pool", bad))
@@ -401,14 +404,12 @@ async def test_the_last_key_refused_says_so(
 async def test_a_trickle_that_never_finishes_is_cut_at_the_total_timeout(
     home: Path, fake: FakeProvider, keys: list[str]
 ) -> None:
-    keypool = KeyPool(
-        Store(home),
-        environ={"ANTHROPIC_BASE_URL": fake.url, "LLM_SIDECAR_TOTAL_TIMEOUT": "1.5"},
-    )
-    keypool.add_key("anthropic", keys[0])
+    environ = {"ANTHROPIC_BASE_URL": fake.url, "LLM_SIDECAR_TOTAL_TIMEOUT": "1.5"}
+    engine = engine_for(home, environ, max_cooldown_wait=0.0)
+    engine.keypool.add_key("anthropic", keys[0])
     trickle = Reply([Text("word " * 400)], chunk=5, interval=0.05)  # 20 s, never silent
     script(fake, keys, ([], trickle))
-    result = await run(Engine(keypool, max_cooldown_wait=0.0), bound=4.0)
+    result = await run(engine, bound=4.0)
     assert isinstance(result.error, UpstreamError), "no error within 4 s"
     assert "total timeout" in result.error.message
 
@@ -416,13 +417,11 @@ async def test_a_trickle_that_never_finishes_is_cut_at_the_total_timeout(
 async def test_the_read_timeout_comes_from_the_environment(
     home: Path, fake: FakeProvider, keys: list[str]
 ) -> None:
-    keypool = KeyPool(
-        Store(home),
-        environ={"ANTHROPIC_BASE_URL": fake.url, "LLM_SIDECAR_READ_TIMEOUT": "0.5"},
-    )
-    keypool.add_key("anthropic", keys[0])
+    environ = {"ANTHROPIC_BASE_URL": fake.url, "LLM_SIDECAR_READ_TIMEOUT": "0.5"}
+    engine = engine_for(home, environ, max_cooldown_wait=0.0)
+    engine.keypool.add_key("anthropic", keys[0])
     script(fake, keys, ([Reply([Text(ANSWER)], stall=3, stall_after=0)], OK))
-    result = await run(Engine(keypool, max_cooldown_wait=0.0), bound=10)
+    result = await run(engine, bound=10)
     assert result.outcome is not None and result.outcome.attempts == 2
 
 

@@ -20,7 +20,7 @@ async def test_each_credential_handed_out_is_one_attempt(
 ) -> None:
     """The loop's give-up bound counts attempts: a caller that forgot to count them (the
     engine, the gateway and the model listing each used to) would retry without end."""
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     keypool.add_key("anthropic", make_key())
     failover = Failover(
         keypool,

@@ -26,8 +26,7 @@ from sidecar.fake import (
 )
 from sidecar.fake import fingerprint as fp
 from sidecar.providers import StreamRequest
-from sidecar.rotation.keypool import KeyPool
-from sidecar.store import Store
+from tests.conftest import engine_for
 
 
 def ask(model: str = "claude-sonnet-4-5") -> StreamRequest:
@@ -53,10 +52,10 @@ def make_engine(
     home: Path, fake: FakeProvider, provider: str, keys: list[str], clock: Clock
 ) -> Engine:
     env = {"ANTHROPIC_BASE_URL": fake.url, "OPENAI_BASE_URL": fake.url + "/v1"}
-    keypool = KeyPool(Store(home), environ=env, clock=clock)
+    engine = engine_for(home, env, clock, max_cooldown_wait=0.0)
     for key in keys:
-        keypool.add_key(provider, key)
-    return Engine(keypool, max_cooldown_wait=0.0)
+        engine.keypool.add_key(provider, key)
+    return engine
 
 
 async def answer(engine: Engine, model: str = "claude-sonnet-4-5", provider: str = "anthropic"):  # type: ignore[no-untyped-def]

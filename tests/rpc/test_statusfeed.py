@@ -12,7 +12,7 @@ from sidecar.store import Store
 
 
 def make(home: Path) -> tuple[KeyPool, StatusFeed, list[ProviderStatus]]:
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     sent: list[ProviderStatus] = []
     return keypool, StatusFeed(keypool, sent.append, refresh_every=3600.0), sent
 
@@ -35,7 +35,7 @@ def test_check_notices_a_change_made_elsewhere(home: Path, make_key: Callable[..
     feed.check()
     assert sent == []  # nothing changed, nothing to say
     # Another process (another KeyPool on the same home) adds a key.
-    KeyPool(Store(home), environ={}).add_key("openai", make_key())
+    KeyPool(Store(home), env={}).add_key("openai", make_key())
     feed.check()
     assert [(s.provider, s.text) for s in sent] == [("openai", "🔑 ok")]
     feed.check()

@@ -25,7 +25,7 @@ async def test_changes_through_one_sidecar_reach_the_other(
         await second.wait_status(lambda s: s["text"] == "🔑 1/3")
 
         # A rate limit seen by another process (here: this test, as the CLI would).
-        keypool = KeyPool(Store(home), environ={})
+        keypool = KeyPool(Store(home), env={})
         current = keypool.acquire("anthropic").credential
         keypool.report_failure(
             current,

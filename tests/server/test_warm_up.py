@@ -9,13 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sidecar.fake import FakeProvider, Reply
-from sidecar.rotation.keypool import KeyPool
 from sidecar.rpc.server import create_server
-from sidecar.store import Store
+from sidecar.settings import Settings
 
 
 async def test_warm_up_builds_the_engine_the_first_stream_then_uses(home: Path) -> None:
-    server = create_server(KeyPool(Store(home), environ={}))
+    server = create_server(Settings.load(home, {}))
     assert server._engine is None  # nothing of it before initialized
     await server.warm_up()
     engine = server._engine
@@ -25,7 +24,7 @@ async def test_warm_up_builds_the_engine_the_first_stream_then_uses(home: Path) 
 
 
 async def test_a_stream_that_came_first_keeps_its_engine(home: Path) -> None:
-    server = create_server(KeyPool(Store(home), environ={}))
+    server = create_server(Settings.load(home, {}))
     first = server.engine  # a stream arrived before the warm-up ended
     await server.warm_up()
     assert server.engine is first
@@ -36,14 +35,14 @@ async def test_a_stream_that_came_first_keeps_its_engine(home: Path) -> None:
 # user would wait for (the test process has imported everything already).
 FIRST_STREAM = """
 import asyncio, json, sys
+from pathlib import Path
 from sidecar.providers import StreamRequest
-from sidecar.rotation.keypool import KeyPool
 from sidecar.rpc.server import create_server
-from sidecar.store import Store
+from sidecar.settings import Settings
 
 async def main(home, url):
-    server = create_server(KeyPool(Store.default(), environ={"ANTHROPIC_BASE_URL": url,
-        "ANTHROPIC_API_KEY": sys.argv[3]}))
+    env = {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": sys.argv[3]}
+    server = create_server(Settings.load(Path(home), env))
     await server.warm_up()
     before = set(sys.modules)
     ask = StreamRequest(model="claude-sonnet-4-5", max_tokens=8,

@@ -67,10 +67,10 @@ def test_blank_values_are_ignored() -> None:
 def test_stored_credentials_come_before_the_environment(home: Path) -> None:
     # Stored first, then the variable set: had the environment key been in use when
     # they were added, they would go after it (adding never moves the key in use).
-    stored = KeyPool(Store(home), environ={})
+    stored = KeyPool(Store(home), env={})
     stored.add_key("anthropic", "sk-ant-api03-storedxxxxxxxxxx")
     stored.add_key("anthropic", "sk-ant-api03-envxxxxxxxxxxxxx")  # the same key, also stored
-    keypool = KeyPool(Store(home), environ={"ANTHROPIC_API_KEY": "sk-ant-api03-envxxxxxxxxxxxxx"})
+    keypool = KeyPool(Store(home), env={"ANTHROPIC_API_KEY": "sk-ant-api03-envxxxxxxxxxxxxx"})
     creds = keypool.credentials("anthropic")
     assert [c.source for c in creds] == ["pool", "pool"]
 

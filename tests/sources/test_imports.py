@@ -15,7 +15,7 @@ from sidecar.store import Store
 
 @pytest.fixture
 def keypool(home: Path) -> KeyPool:
-    return KeyPool(Store(home), environ={})
+    return KeyPool(Store(home), env={})
 
 
 def test_pi_auth_and_key_rotation(

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
-KeyPool(Store(Path(sys.argv[1])), environ={}).add_key("anthropic", sys.argv[2])
+KeyPool(Store(Path(sys.argv[1])), env={}).add_key("anthropic", sys.argv[2])
 """
 
 
@@ -29,7 +29,7 @@ def secrets(keypool: KeyPool) -> set[str]:
 def test_a_write_by_another_process_is_seen_after_a_cached_read(
     home: Path, make_key: Callable[..., str]
 ) -> None:
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     mine, theirs = make_key(), make_key()
     keypool.add_key("anthropic", mine)
     assert secrets(keypool) == {mine}  # read back from what this process wrote
@@ -38,7 +38,7 @@ def test_a_write_by_another_process_is_seen_after_a_cached_read(
 
 
 def test_a_file_rewritten_in_place_is_seen(home: Path, make_key: Callable[..., str]) -> None:
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     keypool.add_key("anthropic", make_key())
     keypool.credentials("anthropic")
     pool = home / "pool.json"
@@ -53,7 +53,7 @@ def test_a_file_rewritten_in_place_is_seen(home: Path, make_key: Callable[..., s
 
 def test_reads_hand_out_copies(home: Path, make_key: Callable[..., str]) -> None:
     store = Store(home)
-    KeyPool(store, environ={}).add_key("anthropic", make_key())
+    KeyPool(store, env={}).add_key("anthropic", make_key())
     first = store.read()
     first.pool_doc["pools"]["anthropic"].clear()  # a caller changing its snapshot
     assert len(store.read().pool("anthropic")) == 1
@@ -62,7 +62,7 @@ def test_reads_hand_out_copies(home: Path, make_key: Callable[..., str]) -> None
 def test_files_are_written_compact_and_only_when_changed(
     home: Path, make_key: Callable[..., str]
 ) -> None:
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     keypool.add_key("anthropic", make_key())
     pool = home / "pool.json"
     assert "\n " not in pool.read_text()
@@ -76,7 +76,7 @@ import sys
 from pathlib import Path
 from sidecar.rotation.keypool import KeyPool
 from sidecar.store import Store
-pool = KeyPool(Store(Path(sys.argv[1])), environ={})
+pool = KeyPool(Store(Path(sys.argv[1])), env={})
 (cred,) = [c for c in pool.credentials("anthropic") if c.secret == sys.argv[2]]
 pool.reject(cred, "revoked")
 """
@@ -88,7 +88,7 @@ def test_the_choice_from_the_cache_is_acquires_and_never_misses_another_process(
     """The gateway takes the credential from the parsed store, on its event loop, when
     no file changed: the same one acquire() gives, and none once another process
     wrote (then acquire() reads the files, in a thread)."""
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     first, second = make_key(), make_key()
     keypool.add_key("anthropic", first)
     keypool.add_key("anthropic", second)

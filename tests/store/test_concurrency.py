@@ -26,7 +26,7 @@ SECONDS = 3.0
 
 
 def worker(home: str, n: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    keypool = KeyPool(Store(Path(home)), environ={})
+    keypool = KeyPool(Store(Path(home)), env={})
     added, removed = [], []
     deadline = time.monotonic() + SECONDS
     i = 0
@@ -72,7 +72,7 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         json.loads(path.read_text())  # valid JSON
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
-    present = {c.secret for c in KeyPool(Store(home), environ={}).credentials("anthropic")}
+    present = {c.secret for c in KeyPool(Store(home), env={}).credentials("anthropic")}
     total_added = 0
     for added, removed in results:
         total_added += len(added)

@@ -25,7 +25,7 @@ def test_home_is_0700_and_files_0600_whatever_the_umask(
 ) -> None:
     old = os.umask(umask)
     try:
-        keypool = KeyPool(Store(tmp_path / "home"), environ={})
+        keypool = KeyPool(Store(tmp_path / "home"), env={})
         keypool.add_key("anthropic", make_key())
         keypool.reset("anthropic")
     finally:
@@ -41,7 +41,7 @@ def test_home_is_0700_and_files_0600_whatever_the_umask(
 def test_a_corrupt_file_is_set_aside_and_the_others_keep_working(
     home: Path, make_key: Callable[..., str]
 ) -> None:
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     key = make_key()
     keypool.add_key("anthropic", key)
     (home / "state.json").write_text("{ this is not json")
@@ -65,7 +65,7 @@ def test_a_file_caught_mid_write_by_another_tool_is_read_not_set_aside(
     empty. It must not be taken for corrupt and moved away with the user's keys."""
     import sidecar.store as store_module
 
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     key = make_key()
     keypool.add_key("anthropic", key)
     whole = (home / "pool.json").read_text()
@@ -88,7 +88,7 @@ def test_a_file_that_stays_unparsable_is_set_aside_after_a_few_reads(
 ) -> None:
     import sidecar.store as store_module
 
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     keypool.add_key("anthropic", make_key())
     (home / "state.json").write_text("{ cut off")
     waits: list[float] = []
@@ -111,7 +111,7 @@ def test_an_unreadable_entry_is_skipped_not_dropped(
     home: Path, make_key: Callable[..., str]
 ) -> None:
     store = Store(home)
-    keypool = KeyPool(store, environ={})
+    keypool = KeyPool(store, env={})
     keypool.add_key("anthropic", make_key())
     doc = json.loads((home / "pool.json").read_text())
     doc["pools"]["anthropic"].append({"id": "anthropic:pool-bad", "type": "mystery"})
@@ -125,14 +125,14 @@ def test_an_unreadable_entry_is_skipped_not_dropped(
 
 
 def test_writes_leave_no_temporary_files(home: Path, make_key: Callable[..., str]) -> None:
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     for _ in range(5):
         keypool.add_key("openai", make_key("sk-proj-"))
     assert not [p for p in home.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_reading_never_creates_the_home(tmp_path: Path) -> None:
-    keypool = KeyPool(Store(tmp_path / "absent"), environ={})
+    keypool = KeyPool(Store(tmp_path / "absent"), env={})
     assert keypool.status_all() == []
     assert not (tmp_path / "absent").exists()
 
@@ -146,7 +146,7 @@ def test_a_file_that_cannot_be_read_is_reported_and_never_replaced(
     """
     from sidecar.store import _jsonfile
 
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     keypool.add_key("anthropic", make_key())
     content = (home / "pool.json").read_bytes()
     real = _jsonfile.read_capped_stat
@@ -159,7 +159,7 @@ def test_a_file_that_cannot_be_read_is_reported_and_never_replaced(
     monkeypatch.setattr(_jsonfile, "read_capped_stat", denied)
     # A new process's store: this one keeps what it wrote (the file's mode did not
     # change, so nothing tells it the file became unreadable).
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     assert any("cannot read" in p and "pool.json" in p for p in keypool.store.read().problems)
     with pytest.raises(StoreError, match="nothing was saved"):
         keypool.add_key("anthropic", make_key())

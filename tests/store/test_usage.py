@@ -19,7 +19,7 @@ def test_plain_successes_are_counted_in_memory_then_saved(
     home: Path, make_key: Callable[..., str]
 ) -> None:
     now = [1000.0]
-    keypool = KeyPool(Store(home), environ={}, clock=lambda: now[0])
+    keypool = KeyPool(Store(home), env={}, clock=lambda: now[0])
     cred, _ = keypool.add_key("anthropic", make_key())
     keypool.report_success(cred)  # first success: makes it current, written at once
     for _ in range(3):
@@ -33,7 +33,7 @@ def test_plain_successes_are_counted_in_memory_then_saved(
 def test_a_success_after_a_rotation_is_written_at_once_with_pending_counts(
     home: Path, make_key: Callable[..., str]
 ) -> None:
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     first, _ = keypool.add_key("anthropic", make_key())
     second, _ = keypool.add_key("anthropic", make_key())
     keypool.report_success(first)

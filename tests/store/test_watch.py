@@ -23,7 +23,7 @@ async def test_a_write_by_another_process_wakes_the_waiter(
     home: Path, make_key: Callable[..., str]
 ) -> None:
     store = Store(home)
-    KeyPool(store, environ={}).add_key("anthropic", make_key())
+    KeyPool(store, env={}).add_key("anthropic", make_key())
     changes = store.changes()
     try:
         await changes.wait(NEVER, NEVER)  # sets the watch up, and returns at once
@@ -102,7 +102,7 @@ async def test_a_home_created_later_is_watched_once_it_exists(
         waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
         await asyncio.sleep(0)
         assert changes.notified  # watching the parent for the home to appear
-        KeyPool(Store(home), environ={}).add_key("anthropic", make_key())
+        KeyPool(Store(home), env={}).add_key("anthropic", make_key())
         await asyncio.wait_for(waiting, 10)  # only against a hang
         await changes.wait(NEVER, NEVER)  # sets the watch up, and returns at once
         waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
