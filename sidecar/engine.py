@@ -159,30 +159,31 @@ class Engine:
             model=request.model,
         )
         shown = False  # the client saw part of an answer (since the last restart)
-        while True:
-            cred = await failover.next_credential()
+
+        async def attempt(cred: Credential) -> MessageEnd:
+            nonlocal shown
             if shown:
                 # The client saw part of an answer that will not be finished.
                 sink.event(Restart(failover.attempts, failover.last_reason))
                 shown = False
             try:
-                end = await self._attempt(provider, request, cred, sink)
+                return await self._attempt(provider, request, cred, sink)
             except _Failed as failed:
                 shown = failed.shown
-                await failover.after_failure(cred, failed.failure)  # raises when it gives up
-                continue
-            message = end.message
-            self.keypool.report_success(cred, model=request.model, windows=end.windows)
-            on_status(provider_name)
-            outcome = StreamOutcome(
-                model=request.model,
-                message=message,
-                credential=cred,
-                attempts=failover.attempts,
-                cost=pricing.cost(request.model, message.usage, self.keypool.store.home),
-            )
-            sink.event(Finished(outcome))
-            return outcome
+                raise failed.failure from None
+
+        cred, end = await failover.run(attempt)  # raises when it gives up
+        failover.succeeded(cred, end.windows)
+        message = end.message
+        outcome = StreamOutcome(
+            model=request.model,
+            message=message,
+            credential=cred,
+            attempts=failover.attempts,
+            cost=pricing.cost(request.model, message.usage, self.keypool.store.home),
+        )
+        sink.event(Finished(outcome))
+        return outcome
 
     async def _attempt(
         self, provider: Provider, request: StreamRequest, cred: Credential, sink: StreamSink

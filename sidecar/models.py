@@ -134,7 +134,6 @@ async def _one(
 async def _with_failover(
     engine: Engine, provider: str, upstream: Provider, on_status: Callable[[str], object]
 ) -> list[str]:
-    from sidecar.providers import UpstreamFailure
     from sidecar.rotation.failover import Failover
 
     failover = Failover(
@@ -146,16 +145,9 @@ async def _with_failover(
         max_cooldown_wait=engine.max_cooldown_wait,
         on_status=on_status,
     )
-    while True:
-        cred = await failover.next_credential()
-        try:
-            ids = await _fetch(engine.client, upstream, cred)
-        except UpstreamFailure as exc:
-            await failover.after_failure(cred, exc)  # raises when it gives up
-            continue
-        engine.keypool.report_success(cred)
-        on_status(provider)
-        return ids
+    cred, ids = await failover.run(lambda cred: _fetch(engine.client, upstream, cred))
+    failover.succeeded(cred)
+    return ids
 
 
 def _request(upstream: Provider, cred: Credential) -> tuple[str, dict[str, str]]:

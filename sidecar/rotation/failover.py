@@ -1,10 +1,11 @@
 """One request's way through the key pool: which credential next, what a failure does.
 
-A :class:`Failover` lives for one ``sidecar/stream`` request. It hands the
-engine a credential for each attempt (the pool's current one, a pinned
-profile, or a login just refreshed), renews OAuth logins that are about to
+A :class:`Failover` lives for one request (a stream, a model list, a gateway
+call). It hands out a credential for each attempt (the pool's current one, a
+pinned profile, or a login just refreshed), renews OAuth logins that are about to
 expire, and after a failed attempt decides: try again, rotate on, or give up
-with the error that tells the user what to do.
+with the error that tells the user what to do. :meth:`Failover.run` is that loop
+for a caller whose attempt either answers or raises an ``UpstreamFailure``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from sidecar.credentials import Credential
 from sidecar.errors import (
@@ -26,6 +28,7 @@ from sidecar.errors import (
 from sidecar.oauth import is_permanent
 from sidecar.providers import UpstreamFailure
 from sidecar.rotation.attempts import Tally
+from sidecar.rotation.headroom import Window
 from sidecar.rotation.keypool import KeyPool
 from sidecar.rotation.rules import Action
 
@@ -34,6 +37,7 @@ __all__ = ["NETWORK_RETRIES", "Failover", "Refresher", "upstream_error"]
 # Renews an OAuth login and returns the renewed credential; raises LoginError.
 Refresher = Callable[[Credential], Awaitable[Credential]]
 OnStatus = Callable[[str], object]
+T = TypeVar("T")
 
 NETWORK_RETRIES = 2  # a dropped connection or 5xx is retried this often, then reported
 
@@ -72,6 +76,26 @@ class Failover:
         self.max_attempts = 2 * len(pool) + NETWORK_RETRIES + 2
         # When every key is cooling down, wait for one until this moment, no longer.
         self.deadline = time.monotonic() + max_cooldown_wait
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def run(self, attempt: Callable[[Credential], Awaitable[T]]) -> tuple[Credential, T]:
+        """Call ``attempt`` on one credential after another until one answers: that
+        credential and its answer, for the caller to report with :meth:`succeeded`.
+
+        ``attempt`` raises UpstreamFailure for a failed attempt; giving up raises the
+        user's error (see :meth:`after_failure`)."""
+        while True:
+            cred = await self.next_credential()
+            try:
+                return cred, await attempt(cred)
+            except UpstreamFailure as exc:
+                await self.after_failure(cred, exc)  # raises when it gives up
+
+    def succeeded(self, cred: Credential, windows: Iterable[Window] = ()) -> None:
+        """Record that ``cred`` answered (with the rate-limit windows it reported)."""
+        self.keypool.report_success(cred, model=self.model, windows=windows)
+        self.on_status(self.provider)
 
     # -- choosing ------------------------------------------------------------------
 

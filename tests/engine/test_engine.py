@@ -22,6 +22,7 @@ from sidecar.providers import (
     ToolUseStop,
     UsageDelta,
 )
+from sidecar.rotation.status import StatusKind
 from tests.conftest import engine_for
 
 REQUEST = StreamRequest(
@@ -139,3 +140,29 @@ async def test_without_a_sink_the_outcome_alone(
     finally:
         await engine.aclose()
     assert outcome.message.text == "fine"
+
+
+async def test_the_settings_given_are_the_ones_used_not_the_process_environment(
+    home: Path, fake: FakeProvider, make_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A face reads the settings once and hands them down: nothing below it reads the
+    process environment again (here it names another key, a closed port, a bad value)."""
+    given, other = make_key(), make_key()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", other)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("LLM_SIDECAR_TOTAL_TIMEOUT", "soon")
+    fake.script(given, [Reply([Text("from the settings")])])
+    environ = {
+        "ANTHROPIC_API_KEY": given,
+        "ANTHROPIC_BASE_URL": fake.url,
+        "LLM_SIDECAR_TOTAL_TIMEOUT": "45",
+    }
+    engine = engine_for(home, environ, max_cooldown_wait=0.0)
+    try:
+        outcome = await engine.stream("anthropic", REQUEST)
+    finally:
+        await engine.aclose()
+    assert outcome.message.text == "from the settings"
+    assert outcome.credential.secret == given
+    assert engine.timeouts.total == 45.0
+    assert engine.keypool.status("anthropic").kind is not StatusKind.ERROR  # no problem seen
