@@ -79,7 +79,7 @@ async def test_the_watch_is_closed_off_the_event_loop(
     await changes.wait(NEVER, NEVER)  # watching the parent for the home to appear
     waiting = asyncio.ensure_future(changes.wait(NEVER, NEVER))
     await asyncio.sleep(0)
-    KeyPool(Store(home), environ={}).add_key("anthropic", make_key())
+    KeyPool(Store(home), env={}).add_key("anthropic", make_key())
     await asyncio.wait_for(waiting, 10)  # the home appeared: the parent's watch is closed
     assert await asyncio.to_thread(done.wait, 10)
     assert closed_in and threading.main_thread() not in closed_in
