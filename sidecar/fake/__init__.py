@@ -104,15 +104,10 @@ kept in ``RecordedRequest.write_ns``.
 """
 
 from sidecar.fake._oauth import OAuthState, TokenFailure, TokenPair
-from sidecar.fake._provider import FakeProvider
-from sidecar.fake._ratelimit import Overload, RateLimiter, RateLimits
-from sidecar.fake._script import (
+from sidecar.fake._presets import (
     CREDIT_MESSAGE,
     EXTRA_USAGE_MESSAGE,
     SCOPE_MESSAGE,
-    Block,
-    Drop,
-    Error,
     ExtraUsageRequired,
     GoogleQuotaExceeded,
     InvalidKey,
@@ -120,10 +115,18 @@ from sidecar.fake._script import (
     Overloaded,
     ProxyErrorPage,
     RateLimited,
+    ScopeRefused,
+)
+from sidecar.fake._provider import FakeProvider
+from sidecar.fake._ratelimit import Overload, RateLimiter, RateLimits
+from sidecar.fake._script import Script, parse_script, parse_step
+from sidecar.fake._state import Event, RecordedRequest, fingerprint
+from sidecar.fake._steps import (
+    Block,
+    Drop,
+    Error,
     RedactedThinking,
     Reply,
-    ScopeRefused,
-    Script,
     Split,
     Step,
     Text,
@@ -131,10 +134,7 @@ from sidecar.fake._script import (
     ToolUse,
     Usage,
     Window,
-    parse_script,
-    parse_step,
 )
-from sidecar.fake._state import Event, RecordedRequest, fingerprint
 
 __all__ = [
     "CREDIT_MESSAGE",

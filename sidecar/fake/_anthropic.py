@@ -21,7 +21,7 @@ from sidecar.fake._render import (
     tool_json,
     usage,
 )
-from sidecar.fake._script import Error, RedactedThinking, Reply, Text, Thinking, ToolUse
+from sidecar.fake._steps import Error, RedactedThinking, Reply, Text, Thinking, ToolUse
 
 _MESSAGES = {
     "invalid_request_error": "Invalid request",

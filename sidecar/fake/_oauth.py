@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from sidecar.fake._script import InvalidKey, Script
+from sidecar.fake._presets import InvalidKey
+from sidecar.fake._script import Script
 from sidecar.fake._state import State
 
 __all__ = [

@@ -22,7 +22,7 @@ from sidecar.fake._render import (
     tool_json,
     usage,
 )
-from sidecar.fake._script import Error, Reply, Text, Thinking, ToolUse
+from sidecar.fake._steps import Error, Reply, Text, Thinking, ToolUse
 
 # Scripts name errors in Anthropic's terms; this is what OpenAI says for each:
 # (type, code, message).

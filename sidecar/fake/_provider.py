@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 
 from sidecar.fake._oauth import AUTHORIZE_PATH, MANUAL_PATH, TOKEN_PATH, OAuthState
 from sidecar.fake._ratelimit import Overload, RateLimiter, RateLimits
-from sidecar.fake._script import Reply, Script, Step, parse_step
+from sidecar.fake._script import Script, parse_step
 from sidecar.fake._server import FakeServer
 from sidecar.fake._state import Event, RecordedRequest, State
+from sidecar.fake._steps import Reply, Step
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 from typing import Any
 
-from sidecar.fake._script import Block, Error, Reply, Text, Thinking, ToolUse, Usage
+from sidecar.fake._steps import Block, Error, Reply, Text, Thinking, ToolUse, Usage
 
 
 def dumps(value: object) -> str:

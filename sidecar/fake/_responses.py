@@ -16,7 +16,7 @@ from typing import Any
 
 from sidecar.fake._openai import _ERRORS, OpenAI
 from sidecar.fake._render import Context, blocks, dumpb, now, pieces, stop_reason, tool_json, usage
-from sidecar.fake._script import Error, Reply, Text, Thinking, ToolUse
+from sidecar.fake._steps import Error, Reply, Text, Thinking, ToolUse
 
 __all__ = ["Responses"]
 

@@ -31,8 +31,9 @@ from sidecar.fake._openai import OpenAI
 from sidecar.fake._ratelimit import configure_ratelimit
 from sidecar.fake._render import Context, Flavour, Headers, blocks, dumpb, usage
 from sidecar.fake._responses import Responses
-from sidecar.fake._script import Drop, Error, Reply, Step, parse_script
+from sidecar.fake._script import parse_script
 from sidecar.fake._state import RecordedRequest, State, fingerprint
+from sidecar.fake._steps import Drop, Error, Reply, Step
 
 ANTHROPIC = Anthropic()
 OPENAI = OpenAI()

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from sidecar.fake._ratelimit import Overload, RateLimiter, RateLimits
-from sidecar.fake._script import Script, Step
+from sidecar.fake._script import Script
+from sidecar.fake._steps import Step
 
 T = TypeVar("T")
 
