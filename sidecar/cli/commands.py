@@ -85,6 +85,11 @@ def _print_status(status: ProviderStatus) -> None:
             print(f"       {m.model}: cooling down until {_when(m.until)} ({m.reason}){said}")
         for w in c.windows:
             print(f"       {_window_text(w)}")
+        if c.usage is not None:
+            u = c.usage
+            last = f", last {_when(u.last_used)}" if u.last_used else ""
+            whose = "the team's" if c.counted == "team" else "this machine's"
+            print(f"       used: {u.requests} answered, {u.failures} failed{last} ({whose})")
     if status.message:
         print(f"  {status.message}")
 
@@ -123,15 +128,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     keypool = default_keypool(settings)
+    team = settings.team
+    seen = _team_usage(keypool, team) if team is not None else None
     statuses = keypool.status_all([args.provider] if args.provider else None)
     problems = problem_texts(keypool.store)
     if args.json:
         from sidecar.rpc import protocol  # cattrs: a third of the command's start-up
 
-        team = settings.team
         state = protocol.SharedStateInfo()
-        if team is not None:
-            online = _probe_team(team).online
+        if team is not None and seen is not None:
+            online = seen.online
             state = protocol.SharedStateInfo("redis", team.shown, "online" if online else "offline")
         result = protocol.StatusResult(
             [protocol.provider_state(s) for s in statuses], problems, state
@@ -144,10 +150,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             _print_status(status)
         for problem in problems:
             print(f"warning: {problem}")
-        if settings.team is not None:
-            team = settings.team
-            print(f"team state: {team.shown}: {_probe_team(team).describe()}")
+        if team is not None and seen is not None:
+            print(f"team state: {team.shown}: {seen.describe()}")
     return check_exit_code(statuses) if args.check else 0
+
+
+def _team_usage(keypool: KeyPool, team: TeamConfig) -> Probe:
+    """Probe the team's server and, when it answers, show the team's usage counts."""
+    from sidecar.team import usage
+
+    seen = _probe_team(team)
+    if seen.online:
+        data = keypool.store.read()
+        creds = [c for p in keypool.providers(data) for c in keypool.credentials(p, data)]
+        keypool.team_usage = usage(team, creds)
+    return seen
 
 
 def _probe_team(team: TeamConfig) -> Probe:

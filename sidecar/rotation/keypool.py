@@ -19,10 +19,10 @@ from sidecar.credentials import Credential
 from sidecar.rotation import remote, rules
 from sidecar.rotation.classify import Failure
 from sidecar.rotation.headroom import Window, flags, model_scope
-from sidecar.rotation.poolbase import load_state, save_state
+from sidecar.rotation.poolbase import TeamUsage, load_state, save_state
 from sidecar.rotation.poolwrites import PoolWrites
 from sidecar.rotation.rules import Action, Choice
-from sidecar.rotation.state import RotationState
+from sidecar.rotation.state import RotationState, Usage
 from sidecar.rotation.status import ProviderStatus, StatusKind, provider_status
 from sidecar.store import StoreData
 
@@ -36,10 +36,16 @@ class KeyPool(PoolWrites):
         data = data or self.store.read()
         st = load_state(data, provider)
         for (_, scope), (cred, windows) in self._windows.items():
-            # This process's latest windows, not yet written: its status shows them.
+            # This process's latest windows and counts, not yet written: its status shows them.
             if cred.provider == provider:
                 rules.record_headroom(st, cred, windows, scope)
-        status = provider_status(provider, self.credentials(provider, data), st, self.clock())
+        for cred, when in self._unsaved:
+            if cred.provider == provider:
+                rules.record_usage(st, cred, when)
+        creds = self.credentials(provider, data)
+        status = provider_status(provider, creds, st, self.clock())
+        if self.team_usage is not None:
+            status = _team_usage(status, creds, self.team_usage)
         if self.problems:
             said = "; ".join(p.message for p in self.problems)
             message = f"{said}; {status.message}" if status.message else said
@@ -103,6 +109,7 @@ class KeyPool(PoolWrites):
         """Record a failure of ``cred`` (on a request for ``model``); an invalid pooled key
         leaves the pool file."""
         scope = self.scope(cred.provider, model)
+        self._count(cred, failures=1)
         with self._state_of(cred.provider) as (data, st):
             pool = self.pool(cred.provider, data)
             action = rules.record_failure(pool, st, cred, failure, self.clock(), scope)
@@ -140,6 +147,7 @@ class KeyPool(PoolWrites):
         now = self.clock()
         scope = self.scope(cred.provider, model)
         windows = tuple(windows)
+        self._count(cred, requests=1)
         data = self.store.peek()  # after every answer: from memory when nothing changed
         st = load_state(data if data is not None else self.store.read(), cred.provider)
         key = cred.state_key
@@ -204,6 +212,19 @@ class KeyPool(PoolWrites):
             rules.reset(st)
             if self.team is not None:  # the user's word: the whole team tries again
                 self.team.forget(provider, self.credentials(provider, data))
+
+
+def _team_usage(status: ProviderStatus, creds: list[Credential], team: TeamUsage) -> ProviderStatus:
+    """``status`` with each shared credential's usage the team's sum, while it is known."""
+    by_id = {c.id: c for c in creds}
+    shown = []
+    for c in status.credentials:
+        counts = team.usage_of(by_id[c.id]) if c.id in by_id else None
+        if counts is not None:
+            usage = Usage(counts.requests, counts.failures, counts.last_used)
+            c = attrs.evolve(c, usage=usage, counted="team")
+        shown.append(c)
+    return attrs.evolve(status, credentials=tuple(shown))
 
 
 def _headroom_turns(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sidecar.catalog import PROVIDERS
 from sidecar.credentials import Credential
@@ -24,11 +24,18 @@ from sidecar.store import Store, StoreData
 
 if TYPE_CHECKING:
     from sidecar.settings import Problem
-    from sidecar.team import Entry, TeamSync
+    from sidecar.team import Counts, Entry, TeamSync
 
-__all__ = ["Clock", "PoolBase", "find_login", "forget", "load_state", "save_state"]
+__all__ = ["Clock", "PoolBase", "TeamUsage", "find_login", "forget", "load_state", "save_state"]
 
 Clock = Callable[[], float]
+
+
+class TeamUsage(Protocol):
+    """Where status reads a team's usage counts: the link, or what a command read once."""
+
+    def usage_of(self, cred: Credential) -> Counts | None:
+        """The team's counts of ``cred``; None: only this machine's are known."""
 
 
 class PoolBase:
@@ -55,6 +62,9 @@ class PoolBase:
         # The team's shared state (sidecar.team), when the face that built us started a
         # link: told of every cooldown, rejection and window this machine writes.
         self.team: TeamSync | None = None
+        # Where status reads the team's usage counts (the link, or a command's one read);
+        # None: this machine's own.
+        self.team_usage: TeamUsage | None = None
 
     # -- reading ----------------------------------------------------------------
 
@@ -132,6 +142,11 @@ class PoolBase:
             yield data, st
             save_state(data, provider, st)
             self._share(data, provider, before, st)
+
+    def _count(self, cred: Credential, *, requests: int = 0, failures: int = 0) -> None:
+        """A request of ``cred`` answered or failed: the team's counters add it too."""
+        if self.team is not None:
+            self.team.count(cred, requests, failures, self.clock())
 
     def _share(
         self,

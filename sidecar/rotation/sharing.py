@@ -80,6 +80,6 @@ def start_sharing(
     from sidecar.team import TeamSync
 
     sync = TeamSync(config, SharedPool(keypool), on_link=on_link)
-    keypool.team = sync
+    keypool.team = keypool.team_usage = sync
     sync.start()
     return sync

@@ -23,7 +23,7 @@ from sidecar.rotation.rules import (
     _is_expired,
     usable_pool,
 )
-from sidecar.rotation.state import RotationState
+from sidecar.rotation.state import RotationState, Usage
 
 __all__ = [
     "EXPIRING_WITHIN",
@@ -38,6 +38,9 @@ __all__ = [
 EXPIRING_WITHIN = 24 * 3600.0  # a credential expiring sooner than this is "expiring"
 
 State = Literal["ok", "expiring", "expired", "coolingDown", "outOfCredit", "rejected", "refused"]
+# Whose requests a credential's usage counts: this machine's (the files), or, with a
+# team's state online, every machine's added up.
+Counted = Literal["machine", "team"]
 
 
 class StatusKind(enum.Enum):
@@ -70,6 +73,8 @@ class CredentialStatus:
     label: str | None = None
     windows: tuple[Window, ...] = ()  # the latest the provider reported, not yet reset
     model_cooldowns: tuple[ModelCooldown, ...] = ()
+    usage: Usage | None = None  # None: never used (nor, with a team, by anyone)
+    counted: Counted = "machine"
 
     @property
     def resting_until(self) -> float | None:
@@ -146,6 +151,7 @@ def credential_state(cred: Credential, st: RotationState | None, now: float) -> 
             for model, c in sorted(st.model_cooldowns.get(key, {}).items())
             if c.until > now
         ),
+        usage=st.usage.get(key),
     )
 
 

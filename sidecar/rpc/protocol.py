@@ -50,6 +50,7 @@ __all__ = [
     "StatusResult",
     "StreamParams",
     "StreamResult",
+    "UsageInfo",
     "credential_info",
     "login_ended",
     "parse_params",
@@ -165,6 +166,20 @@ class ModelCooldownInfo:
 
 
 @attrs.frozen
+class UsageInfo:
+    """A credential's requests that answered and that failed, and its last use.
+
+    ``counted``: ``machine`` (this machine's, in its files) or ``team`` (every machine
+    of the team added up, while the team's state is online).
+    """
+
+    requests: int
+    failures: int
+    counted: str
+    last_used: str | None = None
+
+
+@attrs.frozen
 class CredentialInfo:
     id: str
     kind: str
@@ -177,6 +192,7 @@ class CredentialInfo:
     label: str | None = None
     windows: list[RateWindow] = attrs.field(factory=list)
     model_cooldowns: list[ModelCooldownInfo] = attrs.field(factory=list)
+    usage: UsageInfo | None = None
 
 
 @attrs.frozen
@@ -337,6 +353,9 @@ def credential_info(c: CredentialStatus) -> CredentialInfo:
             ModelCooldownInfo(m.model, _iso(m.until) or "", m.reason, m.message or None)
             for m in c.model_cooldowns
         ],
+        usage=None
+        if c.usage is None
+        else UsageInfo(c.usage.requests, c.usage.failures, c.counted, _iso(c.usage.last_used)),
     )
 
 

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from sidecar.team._config import NAMESPACE_ENV, STATE_ENV, TeamConfig, read_team
 
 if TYPE_CHECKING:
-    from sidecar.team._names import Entry, credential_hash
-    from sidecar.team._oneshot import Probe, forget, probe
+    from sidecar.team._names import Counts, Entry, credential_hash
+    from sidecar.team._oneshot import Probe, forget, probe, usage
     from sidecar.team._sync import Link, LocalState, TeamSync
 
 __all__ = [
     "NAMESPACE_ENV",
     "STATE_ENV",
+    "Counts",
     "Entry",
     "Link",
     "LocalState",
@@ -29,9 +30,11 @@ __all__ = [
     "forget",
     "probe",
     "read_team",
+    "usage",
 ]
 
 _LAZY = {
+    "Counts": "sidecar.team._names",
     "Entry": "sidecar.team._names",
     "credential_hash": "sidecar.team._names",
     "Link": "sidecar.team._sync",
@@ -40,6 +43,7 @@ _LAZY = {
     "Probe": "sidecar.team._oneshot",
     "probe": "sidecar.team._oneshot",
     "forget": "sidecar.team._oneshot",
+    "usage": "sidecar.team._oneshot",
 }
 
 

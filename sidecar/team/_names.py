@@ -17,9 +17,12 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Entry", "Names", "credential_hash"]
+__all__ = ["USAGE", "Counts", "Entry", "Names", "credential_hash"]
 
 _SECTION = re.compile(r"[A-Za-z]{1,32}")
+# The section of a credential's usage counters: a hash of counts every machine adds to
+# (HINCRBY), not an entry of which the greater order wins; a key reset keeps it.
+USAGE = "usage"
 
 
 def credential_hash(salt: bytes, provider: str, secret: str) -> str:
@@ -38,6 +41,31 @@ class Entry:
     until: float  # epoch seconds: the entry expires then
 
 
+@attrs.frozen
+class Counts:
+    """A credential's usage as the team counted it: every machine's requests added up."""
+
+    requests: int = 0
+    failures: int = 0
+    last_used: float | None = None
+
+    @classmethod
+    def from_row(cls, row: object) -> Counts | None:
+        """(requests, failures, lastUsed) as Redis holds them; None for anything else."""
+        if not isinstance(row, list | tuple) or len(row) != 3:
+            return None
+        try:
+            requests, failures = (int(v) if v else 0 for v in row[:2])
+            last = float(row[2]) if row[2] else None
+        except (TypeError, ValueError):
+            return None
+        return cls(requests, failures, last)
+
+    def newer_than(self, other: Counts | None) -> bool:
+        # Counts only grow: of two reports of one counter, the one with more is later.
+        return other is None or self.requests + self.failures >= other.requests + other.failures
+
+
 class Names:
     """The Redis names of one namespace."""
 
@@ -46,6 +74,11 @@ class Names:
         self.salt = f"{self.prefix}:salt"
         self.channel = f"{self.prefix}:events"
         self.entries = f"{self.prefix}:*:*:*"  # a SCAN pattern over every entry
+        self.usages = f"{self.prefix}:{USAGE}:*"  # …and over every usage counter
+
+    def batch(self, token: str) -> str:
+        """The mark of one batch of counts applied (a retry of it then adds nothing)."""
+        return f"{self.prefix}:batch:{token}"
 
     def entry(self, section: str, provider: str, digest: str, scope: str | None = None) -> str:
         name = f"{self.prefix}:{section}:{provider}:{digest}"
@@ -54,8 +87,17 @@ class Names:
         return name
 
     def of_credential(self, provider: str, digest: str) -> str:
-        """A SCAN pattern over every entry of one credential."""
+        """A SCAN pattern over every entry of one credential (its usage too: see shared)."""
         return f"{self.prefix}:*:{provider}:{digest}*"
+
+    def usage(self, provider: str, digest: str) -> str:
+        return self.entry(USAGE, provider, digest)
+
+    def shared(self, key: str | bytes) -> bool:
+        """Whether ``key`` is an entry a reset forgets: any but the usage counters."""
+        text = key.decode() if isinstance(key, bytes) else key
+        parsed = self.parse(text)
+        return parsed is not None and parsed[0] != USAGE
 
     def parse(self, key: str) -> tuple[str, str, str] | None:
         """(section, provider, digest) of an entry's name; None for any other key."""

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 import attrs
 
 from sidecar.team._config import TeamConfig
-from sidecar.team._names import Names, credential_hash
+from sidecar.team._names import Counts, Names, credential_hash
 
 if TYPE_CHECKING:
     import redis
 
     from sidecar.credentials import Credential
 
-__all__ = ["Probe", "forget", "probe"]
+__all__ = ["Probe", "Totals", "forget", "probe", "usage"]
 
 TIMEOUT = 2.0
 
@@ -63,6 +63,42 @@ def probe(config: TeamConfig) -> Probe:
         client.close()
 
 
+@attrs.frozen
+class Totals:
+    """The team's usage counts as one command read them, by state key."""
+
+    by_key: dict[str, Counts]
+
+    def usage_of(self, cred: Credential) -> Counts | None:
+        return self.by_key.get(cred.state_key)
+
+
+def usage(config: TeamConfig, creds: Iterable[Credential]) -> Totals | None:
+    """The team's counts of ``creds`` (none counted yet: zero); None when the server
+    cannot be read, so that the caller shows this machine's own."""
+    import redis
+
+    names = Names(config.namespace)
+    client = _client(config)
+    try:
+        salt = client.get(names.salt)
+        shared = [c for c in creds if c.kind != "oauth"]
+        if salt is None:
+            return Totals({c.state_key: Counts() for c in shared})
+        key = salt if isinstance(salt, bytes) else salt.encode()
+        pipe = client.pipeline(transaction=False)
+        for cred in shared:
+            digest = credential_hash(key, cred.provider, cred.secret)
+            pipe.hmget(names.usage(cred.provider, digest), "requests", "failures", "lastUsed")
+        rows = pipe.execute()
+        pairs = zip(shared, rows, strict=True)
+        return Totals({c.state_key: Counts.from_row(row) or Counts() for c, row in pairs})
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+
+
 def forget(config: TeamConfig, provider: str, creds: Iterable[Credential]) -> str | None:
     """Drop the team's entries of ``creds`` and tell every sidecar; None, else why it failed."""
     import redis
@@ -80,7 +116,11 @@ def forget(config: TeamConfig, provider: str, creds: Iterable[Credential]) -> st
                 continue
             key = salt if isinstance(salt, bytes) else salt.encode()
             digest = credential_hash(key, provider, cred.secret)
-            found = list(client.scan_iter(match=names.of_credential(provider, digest)))
+            found = [
+                k
+                for k in client.scan_iter(match=names.of_credential(provider, digest))
+                if names.shared(k)
+            ]
             if found:
                 pipe.delete(*found)
             message = {"origin": origin, "forget": True, "provider": provider, "hash": digest}

@@ -20,8 +20,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import attrs
+
 from sidecar.team._config import TeamConfig
-from sidecar.team._names import Entry, Names, credential_hash
+from sidecar.team._names import USAGE, Counts, Entry, Names, credential_hash
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -61,6 +63,46 @@ return 1
 """
 
 
+# KEYS[1]: the batch's mark, KEYS[2…]: usage counters. ARGV: the mark's and the
+# counters' time to live (ms), the channel, our origin, then per counter the requests,
+# failures and last use to add. HINCRBY: two machines counting at once never lose each
+# other's counts; the mark makes a batch sent again (its answer lost) add nothing. The
+# totals are published: every machine's status shows the team's sum.
+_COUNT = """
+local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])
+local totals, out = {}, {}
+for i = 2, #KEYS do
+  local at = 5 + (i - 2) * 3
+  if fresh then
+    redis.call('HINCRBY', KEYS[i], 'requests', ARGV[at])
+    redis.call('HINCRBY', KEYS[i], 'failures', ARGV[at + 1])
+    local last = tonumber(redis.call('HGET', KEYS[i], 'lastUsed')) or 0
+    if tonumber(ARGV[at + 2]) > last then
+      redis.call('HSET', KEYS[i], 'lastUsed', ARGV[at + 2])
+    end
+  end
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  local row = redis.call('HMGET', KEYS[i], 'requests', 'failures', 'lastUsed')
+  totals[KEYS[i]] = row
+  out[#out + 1] = row
+end
+redis.call('PUBLISH', ARGV[3], cjson.encode({origin = ARGV[4], usage = totals}))
+return out
+"""
+BATCH_MARK_MS = 10 * 60 * 1000  # a batch is sent again within the reconnect backoff's cap
+USAGE_FOR_MS = 30 * 86400 * 1000  # a key nobody used for this long forgets its counts
+
+
+@attrs.define
+class _Pending:
+    """Counts of one credential this machine made and the team has not added yet."""
+
+    cred: Credential
+    requests: int = 0
+    failures: int = 0
+    last_used: float = 0.0
+
+
 class LocalState(Protocol):
     """What the link needs of the key pool (:class:`sidecar.rotation.sharing.SharedPool`)."""
 
@@ -97,7 +139,16 @@ class TeamSync:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = False
-        self._busy = False  # an entry taken from the queue is on its way
+        # Items queued and not yet through (taken off the queue is not through: a batch
+        # of counts may be on its way meanwhile); aclose waits for them.
+        self._unsent = 0
+        # Usage counts not yet added to the team's (by state key), the batch on its way
+        # (its mark, its rows: sent again as it was if its answer was lost), and the
+        # team's totals as last heard, by (provider, hash).
+        self._counts: dict[str, _Pending] = {}
+        self._batch: tuple[str, list[_Pending]] | None = None
+        self._counted = asyncio.Event()
+        self._totals: dict[tuple[str, str], Counts] = {}
 
     # -- called by the key pool, from any thread -------------------------------------
 
@@ -110,6 +161,27 @@ class TeamSync:
         for cred in creds:
             self._send(cred, provider)
 
+    def count(self, cred: Credential, requests: int, failures: int, when: float) -> None:
+        """Add this machine's requests and failures of ``cred`` to the team's counters;
+        never blocks, never raises. Kept while offline and added on reconnecting."""
+        if self._loop is None or cred.kind == "oauth":
+            return
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._add_count, cred, requests, failures, when)
+
+    def usage_of(self, cred: Credential) -> Counts | None:
+        """The team's counts of ``cred`` while the link is up; None: only ours are known."""
+        if self.link != "online" or self._salt is None or cred.kind == "oauth":
+            return None
+        return self._totals.get((cred.provider, self._digest(cred.provider, cred)), Counts())
+
+    def _add_count(self, cred: Credential, requests: int, failures: int, when: float) -> None:
+        pending = self._counts.setdefault(cred.state_key, _Pending(cred))
+        pending.requests += requests
+        pending.failures += failures
+        pending.last_used = max(pending.last_used, when)
+        self._counted.set()
+
     def _send(self, cred: Credential, item: Entry | str) -> None:
         if self._loop is None or cred.kind == "oauth":  # a login is one person's
             return
@@ -119,6 +191,7 @@ class TeamSync:
     def _enqueue(self, item: tuple[Credential, Entry | str]) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # offline a long time: see QUEUE_SIZE
             self._queue.put_nowait(item)
+            self._unsent += 1
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -130,7 +203,8 @@ class TeamSync:
         """Stop, after pushing what is queued if the link is up (bounded: see FLUSH_WAIT)."""
         if self._task is not None:
             for _ in range(int(FLUSH_WAIT / 0.01)):
-                if self.link != "online" or (self._queue.empty() and not self._busy):
+                idle = self._unsent == 0
+                if self.link != "online" or (idle and not self._counts and self._batch is None):
                     break
                 await asyncio.sleep(0.01)
             self._task.cancel()
@@ -172,49 +246,62 @@ class TeamSync:
             raise OSError("the namespace's salt could not be read")
         self._salt = salt if isinstance(salt, bytes) else salt.encode()
         put = client.register_script(_PUT)
+        count = client.register_script(_COUNT)
         pubsub = client.pubsub()
         await pubsub.subscribe(self.names.channel)
         try:
             await self._pull(client)
             for cred, entry in await asyncio.to_thread(self.local.team_entries):
                 await self._put(put, cred, entry)
+            await self._add_counts(count)  # what was counted while offline
             self._set_link("online")
-            await self._serve(client, put, pubsub, salt)
+            await self._serve(client, put, count, pubsub, salt)
         finally:
             await _close(pubsub)
 
-    async def _serve(self, client: Redis, put: Any, pubsub: Any, salt: bytes | str) -> None:
+    async def _serve(
+        self, client: Redis, put: Any, count: Any, pubsub: Any, salt: bytes | str
+    ) -> None:
         listen = asyncio.ensure_future(self._listen(pubsub))
         get: asyncio.Future[Any] | None = None
+        counted: asyncio.Future[Any] | None = None
         try:
             while True:
                 get = get or asyncio.ensure_future(self._queue.get())
+                counted = counted or asyncio.ensure_future(self._counted.wait())
                 done, _ = await asyncio.wait(
-                    {get, listen}, timeout=CHECK_EVERY, return_when=asyncio.FIRST_COMPLETED
+                    {get, listen, counted},
+                    timeout=CHECK_EVERY,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if listen in done:
                     listen.result()  # raises what ended the subscription
                     raise OSError("the subscription ended")
-                if get in done:
+                if get in done:  # a cooldown first: counts can wait a moment
                     cred, item = get.result()
                     get = None
-                    self._busy = True
                     try:
                         if isinstance(item, Entry):
                             await self._put(put, cred, item)
                         else:
                             await self._forget(client, item, cred)
                     finally:
-                        self._busy = False
-                elif await client.get(self.names.salt) != salt:
+                        self._unsent -= 1
+                if counted in done:
+                    counted = None
+                    self._counted.clear()
+                    await self._add_counts(count)
+                if not done and await client.get(self.names.salt) != salt:
                     # Quiet for a while: make sure the server is still there, and still
                     # the same namespace (a flush drops the salt; every machine then
                     # starts over with a new one).
                     raise OSError("the namespace was reset")
         finally:
+            self._unsent = self._queue.qsize()  # an item taken and not sent is lost
             listen.cancel()
-            if get is not None:
-                get.cancel()
+            for waiting in (get, counted):
+                if waiting is not None:
+                    waiting.cancel()
 
     # -- the two directions ------------------------------------------------------------
 
@@ -243,10 +330,44 @@ class TeamSync:
             keys=[name], args=[json.dumps(doc), entry.order, ttl_ms, self.names.channel, message]
         )
 
+    async def _add_counts(self, count: Any) -> None:
+        """Add the counts made since the last batch (first the batch whose answer was
+        lost, as it was: its mark keeps it from being added twice)."""
+        if self._batch is None and self._counts:
+            self._batch = (secrets.token_hex(16), list(self._counts.values()))
+            self._counts = {}
+        if self._batch is None:
+            return
+        mark, rows = self._batch
+        keys = [self.names.batch(mark)]
+        args: list[Any] = [BATCH_MARK_MS, USAGE_FOR_MS, self.names.channel, self._origin]
+        for row in rows:
+            provider = row.cred.provider
+            keys.append(self.names.usage(provider, self._digest(provider, row.cred)))
+            args += [row.requests, row.failures, repr(row.last_used)]
+        totals = await count(keys=keys, args=args)
+        self._batch = None
+        for name, row in zip(keys[1:], totals, strict=False):
+            self._note_totals(name, row)
+        if self._counts:
+            self._counted.set()
+
+    def _note_totals(self, name: str | bytes, row: object) -> None:
+        text = name.decode() if isinstance(name, bytes) else name
+        parsed = self.names.parse(text)
+        counts = Counts.from_row(row)
+        if parsed is None or parsed[0] != USAGE or counts is None:
+            return
+        where = (parsed[1], parsed[2])
+        if counts.newer_than(self._totals.get(where)):
+            self._totals[where] = counts
+
     async def _forget(self, client: Redis, provider: str, cred: Credential) -> None:
         digest = self._digest(provider, cred)
         names = [
-            k async for k in client.scan_iter(match=self.names.of_credential(provider, digest))
+            k
+            async for k in client.scan_iter(match=self.names.of_credential(provider, digest))
+            if self.names.shared(k)
         ]
         message = {"origin": self._origin, "forget": True, "provider": provider, "hash": digest}
         pipe = client.pipeline(transaction=True)
@@ -256,10 +377,15 @@ class TeamSync:
         await pipe.execute()
 
     async def _pull(self, client: Redis) -> None:
-        """Merge every shared entry of a credential this machine holds."""
+        """Merge every shared entry of a credential this machine holds; take the team's
+        usage counts (of a namespace that may have started over: none kept from before)."""
+        self._totals = {}
         async for raw_key in client.scan_iter(match=self.names.entries, count=500):
             key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
             parsed = self.names.parse(key)
+            if parsed is not None and parsed[0] == USAGE:
+                self._note_totals(key, await client.hmget(key, "requests", "failures", "lastUsed"))
+                continue
             raw = await client.get(key) if parsed is not None else None
             if parsed is not None and raw is not None:
                 await self._merge(*parsed, raw)
@@ -273,6 +399,11 @@ class TeamSync:
             except (ValueError, TypeError):
                 continue
             if not isinstance(doc, dict) or doc.get("origin") == self._origin:
+                continue
+            usage = doc.get("usage")
+            if isinstance(usage, dict):
+                for name, row in usage.items():
+                    self._note_totals(name, row)
                 continue
             section, provider, digest = doc.get("section"), doc.get("provider"), doc.get("hash")
             if not (isinstance(provider, str) and isinstance(digest, str)):
