@@ -115,7 +115,8 @@ class KeyPool(PoolWrites):
             action = rules.record_failure(pool, st, cred, failure, self.clock(), scope)
             if action is Action.RETRY and cred.state_key in st.rejected:
                 # Eviction drops the verdict from the state: the team hears of it first.
-                self._share(data, cred.provider, {}, RotationState(rejected=st.rejected))
+                verdict = {"rejected": {cred.state_key: st.rejected[cred.state_key].to_doc()}}
+                self._share(data, cred.provider, {}, verdict)
                 self._evict(data, st, cred)
         return action
 
@@ -182,14 +183,14 @@ class KeyPool(PoolWrites):
         # Counts and windows only: replaying a success here must not undo a later
         # rotation. ``held`` is (provider, state) the caller is editing and writes back.
         states = dict([held]) if held is not None else {}
-        before: dict[str, dict[remote.Key, remote.Shared]] = {}
+        before: dict[str, remote.Snapshot | None] = {}
 
         def state_of(provider: str) -> RotationState:
             st = states.get(provider)
             if st is None:
+                # The windows written here are the team's news: compared with before.
+                before[provider] = self._before_write(data, provider)
                 st = states[provider] = load_state(data, provider)
-                if self.team is not None:  # the windows written here are the team's news
-                    before[provider] = remote.shared_entries(st, self.clock())
             return st
 
         for cred, when in self._unsaved:
@@ -199,7 +200,7 @@ class KeyPool(PoolWrites):
         for provider, st in states.items():
             if held is None or provider != held[0]:
                 save_state(data, provider, st)
-                self._share(data, provider, before.get(provider, {}), st)
+                self._share(data, provider, before.get(provider))
         self._unsaved = []
         self._windows = {}
         self._saved_at = self.clock()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sidecar.catalog import PROVIDERS
 from sidecar.credentials import Credential
@@ -137,47 +137,64 @@ class PoolBase:
         """One provider's typed state inside a store transaction, written back at the end;
         what changed of its shared parts goes to the team's link."""
         with self.store.transaction() as data:
+            # Before load_state: the typed state edits the headroom section in place.
+            before = self._before_write(data, provider)
             st = load_state(data, provider)
-            before = remote.shared_entries(st, self.clock()) if self.team is not None else {}
             yield data, st
             save_state(data, provider, st)
-            self._share(data, provider, before, st)
+            self._share(data, provider, before)
 
     def _count(self, cred: Credential, *, requests: int = 0, failures: int = 0) -> None:
         """A request of ``cred`` answered or failed: the team's counters add it too."""
         if self.team is not None:
             self.team.count(cred, requests, failures, self.clock())
 
+    def _before_write(self, data: StoreData, provider: str) -> remote.Snapshot | None:
+        """What ``_share`` compares a write with; None when no team is linked."""
+        return remote.snapshot(data.provider_state(provider)) if self.team is not None else None
+
     def _share(
         self,
         data: StoreData,
         provider: str,
-        before: dict[remote.Key, remote.Shared],
-        st: RotationState,
+        before: remote.Snapshot | None,
+        after: Mapping[str, Any] | None = None,
     ) -> None:
-        if self.team is not None:
-            for cred, entry in self.shared_changes(data, provider, before, st):
-                self.team.publish(cred, entry)
+        """Hand the team's link what a write changed of ``provider``'s shared state:
+        ``after`` (default: the state as written) against ``before`` (its snapshot)."""
+        if self.team is None or before is None:
+            return
+        after = data.provider_state(provider) if after is None else after
+        creds = self.credentials(provider, data)
+        for cred, entry in self.shared_changes(provider, creds, before, after):
+            self.team.publish(cred, entry)
+        current = after.get("current")
+        if current != before.get("current") and after.get("policy", "sticky") == "sticky":
+            # Under sticky the key in use is the team's: a machine that moved tells the
+            # others (see docs/teams.md). Under primary the first usable key is.
+            now_on = next((c for c in creds if c.state_key == current), None)
+            if now_on is not None:
+                self.team.position(creds, now_on, after.get("rotated") is True, self.clock())
 
     def shared_changes(
         self,
-        data: StoreData,
         provider: str,
-        before: dict[remote.Key, remote.Shared],
-        st: RotationState,
+        creds: list[Credential],
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
     ) -> list[tuple[Credential, Entry]]:
-        """The entries of ``provider`` a team shares that ``st`` holds anew since ``before``."""
+        """The entries of ``provider`` a team shares that ``after`` holds anew since
+        ``before`` (see :func:`sidecar.rotation.remote.changed_entries`)."""
         from sidecar.team import Entry
 
-        after = remote.shared_entries(st, self.clock())
-        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        changed = remote.changed_entries(before, after, self.clock())
         if not changed:
             return []
-        creds = {c.state_key: c for c in self.credentials(provider, data)}
+        by_key = {c.state_key: c for c in creds}
         return [
-            (creds[key], Entry(provider, section, scope, shared.doc, shared.order, shared.until))
+            (by_key[key], Entry(provider, section, scope, shared.doc, shared.order, shared.until))
             for (section, key, scope), shared in changed.items()
-            if key in creds and creds[key].kind != "oauth"
+            if key in by_key and by_key[key].kind != "oauth"
         ]
 
 

@@ -19,6 +19,7 @@ rejection's time, the newest window's report) and when it stops mattering.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -27,7 +28,7 @@ from sidecar.rotation.headroom import Window
 from sidecar.rotation.rules import merge_windows
 from sidecar.rotation.state import Cooldown, RotationState, Verdict
 
-__all__ = ["SECTIONS", "Shared", "merge_entry", "shared_entries"]
+__all__ = ["SECTIONS", "Shared", "Snapshot", "changed_entries", "merge_entry", "snapshot"]
 
 SECTIONS = ("cooldowns", "modelCooldowns", "rejected", "headroom")
 REJECTED_FOR = 30 * 86400  # a rejection is shared this long
@@ -37,6 +38,7 @@ HEADROOM_FOR = 3600  # windows without a reset time are shared this long
 MAX_REMOTE_COOLDOWN = 7 * 86400
 
 Key = tuple[str, str, str | None]  # (section, state key, model scope)
+Snapshot = dict[str, Any]  # see snapshot()
 
 
 @attrs.frozen
@@ -46,30 +48,64 @@ class Shared:
     until: float  # epoch: after this the entry says nothing
 
 
-def shared_entries(st: RotationState, now: float) -> dict[Key, Shared]:
-    """The entries a team shares of one provider's state, live ones only."""
+def snapshot(doc: Mapping[str, Any]) -> Snapshot:
+    """The shared parts of one provider's state document before a write: each section
+    copied one level deep (a write replaces a credential's entry, never edits it in
+    place; the headroom section itself is edited), and the current credential."""
+    taken: Snapshot = {n: dict(s) if isinstance(s := doc.get(n), dict) else {} for n in SECTIONS}
+    taken["current"] = doc.get("current")
+    return taken
+
+
+def changed_entries(
+    before: Mapping[str, Any], after: Mapping[str, Any], now: float
+) -> dict[Key, Shared]:
+    """The live entries a team shares that ``after`` (a provider's state document, as
+    written) holds anew since ``before`` (its :func:`snapshot`; ``{}``: all of them).
+
+    Only what a write changed is read: a section equal to before costs one comparison,
+    and of a changed one only the changed credentials' entries are parsed."""
     entries: dict[Key, Shared] = {}
-    for key, cooldown in st.cooldowns.items():
-        if cooldown.until > now:
-            entries["cooldowns", key, None] = Shared(
-                cooldown.to_doc(), cooldown.until, cooldown.until
-            )
-    for key, scopes in st.model_cooldowns.items():
-        for scope, cooldown in scopes.items():
-            if cooldown.until > now:
-                doc = {**cooldown.to_doc(), "scope": scope}
-                entries["modelCooldowns", key, scope] = Shared(doc, cooldown.until, cooldown.until)
-    for key, verdict in st.rejected.items():
-        entries["rejected", key, None] = Shared(verdict.to_doc(), verdict.at, now + REJECTED_FOR)
-    for key in st.headroom_keys():
-        windows = st.windows(key)
-        if windows:
-            seen = max(w.seen_at for w in windows)
-            resets = [w.reset_at for w in windows if w.reset_at is not None]
-            until = max(resets) if resets and max(resets) > now else now + HEADROOM_FOR
-            doc = {"windows": [w.to_doc() for w in windows]}
-            entries["headroom", key, None] = Shared(doc, seen, until)
+    for section in SECTIONS:
+        new = after.get(section)
+        old = before.get(section) or {}
+        if not isinstance(new, dict) or new == old:
+            continue
+        for key, value in new.items():
+            if isinstance(key, str) and value != old.get(key):
+                entries.update(_entries_of(section, key, value, old.get(key), now))
     return entries
+
+
+def _entries_of(section: str, key: str, value: Any, old: Any, now: float) -> dict[Key, Shared]:
+    if section == "cooldowns":
+        cooldown = Cooldown.from_doc(value)
+        if cooldown.until <= now:
+            return {}
+        return {(section, key, None): Shared(cooldown.to_doc(), cooldown.until, cooldown.until)}
+    if section == "modelCooldowns":
+        if not isinstance(value, dict):
+            return {}
+        old = old if isinstance(old, dict) else {}
+        found: dict[Key, Shared] = {}
+        for scope, doc in value.items():
+            cooldown = Cooldown.from_doc(doc)
+            if isinstance(scope, str) and doc != old.get(scope) and cooldown.until > now:
+                shared = {**cooldown.to_doc(), "scope": scope}
+                found[section, key, scope] = Shared(shared, cooldown.until, cooldown.until)
+        return found
+    if section == "rejected":
+        verdict = Verdict.from_doc(value)
+        return {(section, key, None): Shared(verdict.to_doc(), verdict.at, now + REJECTED_FOR)}
+    # headroom: one compact JSON string per credential (see RotationState)
+    windows = RotationState(headroom_raw={key: value}).windows(key)
+    if not windows:
+        return {}
+    seen = max(w.seen_at for w in windows)
+    resets = [w.reset_at for w in windows if w.reset_at is not None]
+    until = max(resets) if resets and max(resets) > now else now + HEADROOM_FOR
+    doc = {"windows": [w.to_doc() for w in windows]}
+    return {(section, key, None): Shared(doc, seen, until)}
 
 
 def merge_entry(

@@ -16,6 +16,8 @@ from sidecar.errors import SidecarError
 from sidecar.rotation import remote, rules
 from sidecar.rotation.keypool import KeyPool
 from sidecar.rotation.poolbase import load_state, save_state
+from sidecar.rotation.state import RotationState
+from sidecar.store import StoreData
 
 if TYPE_CHECKING:
     from sidecar.team import Entry, Link, TeamConfig, TeamSync
@@ -40,7 +42,9 @@ class SharedPool:
         return [
             item
             for provider in pool.providers(data)
-            for item in pool.shared_changes(data, provider, {}, load_state(data, provider))
+            for item in pool.shared_changes(
+                provider, pool.credentials(provider, data), {}, load_state(data, provider).to_doc()
+            )
         ]
 
     def merge_remote(self, section: str, cred: Credential, doc: dict[str, Any]) -> bool:
@@ -61,6 +65,29 @@ class SharedPool:
                     rules.choose(cred.provider, pool, st, now, (), scope)
                 save_state(data, cred.provider, st)
         return changed
+
+    def merge_position(self, cred: Credential, doc: dict[str, Any]) -> bool:
+        """A teammate moved to ``cred`` under sticky: it is this machine's key too, when
+        this machine keeps sticky and may use it (see docs/teams.md)."""
+        store, now = self.keypool.store, self.keypool.clock()
+        if self._moves(store.read(), cred, now) is None:
+            return False  # read without the lock first: usually on it already
+        with store.transaction() as data:
+            st = self._moves(data, cred, now)
+            if st is not None:
+                st.current, st.rotated = cred.state_key, doc.get("rotated") is True
+                save_state(data, cred.provider, st)
+        return st is not None
+
+    def _moves(self, data: StoreData, cred: Credential, now: float) -> RotationState | None:
+        """The state that would move to ``cred``; None if it stays where it is."""
+        st = load_state(data, cred.provider)
+        if st.policy != "sticky" or st.current == cred.state_key:
+            return None
+        usable = {c.state_key for c in self.keypool.pool(cred.provider, data)}
+        if cred.state_key not in usable or rules.blocked(st, cred, None, now):
+            return None
+        return st
 
     def forget_remote(self, cred: Credential) -> None:
         """A teammate reset this credential: what the team saw of it is forgotten here too."""

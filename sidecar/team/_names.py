@@ -17,12 +17,15 @@ from typing import Any
 
 import attrs
 
-__all__ = ["USAGE", "Counts", "Entry", "Names", "credential_hash"]
+__all__ = ["POSITION", "USAGE", "Counts", "Entry", "Names", "credential_hash"]
 
 _SECTION = re.compile(r"[A-Za-z]{1,32}")
 # The section of a credential's usage counters: a hash of counts every machine adds to
 # (HINCRBY), not an entry of which the greater order wins; a key reset keeps it.
 USAGE = "usage"
+# The section of a pool's position (which key the team is on): named by the pool's
+# hash, not a credential's (see TeamSync.position).
+POSITION = "position"
 
 
 def credential_hash(salt: bytes, provider: str, secret: str) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 
 from sidecar.team._config import TeamConfig
-from sidecar.team._names import USAGE, Counts, Entry, Names, credential_hash
+from sidecar.team._names import POSITION, USAGE, Counts, Entry, Names, credential_hash
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -93,6 +93,19 @@ BATCH_MARK_MS = 10 * 60 * 1000  # a batch is sent again within the reconnect bac
 USAGE_FOR_MS = 30 * 86400 * 1000  # a key nobody used for this long forgets its counts
 
 
+POSITION_FOR = 86400.0  # a pool nobody moved on for this long has no team position
+
+
+@attrs.frozen
+class _Position:
+    """This machine moved to ``current`` of the pool ``creds`` at ``at``."""
+
+    creds: tuple[Credential, ...]
+    current: Credential
+    rotated: bool
+    at: float
+
+
 @attrs.define
 class _Pending:
     """Counts of one credential this machine made and the team has not added yet."""
@@ -101,6 +114,9 @@ class _Pending:
     requests: int = 0
     failures: int = 0
     last_used: float = 0.0
+
+
+_Item = Entry | _Position | str
 
 
 class LocalState(Protocol):
@@ -118,6 +134,9 @@ class LocalState(Protocol):
     def forget_remote(self, cred: Credential) -> None:
         """Another machine's user reset this credential: drop its shared entries here."""
 
+    def merge_position(self, cred: Credential, doc: dict[str, Any]) -> bool:
+        """Another machine of the team moved to ``cred``; whether this one did too."""
+
 
 class TeamSync:
     def __init__(
@@ -134,8 +153,8 @@ class TeamSync:
         self._on_link = on_link
         self._origin = secrets.token_hex(8)  # our own messages come back: skip them
         self._salt: bytes | None = None
-        # An entry to push, or (None: the user reset that credential here).
-        self._queue: asyncio.Queue[tuple[Credential, Entry | str]] = asyncio.Queue(QUEUE_SIZE)
+        # An entry to push, a position, or a provider (the user reset that credential).
+        self._queue: asyncio.Queue[tuple[Credential, _Item]] = asyncio.Queue(QUEUE_SIZE)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = False
@@ -155,6 +174,14 @@ class TeamSync:
     def publish(self, cred: Credential, entry: Entry) -> None:
         """Queue one changed entry for the team; never blocks, never raises."""
         self._send(cred, entry)
+
+    def position(
+        self, creds: list[Credential], current: Credential, rotated: bool, when: float
+    ) -> None:
+        """This machine moved to ``current`` of the pool ``creds`` (sticky): the team's key."""
+        shared = tuple(c for c in creds if c.kind != "oauth")
+        if len(shared) > 1:
+            self._send(current, _Position(shared, current, rotated, when))
 
     def forget(self, provider: str, creds: list[Credential]) -> None:
         """The user reset ``provider`` here (``keyReset``): the team forgets what it saw too."""
@@ -182,13 +209,13 @@ class TeamSync:
         pending.last_used = max(pending.last_used, when)
         self._counted.set()
 
-    def _send(self, cred: Credential, item: Entry | str) -> None:
+    def _send(self, cred: Credential, item: _Item) -> None:
         if self._loop is None or cred.kind == "oauth":  # a login is one person's
             return
         with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
             self._loop.call_soon_threadsafe(self._enqueue, (cred, item))
 
-    def _enqueue(self, item: tuple[Credential, Entry | str]) -> None:
+    def _enqueue(self, item: tuple[Credential, _Item]) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # offline a long time: see QUEUE_SIZE
             self._queue.put_nowait(item)
             self._unsent += 1
@@ -252,7 +279,7 @@ class TeamSync:
         try:
             await self._pull(client)
             for cred, entry in await asyncio.to_thread(self.local.team_entries):
-                await self._put(put, cred, entry)
+                await self._put(put, self._digest(entry.provider, cred), entry)
             await self._add_counts(count)  # what was counted while offline
             self._set_link("online")
             await self._serve(client, put, count, pubsub, salt)
@@ -282,7 +309,9 @@ class TeamSync:
                     get = None
                     try:
                         if isinstance(item, Entry):
-                            await self._put(put, cred, item)
+                            await self._put(put, self._digest(item.provider, cred), item)
+                        elif isinstance(item, _Position):
+                            await self._put_position(put, cred, item)
                         else:
                             await self._forget(client, item, cred)
                     finally:
@@ -309,12 +338,23 @@ class TeamSync:
         assert self._salt is not None
         return credential_hash(self._salt, provider, cred.secret)
 
-    async def _put(self, put: Any, cred: Credential, entry: Entry) -> None:
+    def _pool_digest(self, provider: str, creds: tuple[Credential, ...] | list[Credential]) -> str:
+        """A pool's name: the same keys on two machines meet under one, whatever their order."""
+        assert self._salt is not None
+        members = "\0".join(sorted(self._digest(provider, c) for c in creds))
+        return credential_hash(self._salt, provider, members)
+
+    async def _put_position(self, put: Any, cred: Credential, moved: _Position) -> None:
+        doc = {"current": self._digest(cred.provider, cred), "rotated": moved.rotated}
+        entry = Entry(cred.provider, POSITION, None, doc, moved.at, moved.at + POSITION_FOR)
+        await self._put(put, self._pool_digest(cred.provider, moved.creds), entry)
+
+    async def _put(self, put: Any, digest: str, entry: Entry) -> None:
+        """Write ``entry`` under ``digest`` (a credential's, or a pool's) if it is newer."""
         now = time.time()
         ttl_ms = int((entry.until - now) * 1000)
         if ttl_ms <= 0:
             return  # it says nothing any more
-        digest = self._digest(entry.provider, cred)
         doc = {**entry.doc, "_order": entry.order}
         message = json.dumps(
             {
@@ -422,9 +462,25 @@ class TeamSync:
             return
         if not isinstance(doc, dict):
             return
+        if section == POSITION:
+            await self._merge_position(provider, digest, doc)
+            return
         cred = await self._local_credential(provider, digest)
         if cred is not None:
             await asyncio.to_thread(self.local.merge_remote, section, cred, doc)
+
+    async def _merge_position(self, provider: str, digest: str, doc: dict[str, Any]) -> None:
+        """The team's key of a pool, when this machine holds the same pool."""
+        if self._salt is None:
+            return
+        everyone = await asyncio.to_thread(self.local.team_credentials)
+        creds = [c for c in everyone if c.provider == provider]
+        if len(creds) < 2 or self._pool_digest(provider, creds) != digest:
+            return
+        current = doc.get("current")
+        cred = next((c for c in creds if self._digest(provider, c) == current), None)
+        if cred is not None:
+            await asyncio.to_thread(self.local.merge_position, cred, doc)
 
     async def _local_credential(self, provider: str, digest: str) -> Credential | None:
         """This machine's credential a team's hash names; None when we do not hold it."""

@@ -268,3 +268,32 @@ async def test_a_spent_window_seen_on_one_machine_is_skipped_on_the_other_before
         finally:
             await stop_sidecar(a)
             await stop_sidecar(b)
+
+
+async def test_under_sticky_the_key_one_machine_moved_to_is_the_teams(
+    tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
+) -> None:
+    """The team's position: A moved off key 1 (a short rest); B, started after that rest
+    is over, starts on key 2 with A, not on key 1 (which it would by itself)."""
+    first, second = make_key(), make_key()
+    fake.script(first, [RateLimited(retry_after=1)], default=ANSWER)
+    fake.script(second, [], default=ANSWER)
+    env = team_env(fake, redis_server.url)
+    a = await machine(tmp_path / "a", env, [first, second])
+    try:
+        assert (await a.request("sidecar/stream", ask()))["attempts"] == 2
+        await until_states(a, ["ok", "ok"])  # the rest of key 1 is over: usable again
+    finally:
+        await stop_sidecar(a)
+    b = await machine(tmp_path / "b", env, [first, second])
+    try:
+        for _ in range(200):  # the link pulls the team's state in the background
+            status = await b.request("sidecar/status", {"provider": "anthropic"})
+            if status["providers"][0]["index"] == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert status["providers"][0]["text"] == "🔑 2/2 (rotated)"
+        assert (await b.request("sidecar/stream", ask()))["attempts"] == 1
+        assert requests_with(fake, first) == 1  # B went to the team's key
+    finally:
+        await stop_sidecar(b)
