@@ -87,11 +87,22 @@ def run_ask(
             pass
 
     async def go() -> Any:
+        from sidecar.rotation.sharing import start_sharing
+
+        # With a team's state: its cooldowns first (a key a teammate saw limited is not
+        # tried), and this answer's outcome published before exiting. Both bounded: a
+        # server that does not answer costs a couple of seconds at most, never the answer.
+        team = start_sharing(keypool, settings.team, lambda link: None)  # logs "offline"
+        if team is not None:
+            await team.settled()
         engine = Engine(keypool, settings)
         try:
             return await engine.stream(provider, request, Terminal(), on_status=on_status)
         finally:
             await engine.aclose()
+            keypool.save_usage()  # the counts held in memory: this process ends here
+            if team is not None:
+                await team.aclose()
 
     outcome = asyncio.run(go())
     print(file=sys.stdout)

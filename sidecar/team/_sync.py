@@ -168,6 +168,8 @@ class TeamSync:
         self._batch: tuple[str, list[_Pending]] | None = None
         self._counted = asyncio.Event()
         self._totals: dict[tuple[str, str], Counts] = {}
+        # Set once the link is first online (the team's state pulled) or offline.
+        self._settled = asyncio.Event()
 
     # -- called by the key pool, from any thread -------------------------------------
 
@@ -225,6 +227,13 @@ class TeamSync:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="team-state")
+
+    async def settled(self, timeout: float = 2 * CALL_TIMEOUT) -> Link:
+        """Wait (at most ``timeout``) until the team's state is pulled or the server is
+        found unreachable; for a command that decides once, right after starting."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), timeout)
+        return self.link
 
     async def aclose(self) -> None:
         """Stop, after pushing what is queued if the link is up (bounded: see FLUSH_WAIT)."""
@@ -502,6 +511,7 @@ class TeamSync:
         if link != self.link:
             self.link = link
             self._on_link(link)
+        self._settled.set()
 
 
 async def _close(thing: Any) -> None:
