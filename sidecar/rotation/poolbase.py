@@ -171,8 +171,11 @@ class PoolBase:
         current = after.get("current")
         if current != before.get("current") and after.get("policy", "sticky") == "sticky":
             # Under sticky the key in use is the team's: a machine that moved tells the
-            # others (see docs/teams.md). Under primary the first usable key is.
+            # others (see docs/teams.md), and a reset (None) is back to the first key for
+            # all. Under primary the first usable key is the position: nothing to tell.
             now_on = next((c for c in creds if c.state_key == current), None)
+            if now_on is None and current is None and creds:
+                now_on = creds[0]
             if now_on is not None:
                 self.team.position(creds, now_on, after.get("rotated") is True, self.clock())
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["POSITION", "USAGE", "Counts", "Entry", "Names", "credential_hash"]
+__all__ = ["POSITION", "USAGE", "Counts", "Entry", "Names", "credential_hash", "pool_hash"]
 
 _SECTION = re.compile(r"[A-Za-z]{1,32}")
 # The section of a credential's usage counters: a hash of counts every machine adds to
@@ -30,6 +30,14 @@ POSITION = "position"
 
 def credential_hash(salt: bytes, provider: str, secret: str) -> str:
     return hmac.new(salt, f"{provider}\0{secret}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def pool_hash(salt: bytes, provider: str, digests: list[str]) -> str | None:
+    """A pool's name from its credentials' hashes: the same keys on two machines meet
+    under one, whatever their order; None for fewer than two (no position to share)."""
+    if len(digests) < 2:
+        return None
+    return credential_hash(salt, provider, "\0".join(sorted(digests)))
 
 
 @attrs.frozen

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from sidecar.team._config import TeamConfig
-from sidecar.team._names import Counts, Names, credential_hash
+from sidecar.team._names import POSITION, Counts, Names, credential_hash, pool_hash
 
 if TYPE_CHECKING:
     import redis
@@ -111,14 +111,16 @@ def forget(config: TeamConfig, provider: str, creds: Iterable[Credential]) -> st
             return None  # an empty namespace holds nothing to forget
         pipe = client.pipeline(transaction=True)
         origin = secrets.token_hex(8)
-        for cred in creds:
-            if cred.kind == "oauth":
-                continue
-            key = salt if isinstance(salt, bytes) else salt.encode()
+        key = salt if isinstance(salt, bytes) else salt.encode()
+        shared = [c for c in creds if c.kind != "oauth"]
+        pool = pool_hash(key, provider, [credential_hash(key, provider, c.secret) for c in shared])
+        if pool is not None:  # new machines start on the first key again
+            pipe.delete(names.entry(POSITION, provider, pool))
+        for cred in shared:
             digest = credential_hash(key, provider, cred.secret)
             found = [
                 k
-                for k in client.scan_iter(match=names.of_credential(provider, digest))
+                for k in client.scan_iter(match=names.of_credential(provider, digest), count=500)
                 if names.shared(k)
             ]
             if found:

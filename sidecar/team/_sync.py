@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -23,7 +24,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 
 from sidecar.team._config import TeamConfig
-from sidecar.team._names import POSITION, USAGE, Counts, Entry, Names, credential_hash
+from sidecar.team._names import (
+    POSITION,
+    USAGE,
+    Counts,
+    Entry,
+    Names,
+    credential_hash,
+    pool_hash,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -169,7 +178,10 @@ class TeamSync:
         self._counted = asyncio.Event()
         self._totals: dict[tuple[str, str], Counts] = {}
         # Set once the link is first online (the team's state pulled) or offline.
-        self._settled = asyncio.Event()
+        self._settled = threading.Event()
+        # The caller's loop, and the link's own thread (see start).
+        self._home: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     # -- called by the key pool, from any thread -------------------------------------
 
@@ -225,27 +237,45 @@ class TeamSync:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run(), name="team-state")
+        """Run the link on a thread of its own, on an event loop of its own: its Redis
+        round trips, the team's messages and their merges never take turns with the
+        caller's requests on the caller's loop (a failover stays as fast as with the
+        files alone). Called on the caller's running loop, where ``on_link`` is called."""
+        self._home = asyncio.get_running_loop()
+        started = threading.Event()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._task = loop.create_task(self._run(), name="team-state")
+            started.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(self._task)
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="team-state", daemon=True)
+        self._thread.start()
+        started.wait()
 
     async def settled(self, timeout: float = 2 * CALL_TIMEOUT) -> Link:
         """Wait (at most ``timeout``) until the team's state is pulled or the server is
         found unreachable; for a command that decides once, right after starting."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled.wait(), timeout)
+        await asyncio.to_thread(self._settled.wait, timeout)
         return self.link
 
     async def aclose(self) -> None:
         """Stop, after pushing what is queued if the link is up (bounded: see FLUSH_WAIT)."""
-        if self._task is not None:
-            for _ in range(int(FLUSH_WAIT / 0.01)):
-                idle = self._unsent == 0
-                if self.link != "online" or (idle and not self._counts and self._batch is None):
-                    break
-                await asyncio.sleep(0.01)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._loop is None or self._task is None or self._thread is None:
+            return
+        for _ in range(int(FLUSH_WAIT / 0.01)):
+            idle = self._unsent == 0
+            if self.link != "online" or (idle and not self._counts and self._batch is None):
+                break
+            await asyncio.sleep(0.01)
+        with contextlib.suppress(RuntimeError):  # its loop has ended already
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        await asyncio.to_thread(self._thread.join, FLUSH_WAIT + 2 * CALL_TIMEOUT)
 
     async def _run(self) -> None:
         from redis.exceptions import RedisError
@@ -347,16 +377,18 @@ class TeamSync:
         assert self._salt is not None
         return credential_hash(self._salt, provider, cred.secret)
 
-    def _pool_digest(self, provider: str, creds: tuple[Credential, ...] | list[Credential]) -> str:
-        """A pool's name: the same keys on two machines meet under one, whatever their order."""
+    def _pool_digest(
+        self, provider: str, creds: tuple[Credential, ...] | list[Credential]
+    ) -> str | None:
         assert self._salt is not None
-        members = "\0".join(sorted(self._digest(provider, c) for c in creds))
-        return credential_hash(self._salt, provider, members)
+        return pool_hash(self._salt, provider, [self._digest(provider, c) for c in creds])
 
     async def _put_position(self, put: Any, cred: Credential, moved: _Position) -> None:
+        pool = self._pool_digest(cred.provider, moved.creds)
         doc = {"current": self._digest(cred.provider, cred), "rotated": moved.rotated}
-        entry = Entry(cred.provider, POSITION, None, doc, moved.at, moved.at + POSITION_FOR)
-        await self._put(put, self._pool_digest(cred.provider, moved.creds), entry)
+        if pool is not None:
+            entry = Entry(cred.provider, POSITION, None, doc, moved.at, moved.at + POSITION_FOR)
+            await self._put(put, pool, entry)
 
     async def _put(self, put: Any, digest: str, entry: Entry) -> None:
         """Write ``entry`` under ``digest`` (a credential's, or a pool's) if it is newer."""
@@ -415,7 +447,9 @@ class TeamSync:
         digest = self._digest(provider, cred)
         names = [
             k
-            async for k in client.scan_iter(match=self.names.of_credential(provider, digest))
+            async for k in client.scan_iter(
+                match=self.names.of_credential(provider, digest), count=500
+            )
             if self.names.shared(k)
         ]
         message = {"origin": self._origin, "forget": True, "provider": provider, "hash": digest}
@@ -484,7 +518,7 @@ class TeamSync:
             return
         everyone = await asyncio.to_thread(self.local.team_credentials)
         creds = [c for c in everyone if c.provider == provider]
-        if len(creds) < 2 or self._pool_digest(provider, creds) != digest:
+        if self._pool_digest(provider, creds) != digest:
             return
         current = doc.get("current")
         cred = next((c for c in creds if self._digest(provider, c) == current), None)
@@ -510,7 +544,9 @@ class TeamSync:
             self._warned = False
         if link != self.link:
             self.link = link
-            self._on_link(link)
+            if self._home is not None:  # the caller's loop: on_link may touch its state
+                with contextlib.suppress(RuntimeError):  # it has closed: we are ending
+                    self._home.call_soon_threadsafe(self._on_link, link)
         self._settled.set()
 
 

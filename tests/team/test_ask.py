@@ -11,8 +11,8 @@ from pathlib import Path
 from sidecar.fake import FakeProvider, RateLimited
 from tests.server.conftest import server_env, stop_sidecar
 from tests.team.conftest import RedisServer, free_port
-from tests.team.test_two_machines import ANSWER, ask, machine, requests_with, team_env
-from tests.team.test_usage import online, until_usage
+from tests.team.test_two_machines import ANSWER, ask, machine, online, requests_with, team_env
+from tests.team.test_usage import until_usage
 
 
 def run_ask(home: Path, env: dict[str, str], keys: list[str]) -> subprocess.CompletedProcess[str]:

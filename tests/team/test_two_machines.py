@@ -72,6 +72,24 @@ def rests_in(server: RedisServer) -> bool:
     return any(b":cooldowns:" in n or b":modelCooldowns:" in n for n in server.dump())
 
 
+async def until_rests(server: RedisServer, wanted: bool) -> None:
+    """Poll a bounded number of times: the link writes in the background."""
+    for _ in range(100):
+        if rests_in(server) == wanted:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"Redis {'never' if wanted else 'still'} holds a cooldown")
+
+
+async def online(client: SidecarClient) -> None:
+    """Until the link is up: the team's state pulled and this machine's pushed."""
+    for _ in range(200):
+        if (await client.request("sidecar/status", {}))["state"].get("link") == "online":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the team's link never came up")
+
+
 def requests_with(fake: FakeProvider, key: str) -> int:
     return sum(r.key == fake_fingerprint(key) for r in fake.requests)
 
@@ -205,11 +223,13 @@ async def test_a_reset_on_one_machine_is_a_reset_for_the_team(
     a = await machine(tmp_path / "a", env, [first, second])
     b = await machine(tmp_path / "b", env, [first, second])
     try:
+        await online(a)
+        await online(b)
         await a.request("sidecar/stream", ask())
         await b.wait_status(lambda s: s["text"] == "🔑 2/2 (rotated)", 15)
         await a.request("sidecar/keyReset", {"provider": "anthropic"})
         await until_states(b, ["ok", "ok"])
-        assert not rests_in(redis_server)
+        await until_rests(redis_server, False)
     finally:
         await stop_sidecar(a)
         await stop_sidecar(b)
@@ -218,8 +238,9 @@ async def test_a_reset_on_one_machine_is_a_reset_for_the_team(
     c = await machine(tmp_path / "c", env, [first, second])
     try:
         fake.script(first, [RateLimited(retry_after=3600)], default=ANSWER)
+        await online(c)
         await c.request("sidecar/stream", ask())
-        assert rests_in(redis_server)
+        await until_rests(redis_server, True)
         cli_env = server_env(tmp_path / "d", env)
         for args, given in ((["key", "add"], f"{first}\n{second}\n"), (["key", "reset"], "")):
             done = subprocess.run(
@@ -232,7 +253,7 @@ async def test_a_reset_on_one_machine_is_a_reset_for_the_team(
             )
             assert done.returncode == 0, done.stderr
         await until_states(c, ["ok", "ok"])
-        assert not rests_in(redis_server)
+        await until_rests(redis_server, False)
     finally:
         await stop_sidecar(c)
 

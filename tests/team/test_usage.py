@@ -24,7 +24,7 @@ from sidecar.settings import Settings
 from sidecar.store import Store
 from tests.server.conftest import SidecarClient, server_env, stop_sidecar
 from tests.team.conftest import RedisServer
-from tests.team.test_two_machines import ANSWER, ask, machine, team_env
+from tests.team.test_two_machines import ANSWER, ask, machine, online, team_env
 
 
 async def usage_of(client: SidecarClient, index: int = 0) -> dict[str, Any]:
@@ -40,14 +40,6 @@ async def until_usage(client: SidecarClient, wanted: dict[str, Any], index: int 
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never reached {wanted}: {seen}")
-
-
-async def online(client: SidecarClient) -> None:
-    for _ in range(200):
-        if (await client.request("sidecar/status", {}))["state"].get("link") == "online":
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the team's link never came up")
 
 
 async def test_requests_from_two_machines_add_up_in_both_statuses(
