@@ -3,10 +3,12 @@
 Unlike :mod:`sidecar.team._names` (naming) and the key pool (the only writer of the
 local state) this owns the connection. The local files stay the working state: every
 request decides on them alone, so no request ever waits for Redis. An entry the pool
-wrote is queued here and written by a background task (one script per entry: keep
-the greater order, then publish); entries published by other machines arrive by
-pub/sub and are handed to the key pool to merge. Redis lost: the status says so once,
-the task reconnects with a capped backoff, and on reconnecting both sides are merged.
+wrote (or a move of its current key) is queued here and written by a task on the
+link's own thread and event loop (one script per entry: keep the greater order, then
+publish); entries published by other machines arrive by pub/sub and are handed to the
+key pool to merge. Usage counts are added up in Redis (one script per batch) and the
+team's totals kept here for status. Redis lost: the status says so once, the task
+reconnects with a capped backoff, and on reconnecting both sides are merged.
 """
 
 from __future__ import annotations
