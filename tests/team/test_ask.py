@@ -8,10 +8,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sidecar.fake import FakeProvider, RateLimited
+from sidecar.fake import FakeProvider
 from tests.server.conftest import server_env, stop_sidecar
 from tests.team.conftest import RedisServer, free_port
-from tests.team.test_two_machines import ANSWER, ask, machine, online, requests_with, team_env
+from tests.team.test_two_machines import (
+    ANSWER,
+    ask,
+    machine,
+    online,
+    requests_with,
+    team_env,
+    two_keys,
+)
 from tests.team.test_usage import until_usage
 
 
@@ -39,9 +47,7 @@ def run_ask(home: Path, env: dict[str, str], keys: list[str]) -> subprocess.Comp
 async def test_ask_skips_a_key_the_team_saw_limited_and_publishes_its_outcome(
     tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
 ) -> None:
-    first, second = make_key(), make_key()
-    fake.script(first, [], default=RateLimited(retry_after=3600))
-    fake.script(second, [], default=ANSWER)
+    first, second = two_keys(fake, make_key)
     env = team_env(fake, redis_server.url)
     a = await machine(tmp_path / "a", env, [first, second])
     try:

@@ -11,19 +11,17 @@ from pathlib import Path
 
 import httpx
 
-from sidecar.fake import FakeProvider, RateLimited
+from sidecar.fake import FakeProvider
 from tests.gateway.conftest import free_port, start_gateway
 from tests.server.conftest import server_env, stop_sidecar
 from tests.team.conftest import RedisServer
-from tests.team.test_two_machines import ANSWER, ask, machine, requests_with, team_env
+from tests.team.test_two_machines import ask, machine, requests_with, team_env, two_keys
 
 
 async def test_a_rate_limit_through_the_gateway_reaches_an_editor_on_another_machine(
     tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
 ) -> None:
-    first, second = make_key(), make_key()
-    fake.script(first, [], default=RateLimited(retry_after=3600))
-    fake.script(second, [], default=ANSWER)
+    first, second = two_keys(fake, make_key)
     env = team_env(fake, redis_server.url)
     editor = await machine(tmp_path / "b", env, [first, second])
 

@@ -7,9 +7,10 @@ Every request goes to the fake provider, which records which key each came with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,40 @@ async def online(client: SidecarClient) -> None:
     raise AssertionError("the team's link never came up")
 
 
+def two_keys(
+    fake: FakeProvider, make_key: Callable[..., str], *, limited_once: bool = False
+) -> tuple[str, str]:
+    """A first key that answers 429 (always, or once then answers) and a second that
+    answers."""
+    first, second = make_key(), make_key()
+    limited = RateLimited(retry_after=3600)
+    if limited_once:
+        fake.script(first, [limited], default=ANSWER)
+    else:
+        fake.script(first, [], default=limited)
+    fake.script(second, [], default=ANSWER)
+    return first, second
+
+
+@contextlib.asynccontextmanager
+async def rotated_together(
+    tmp_path: Path, env: dict[str, str], keys: list[str]
+) -> AsyncIterator[tuple[SidecarClient, SidecarClient]]:
+    """Machines A and B with ``keys`` (see two_keys), both links up; A's request has met
+    the first key's 429 and failed over, and B has moved too. Both stop at the end."""
+    a = await machine(tmp_path / "a", env, keys)
+    b = await machine(tmp_path / "b", env, keys)
+    try:
+        await online(a)
+        await online(b)
+        await a.request("sidecar/stream", ask())
+        await b.wait_status(lambda s: s["text"] == "🔑 2/2 (rotated)", 15)
+        yield a, b
+    finally:
+        await stop_sidecar(a)
+        await stop_sidecar(b)
+
+
 def requests_with(fake: FakeProvider, key: str) -> int:
     return sum(r.key == fake_fingerprint(key) for r in fake.requests)
 
@@ -97,9 +132,7 @@ def requests_with(fake: FakeProvider, key: str) -> int:
 async def test_a_rate_limit_seen_on_one_machine_is_skipped_on_the_other(
     tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
 ) -> None:
-    first, second = make_key(), make_key()
-    fake.script(first, [], default=RateLimited(retry_after=3600))
-    fake.script(second, [], default=ANSWER)
+    first, second = two_keys(fake, make_key)
     env = team_env(fake, redis_server.url)
     a = await machine(tmp_path / "a", env, [first, second])
     b = await machine(tmp_path / "b", env, [first, second])
@@ -164,9 +197,7 @@ async def test_a_machine_that_starts_later_skips_what_the_team_saw(
 async def test_another_namespace_shares_nothing(
     tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
 ) -> None:
-    first, second = make_key(), make_key()
-    fake.script(first, [], default=RateLimited(retry_after=3600))
-    fake.script(second, [], default=ANSWER)
+    first, second = two_keys(fake, make_key)
     a = await machine(tmp_path / "a", team_env(fake, redis_server.url, "acme"), [first, second])
     b = await machine(tmp_path / "b", team_env(fake, redis_server.url, "other"), [first, second])
     try:
@@ -216,23 +247,12 @@ async def test_a_reset_on_one_machine_is_a_reset_for_the_team(
     tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
 ) -> None:
     """The user's word ("try the keys again", e.g. after topping up) holds team-wide."""
-    first, second = make_key(), make_key()
-    fake.script(first, [RateLimited(retry_after=3600)], default=ANSWER)
-    fake.script(second, [], default=ANSWER)
+    first, second = two_keys(fake, make_key, limited_once=True)
     env = team_env(fake, redis_server.url)
-    a = await machine(tmp_path / "a", env, [first, second])
-    b = await machine(tmp_path / "b", env, [first, second])
-    try:
-        await online(a)
-        await online(b)
-        await a.request("sidecar/stream", ask())
-        await b.wait_status(lambda s: s["text"] == "🔑 2/2 (rotated)", 15)
+    async with rotated_together(tmp_path, env, [first, second]) as (a, b):
         await a.request("sidecar/keyReset", {"provider": "anthropic"})
         await until_states(b, ["ok", "ok"])
         await until_rests(redis_server, False)
-    finally:
-        await stop_sidecar(a)
-        await stop_sidecar(b)
     # The CLI's `key reset` (a process of its own, on a machine with the same keys)
     # resets the team as well.
     c = await machine(tmp_path / "c", env, [first, second])

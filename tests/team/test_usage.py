@@ -16,15 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sidecar.fake import FakeProvider, RateLimited
+from sidecar.fake import FakeProvider
 from sidecar.rotation.classify import Failure, FailureClass
 from sidecar.rotation.keypool import KeyPool
 from sidecar.rotation.sharing import start_sharing
 from sidecar.settings import Settings
 from sidecar.store import Store
-from tests.server.conftest import SidecarClient, server_env, stop_sidecar
+from tests.server.conftest import SidecarClient, server_env
 from tests.team.conftest import RedisServer
-from tests.team.test_two_machines import ANSWER, ask, machine, online, team_env
+from tests.team.test_two_machines import ask, rotated_together, team_env, two_keys
 
 
 async def usage_of(client: SidecarClient, index: int = 0) -> dict[str, Any]:
@@ -45,19 +45,11 @@ async def until_usage(client: SidecarClient, wanted: dict[str, Any], index: int 
 async def test_requests_from_two_machines_add_up_in_both_statuses(
     tmp_path: Path, fake: FakeProvider, redis_server: RedisServer, make_key: Callable[..., str]
 ) -> None:
-    first, second = make_key(), make_key()
-    fake.script(first, [RateLimited(retry_after=3600)], default=ANSWER)
-    fake.script(second, [], default=ANSWER)
+    first, second = two_keys(fake, make_key, limited_once=True)
     env = team_env(fake, redis_server.url)
-    a = await machine(tmp_path / "a", env, [first, second])
-    b = await machine(tmp_path / "b", env, [first, second])
-    try:
-        await online(a)
-        await online(b)
-        # A's first request meets the 429 (a failure of the first key) and the second
-        # key answers; once B has moved too, both machines ask at once.
-        await a.request("sidecar/stream", ask())
-        await b.wait_status(lambda s: s["text"] == "🔑 2/2 (rotated)", 15)
+    # A's first request meets the 429 (a failure of the first key) and the second key
+    # answers; once B has moved too, both machines ask at once.
+    async with rotated_together(tmp_path, env, [first, second]) as (a, b):
         await asyncio.gather(
             *(a.request("sidecar/stream", ask()) for _ in range(2)),
             *(b.request("sidecar/stream", ask()) for _ in range(2)),
@@ -76,9 +68,6 @@ async def test_requests_from_two_machines_add_up_in_both_statuses(
         redis_server.stop()
         await until_usage(a, {"requests": 3, "counted": "machine"}, 1)
         await until_usage(b, {"requests": 2, "counted": "machine"}, 1)
-    finally:
-        await stop_sidecar(a)
-        await stop_sidecar(b)
     # Each home's files keep its own count (written at the latest on exit).
     for home, mine in ((tmp_path / "a", 3), (tmp_path / "b", 2)):
         state = json.loads((home / "state.json").read_text())["providers"]["anthropic"]
