@@ -99,10 +99,11 @@ async def test_counts_made_at_once_on_two_machines_are_never_lost(
         pools = []
         for name in ("a", "b"):
             home = Path(tmp) / name
-            pool = KeyPool(Store(home), settings=Settings.load(home, env))
+            pool = KeyPool(Store(home), Settings.load(home, env).env)
             pool.add_key("anthropic", key)
             pools.append(pool)
-        syncs = [start_sharing(p, lambda link: None) for p in pools]
+        team = Settings.load(Path(tmp), env).team
+        syncs = [start_sharing(p, team, lambda link: None) for p in pools]
         try:
             for _ in range(200):
                 if all(s is not None and s.link == "online" for s in syncs):
