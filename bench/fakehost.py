@@ -12,6 +12,10 @@ prints ``{"url": ...}`` and then answers one JSON command per stdin line:
   ``tag`` (the text of its last message).
 - ``{"op": "ratelimit", ...}``: the fake's rate limits, as ``POST /_fake/ratelimit``
   takes them (``{"limits": {...}}`` for every key; buckets start full).
+- ``{"op": "admissions", "since": n}``: the rate limiter's decisions from number ``n``
+  on, each ``[t_ns, key fingerprint, model, input tokens, output tokens, status]`` with
+  ``t_ns`` on ``time.perf_counter_ns()``: enough to replay the buckets
+  (``bench/goodput_retry.py``).
 - ``{"op": "reset"}``: back to no scripts, no rate limits and an empty record.
 
 It exits when stdin closes. :class:`FakeHost` drives it from asyncio.
@@ -73,6 +77,30 @@ def _serve(timestamps: bool) -> None:
     state.finish = finish  # type: ignore[method-assign]
     state.next_step = next_step  # type: ignore[method-assign]
 
+    from sidecar.fingerprints import fingerprint
+
+    admissions: list[list[Any]] = []
+    original_admit = fake.ratelimit.admit
+
+    def admit(
+        key: str, flavour: str, input_tokens: int, output_tokens: int, model: Any = None
+    ) -> Any:
+        verdict = original_admit(key, flavour, input_tokens, output_tokens, model)
+        with lock:
+            admissions.append(
+                [
+                    time.perf_counter_ns(),
+                    fingerprint(key),
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    verdict.status,
+                ]
+            )
+        return verdict
+
+    fake.ratelimit.admit = admit  # type: ignore[method-assign]
+
     out = sys.stdout
     out.write(json.dumps({"url": fake.url}) + "\n")
     out.flush()
@@ -99,6 +127,9 @@ def _serve(timestamps: bool) -> None:
                 }
                 for r in fake.requests[command.get("since", 0) :]
             ]
+        elif op == "admissions":
+            with lock:
+                reply = admissions[command.get("since", 0) :]
         elif op == "ratelimit":
             from sidecar.fake._ratelimit import configure_ratelimit
 
@@ -107,6 +138,7 @@ def _serve(timestamps: bool) -> None:
             fake.reset()
             with lock:
                 plan.clear()
+                admissions.clear()
             finish_ns.clear()
         else:
             reply = {"ok": False, "error": f"unknown op {op!r}"}
@@ -176,6 +208,10 @@ class FakeHost:
 
     async def records(self, since: int = 0) -> list[Record]:
         result: list[Record] = await self._call(op="records", since=since)
+        return result
+
+    async def admissions(self, since: int = 0) -> list[list[Any]]:
+        result: list[list[Any]] = await self._call(op="admissions", since=since)
         return result
 
     async def ratelimit(self, **settings: Any) -> None:

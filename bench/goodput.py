@@ -64,16 +64,18 @@ from bench.goodput_contenders import (
     limits,
 )
 from bench.goodput_report import Cell, section
+from bench.goodput_retry import Told, judge, retry_moment
 from bench.lsp import RpcError
 from bench.sizes import Sizes
 from bench.stats import Section
-from bench.workload import SidecarProcess, TokenSink, enter_all, tokens
+from bench.workload import MODEL, SidecarProcess, TokenSink, enter_all, tokens
 
 __all__ = ["capacity", "run", "schedule"]
 
 REPLY_TOKENS = 170  # bench tokens of 7 characters: ~300 output tokens by the fake's count
 REPLY_CHUNK = 70  # characters per delta: 17 deltas
 REPLY_INTERVAL = 0.02
+REPLY_OUTPUT = len(tokens(REPLY_TOKENS)) // 4  # output tokens, as the fake counts them
 PROMPT_MEDIAN, PROMPT_SIGMA, PROMPT_MIN, PROMPT_MAX = 1500, 0.8, 100, 12_000
 CLIENTS = 6
 SIDECARS = 3
@@ -156,6 +158,7 @@ async def one_run(
     await contender.reset()
     sent_ns: dict[str, int] = {}
     done: dict[str, bool] = {}
+    told: list[Told] = []
 
     async def one(index: int, arrival: Arrival) -> None:
         tag = f"g{run_no}c{arrival.client}n{index}"
@@ -167,20 +170,17 @@ async def one_run(
                 REQUEST_TIMEOUT,
             )
             done[tag] = sink.exact(REPLY_TOKENS)
-        except RpcError as exc:
-            done[tag] = False
-            if isinstance(exc.data, dict) and exc.data.get("retryAt"):
-                cell.errors_with_retry += 1
-        except GatewayError as exc:
-            done[tag] = False
-            if exc.retry_after is not None:
-                cell.errors_with_retry += 1
-        except (TimeoutError, ConnectionError):
-            done[tag] = False
+        except (RpcError, GatewayError, TimeoutError, ConnectionError) as exc:
+            failed(tag, arrival, exc)
         except Exception as exc:  # the SDK's, LiteLLM's and httpx's errors: what the user sees
             if type(exc).__module__.split(".")[0] not in USER_VISIBLE:
                 raise
-            done[tag] = False
+            failed(tag, arrival, exc)
+
+    def failed(tag: str, arrival: Arrival, exc: BaseException) -> None:
+        done[tag] = False
+        at = time.perf_counter()
+        told.append(Told(at, retry_moment(exc, at), arrival.prompt_tokens, REPLY_OUTPUT))
 
     started = time.perf_counter()
     start_ns = time.perf_counter_ns()
@@ -193,6 +193,19 @@ async def one_run(
     await asyncio.gather(*tasks)
     cell.wall_s.append(time.perf_counter() - started)
 
+    cell.errors_with_retry += sum(1 for t in told if t.retry is not None)
+    # The floor's user has one key; every other contender's has the pool.
+    judged = judge(
+        await fake.admissions(),
+        limits(period),
+        keys[:1] if isinstance(contender, Floor) else keys,
+        MODEL,
+        told,
+    )
+    cell.retry_right += judged.right
+    cell.retry_early += judged.early
+    cell.retry_late += judged.late
+    cell.replay_mismatches += judged.mismatches
     records = [r for r in await fake.records() if r["tag"] and r["tag"].startswith(f"g{run_no}c")]
     ok = [r for r in records if r["status"] == 200]
     by_tag = {r["tag"].split(" ", 1)[0]: r for r in ok}

@@ -308,14 +308,9 @@ class RateLimiter:
                 return Admission(529, headers)
             if state is None:
                 return Admission(200, [])
-            needs = {
-                "requests": 1.0,
-                "input_tokens": float(input_tokens),
-                "output_tokens": float(output_tokens),
-                "tokens": float(input_tokens + output_tokens),
-            }
+            needs = _needs(input_tokens, output_tokens)
             buckets = state.buckets
-            wait = max((b.wait(needs[name], now) for name, b in buckets.items()), default=0.0)
+            wait = _wait(state, needs, now)
             if wait > 0:
                 if "requests" in buckets:
                     buckets["requests"].take(1, now)
@@ -327,6 +322,19 @@ class RateLimiter:
             for name, bucket in buckets.items():
                 bucket.take(needs[name], now)
             return Admission(200, self._headers(state, flavour, now))
+
+    def wait(
+        self, key: str, input_tokens: int, output_tokens: int, model: str | None = None
+    ) -> float:
+        """Seconds until the buckets of ``key`` would admit this request (0.0: now),
+        charging nothing: what a client told "retry at T" needs to know about T. Overload
+        bursts are not rate limits and do not count."""
+        with self._lock:
+            now = self._clock()
+            state = self._buckets(key, now, model)
+            if state is None:
+                return 0.0
+            return _wait(state, _needs(input_tokens, output_tokens), now)
 
     def snapshot(self, key: str, model: str | None = None) -> dict[str, dict[str, float]]:
         """Remaining units and seconds until full, per bucket of ``key`` (and ``model``,
@@ -409,6 +417,21 @@ class RateLimiter:
             ("anthropic-ratelimit-unified-5h-reset", reset),
             ("anthropic-ratelimit-unified-5h-status", status),
         ]
+
+
+def _needs(input_tokens: int, output_tokens: int) -> dict[str, float]:
+    """What one request takes from each bucket."""
+    return {
+        "requests": 1.0,
+        "input_tokens": float(input_tokens),
+        "output_tokens": float(output_tokens),
+        "tokens": float(input_tokens + output_tokens),
+    }
+
+
+def _wait(state: _KeyBuckets, needs: Mapping[str, float], now: float) -> float:
+    """Seconds until every bucket of ``state`` holds what ``needs`` asks of it."""
+    return max((b.wait(needs[name], now) for name, b in state.buckets.items()), default=0.0)
 
 
 def model_scope(model: str | None) -> str:

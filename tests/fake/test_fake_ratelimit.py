@@ -97,6 +97,25 @@ def test_a_refused_request_costs_a_request_but_no_tokens() -> None:
     assert rl.admit(KEY, "anthropic", 3_400, 100).status == 200
 
 
+def test_wait_says_when_a_request_would_be_admitted_and_charges_nothing() -> None:
+    rl, clock = limiter(RateLimits(requests=2, input_tokens=10_000, period=60))
+    assert rl.wait(KEY, 4_000, 0) == 0.0  # an unused key: full buckets
+    assert rl.admit(KEY, "anthropic", 8_000, 0).status == 200
+    # 2,000 input tokens left: 2,000 more come back in 12 s at 10,000 a minute.
+    assert rl.wait(KEY, 4_000, 0) == pytest.approx(12)
+    assert rl.wait(KEY, 1_000, 0) == 0.0
+    # Asking twice charged nothing: the request is still admitted.
+    assert rl.admit(KEY, "anthropic", 1_000, 0).status == 200
+    # No request left: one comes back in 30 s, and the answer agrees with a real 429's.
+    assert rl.wait(KEY, 0, 0) == pytest.approx(30)
+    clock.t += 29.9
+    assert rl.wait(KEY, 0, 0) == pytest.approx(0.1)
+    clock.t += 0.1
+    assert rl.wait(KEY, 0, 0) == 0.0
+    assert rl.admit(KEY, "anthropic", 0, 0).status == 200
+    assert rl.wait(KEY2, 0, 0) == 0.0  # another key's buckets are its own
+
+
 def test_anthropic_token_counts_left_are_rounded_to_the_nearest_thousand() -> None:
     rl, _ = limiter(RateLimits(requests=1000, input_tokens=100_000, output_tokens=20_000))
     seen = []
