@@ -22,7 +22,7 @@ from sidecar.errors import (
     UpstreamError,
 )
 from sidecar.rotation.classify import Failure, FailureClass
-from sidecar.rotation.rules import SCOPE_ADVICE
+from sidecar.rotation.rules import SCOPE_ADVICE, retry_at_text
 
 __all__ = ["Tally"]
 
@@ -82,10 +82,9 @@ class Tally:
                 retry_at = exc.retry_at if isinstance(exc, AllRateLimited) else None
                 retry_at = retry_at or last.retry_at or time.time()
                 when = time.strftime("%H:%M:%S", time.localtime(retry_at))
-                iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(retry_at))
                 return AllRateLimited(
                     f"{head}; the earliest is usable again at {when}; {said}",
-                    {**data, "retryAt": iso},
+                    {**data, "retryAt": retry_at_text(retry_at)},
                     retry_at=retry_at,
                 )
             case FailureClass.AUTH:

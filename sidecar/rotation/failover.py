@@ -23,11 +23,13 @@ from sidecar.errors import (
     InvalidParams,
     LoginError,
     NoCredentials,
+    SidecarError,
     UpstreamError,
 )
 from sidecar.oauth import is_permanent
 from sidecar.providers import UpstreamFailure
 from sidecar.rotation.attempts import Tally
+from sidecar.rotation.classify import FailureClass
 from sidecar.rotation.headroom import Window
 from sidecar.rotation.keypool import KeyPool
 from sidecar.rotation.rules import Action
@@ -202,10 +204,34 @@ class Failover:
         self.on_status(self.provider)
         if self.pinned is not None and self.login_error is not None:
             raise self.login_error from None
-        if self.pinned is not None or action is Action.RETURN or self.attempts >= self.max_attempts:
+        if self.pinned is not None or action is Action.RETURN:
             raise upstream_error(self.provider, exc) from None
+        if self.attempts >= self.max_attempts:
+            raise await self._out_of_attempts(exc) from None
         if action is Action.SKIP:
             self.skip.add(cred.state_key)
+
+    async def _out_of_attempts(self, exc: UpstreamFailure) -> SidecarError:
+        """The error when this request may try no more credentials.
+
+        After a rate limit it is -32002 with the moment the pool has a key again, as
+        when every key was cooling down from the start: the user is told when to retry
+        (the provider's bare 429, -32004 with no time, was what the goodput benchmark's
+        users got under overload).
+        """
+        if exc.failure.failure_class is not FailureClass.RATE_LIMIT:
+            return upstream_error(self.provider, exc)
+        try:
+            await asyncio.to_thread(self.keypool.acquire, self.provider, (), self.model)
+        except AllRateLimited as pool_says:
+            return self.tally.give_up(pool_says)
+        except SidecarError:
+            pass  # none left for another reason: the last answer's own time, below
+        else:
+            # A key is usable right now: only this request's attempts ran out.
+            now = self.keypool.clock()
+            return self.tally.give_up(AllRateLimited("", {}, retry_at=now))
+        return self.tally.give_up(upstream_error(self.provider, exc))
 
     async def _refresh(self, cred: Credential, exc: UpstreamFailure) -> Credential | LoginError:
         """Refresh an OAuth login refused with a 401, once per request.

@@ -10,6 +10,7 @@ lock, so every sidecar process of the user sees the same state.
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections.abc import Iterable
 
@@ -32,6 +33,7 @@ __all__ = [
     "record_success",
     "record_usage",
     "reset",
+    "retry_at_text",
     "usable_pool",
 ]
 
@@ -181,7 +183,7 @@ def choose(
         raise AllRateLimited(
             f"all {len(pool)} {provider} credential(s) are {what}; "
             f"the earliest is usable again at {_clock_text(earliest)}",
-            {"provider": provider, "keys": len(pool), "retryAt": _iso(earliest)},
+            {"provider": provider, "keys": len(pool), "retryAt": retry_at_text(earliest)},
             retry_at=earliest,
         )
     if skipped:
@@ -357,8 +359,11 @@ def reset(st: RotationState) -> None:
     st.refused.clear()
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+def retry_at_text(ts: float) -> str:
+    """``retryAt`` on the wire: RFC 3339 in whole seconds, rounded up. Rounded down (as
+    it was), a client that retried at the named second was refused for the fraction
+    left (the goodput benchmark's retry times came out early)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(ts)))
 
 
 def _clock_text(ts: float) -> str:

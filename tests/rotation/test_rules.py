@@ -96,6 +96,15 @@ def test_all_cooling_down_raises_with_the_earliest_retry_time() -> None:
     assert status.kind is StatusKind.ERROR and "(all rate limited)" in status.text
 
 
+def test_the_retry_time_on_the_wire_is_rounded_up_to_the_second() -> None:
+    # Rounded down, a client that retried at the named second was refused.
+    pool, st = [key(1)], RotationState()
+    rotation.record_failure(pool, st, pool[0], failure(FailureClass.RATE_LIMIT, NOW + 20.3), NOW)
+    with pytest.raises(AllRateLimited) as err:
+        rotation.choose("anthropic", pool, st, NOW)
+    assert err.value.data["retryAt"] == "2027-01-15T08:00:21Z"
+
+
 def test_an_invalid_key_is_rejected_and_leaves_the_rotation() -> None:
     pool, st = [key(1), key(2), key(3)], RotationState()
     action = rotation.record_failure(pool, st, pool[1], failure(FailureClass.AUTH), NOW)
