@@ -32,9 +32,12 @@ Per run: served (the whole answer arrived), served within D as a fraction of C,
 user-visible errors (requests that ended in an error), upstream 429s per served request
 (every 429 the fake answered during the run), the wait (from the client sending the
 request to the fake admitting it on some key, both ``perf_counter`` on the same
-``CLOCK_MONOTONIC``: it holds every failed attempt, cooldown and relay hop), and moves
+``CLOCK_MONOTONIC``: it holds every failed attempt, cooldown and relay hop), moves
 (served requests of a client on a key other than its previous served request's: a cold
-prompt cache).
+prompt cache), and of the errors, those whose retry time proved right within a second:
+a request at the moment the error named would have been admitted on one of the user's
+keys, and would not have been a second before (``bench/goodput_retry.py``, which replays
+the fake's own decisions).
 """
 
 from __future__ import annotations
