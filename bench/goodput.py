@@ -22,10 +22,12 @@ deployments of one model, ``simple-shuffle`` and ``usage-based-routing-v2`` (at 
 only the first: with one deployment there is nothing to route), ``num_retries=2`` and its
 default cooldowns, one Router shared by every client, told each key's limits as
 ``rpm``/``tpm``; llm-sidecar: S stdio processes on one home (state shared through it),
-each client an editor of one of them, ``sidecar/keyReset`` before each run; and
+each client an editor of one of them, ``sidecar/keyReset`` and ``sidecar/policy`` before
+each run, once per pool policy (``sticky``, and at K > 1 ``primary``); and
 ``llm-sidecar gateway`` on the same home, each client a tool with its own HTTP
 connection pool streaming ``POST /anthropic/v1/messages`` with httpx + httpx-sse and no
-retries of its own (what the gateway answers is what the user sees). The pools run one
+retries of its own (what the gateway answers is what the user sees), with the default
+``sticky`` policy. The pools run one
 after the other, never at the same time.
 
 Per run: served (the whole answer arrived), served within D as a fraction of C,
@@ -252,7 +254,9 @@ async def _one_pool(k: int, sizes: Sizes, use_litellm: bool, cells: list[Cell]) 
             # With one deployment there is nothing to route between: one strategy says it.
             strategies = ["simple-shuffle"] + (["usage-based-routing-v2"] if k > 1 else [])
             contenders += [LiteLlmRouter(fake.url, keys, s, period) for s in strategies]
-        contenders.append(SidecarPool(sidecars))
+        # Each pool policy; at K = 1 they are one and the same key.
+        policies = ["sticky"] + (["primary"] if k > 1 else [])
+        contenders += [SidecarPool(sidecars, policy) for policy in policies]
         # The gateway on the same home: one more process holding the pool.
         gateway = await stack.enter_async_context(GatewayProcess(fake.url, keys, home))
         tools = GatewayPool(gateway, CLIENTS, reset_via=sidecars[0])

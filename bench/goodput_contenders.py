@@ -2,7 +2,8 @@
 
 - :class:`Floor`: one key, the official ``anthropic`` SDK, its default two retries.
 - :class:`LiteLlmRouter`: LiteLLM's Router with the K keys as deployments of one model.
-- :class:`SidecarPool`: S stdio sidecars on one home, each client an editor of one.
+- :class:`SidecarPool`: S stdio sidecars on one home, each client an editor of one; one
+  contender per pool policy (``sticky``, ``primary``).
 - :class:`GatewayPool`: ``llm-sidecar gateway`` on the same home, each client a tool that
   speaks the Anthropic Messages API over HTTP (httpx + httpx-sse, no retries of its own:
   what the gateway answers is what the user sees).
@@ -136,13 +137,21 @@ class LiteLlmRouter(Contender):
                 sink.add(text, 0)
 
 
+async def reset_pool(sidecar: SidecarProcess, policy: str) -> None:
+    """Cooldowns and windows cleared, and ``policy`` in force: the contenders share one
+    home, so each sets its own before its run."""
+    await sidecar.request("sidecar/keyReset", {"provider": "anthropic"})
+    await sidecar.request("sidecar/policy", {"provider": "anthropic", "policy": policy})
+
+
 class SidecarPool(Contender):
-    def __init__(self, sidecars: Sequence[SidecarProcess]) -> None:
+    def __init__(self, sidecars: Sequence[SidecarProcess], policy: str = "sticky") -> None:
         self.sidecars = sidecars
-        self.name = f"llm-sidecar ({len(sidecars)} processes, one home)"
+        self.policy = policy
+        self.name = f"llm-sidecar {policy} ({len(sidecars)} processes, one home)"
 
     async def reset(self) -> None:
-        await self.sidecars[0].request("sidecar/keyReset", {"provider": "anthropic"})
+        await reset_pool(self.sidecars[0], self.policy)
 
     async def ask(self, client: int, tag: str, prompt: str, sink: TokenSink) -> None:
         sidecar = self.sidecars[client % len(self.sidecars)]
@@ -256,7 +265,7 @@ class GatewayPool(Contender):
     def __init__(self, gateway: GatewayProcess, clients: int, reset_via: SidecarProcess) -> None:
         import httpx
 
-        self.name = "llm-sidecar gateway (HTTP)"
+        self.name = "llm-sidecar gateway sticky (HTTP)"
         self.gateway = gateway
         # The gateway shares the home's state: a sidecar on it clears the cooldowns.
         self.reset_via = reset_via
@@ -270,7 +279,7 @@ class GatewayPool(Contender):
         ]
 
     async def reset(self) -> None:
-        await self.reset_via.request("sidecar/keyReset", {"provider": "anthropic"})
+        await reset_pool(self.reset_via, "sticky")
 
     async def ask(self, client: int, tag: str, prompt: str, sink: TokenSink) -> None:
         from httpx_sse import aconnect_sse

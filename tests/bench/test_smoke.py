@@ -56,9 +56,10 @@ async def test_every_benchmark_runs_and_loses_no_delta(tmp_path: Path) -> None:
     assert goodput["sidecar_served"] > 0 and goodput["upstream_429"] >= 1
     # The gateway ran as a contender too: tools speaking HTTP to it were served.
     assert goodput["gateway_served"] > 0
-    # Each llm-sidecar contender reports every goal of the issue, the gateway included.
+    # Each llm-sidecar contender (one per pool policy) reports every goal of the issue,
+    # the gateway included.
     measures = [r.measure for r in by_title["Goodput under rate limits"].rows]
-    for who in ("llm-sidecar, K", "llm-sidecar gateway, K"):
+    for who in ("llm-sidecar sticky, K", "llm-sidecar primary, K", "llm-sidecar gateway sticky, K"):
         for goal in ("errors; served requests waiting", "served within D", "retry time", "429s"):
             assert any(m.startswith(who) and goal in m for m in measures), (who, goal)
     assert goodput["plotted"] == (importlib.util.find_spec("matplotlib") is not None)
