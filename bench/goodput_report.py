@@ -253,6 +253,8 @@ def section(
     for name in dict.fromkeys(c.contender for c in sidecar):
         for k in sizes.goodput_pools:
             mine = {c.load: c for c in sidecar if c.keys == k and c.contender == name}
+            if not mine:  # not run at this K (``primary`` at K = 1): no vacuous goals
+                continue
             theirs = [c for c in routers if c.keys == k]
             _goals(section, _short(name), k, mine, theirs)
     header = (
