@@ -20,14 +20,9 @@ async def _unused(cred: Credential) -> Credential:
     raise AssertionError("no OAuth login in this pool")
 
 
-async def test_each_credential_handed_out_is_one_attempt(
-    home: Path, make_key: Callable[..., str]
-) -> None:
-    """The loop's give-up bound counts attempts: a caller that forgot to count them (the
-    engine, the gateway and the model listing each used to) would retry without end."""
-    keypool = KeyPool(Store(home), env={})
-    keypool.add_key("anthropic", make_key())
-    failover = Failover(
+def _failover(keypool: KeyPool) -> Failover:
+    """One request on the pool's anthropic keys, which never waits for a cooldown."""
+    return Failover(
         keypool,
         "anthropic",
         profile=None,
@@ -36,6 +31,16 @@ async def test_each_credential_handed_out_is_one_attempt(
         max_cooldown_wait=0.0,
         on_status=lambda provider: None,
     )
+
+
+async def test_each_credential_handed_out_is_one_attempt(
+    home: Path, make_key: Callable[..., str]
+) -> None:
+    """The loop's give-up bound counts attempts: a caller that forgot to count them (the
+    engine, the gateway and the model listing each used to) would retry without end."""
+    keypool = KeyPool(Store(home), env={})
+    keypool.add_key("anthropic", make_key())
+    failover = _failover(keypool)
     for n in (1, 2, 3):
         await failover.next_credential()
         assert failover.attempts == n
@@ -49,15 +54,7 @@ async def test_a_request_out_of_attempts_on_rate_limits_says_when_to_retry(
     now = [1_800_000_000.0]
     keypool = KeyPool(Store(home), env={}, clock=lambda: now[0])
     keypool.add_key("anthropic", make_key())
-    failover = Failover(
-        keypool,
-        "anthropic",
-        profile=None,
-        refresher=_unused,
-        ensure_fresh=_unused,
-        max_cooldown_wait=0.0,
-        on_status=lambda provider: None,
-    )
+    failover = _failover(keypool)
     with pytest.raises(SidecarError) as err:
         while True:
             cred = await failover.next_credential()
