@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import attrs
@@ -35,11 +36,13 @@ class Credential:
     expires_at: float | None = None  # epoch seconds; None: never expires
     label: str | None = None  # where it came from, e.g. "imported from pi"
 
-    @property
+    # Cached: rotation and status ask every pooled credential for both, many times per
+    # request (attrs keeps them in slots of the frozen instance).
+    @functools.cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.secret)
 
-    @property
+    @functools.cached_property
     def state_key(self) -> str:
         """The key of this credential's rotation state (cooldown, usage).
 

@@ -34,12 +34,27 @@ class Placement:
 
 
 def _rank(before: Sequence[Credential], after: Sequence[Credential]) -> dict[str, int]:
-    """Each credential of ``after`` that was in ``before``: its position there, by id."""
+    """Each credential of ``after`` that was in ``before``: its position there, by id.
+
+    ``after`` holds each id and each secret once (rotation order is deduplicated by
+    both), so an old credential has at most two matches, found by index: comparing
+    every pair was quadratic, 50 ms per write at 1,000 keys.
+    """
+    where: dict[tuple[str, str], int] = {}
+    for j, new in enumerate(after):
+        where.setdefault(("id", new.id), j)
+        where.setdefault(("secret", new.secret), j)
     rank: dict[str, int] = {}
     for i, old in enumerate(before):
-        for new in after:
-            if new.id not in rank and (new.id == old.id or new.secret == old.secret):
-                rank[new.id] = i
+        # The first match in ``after``'s order not ranked yet, as a scan would find it.
+        found = sorted(
+            j
+            for j in {where.get(("id", old.id)), where.get(("secret", old.secret))}
+            if j is not None
+        )
+        for j in found:
+            if after[j].id not in rank:
+                rank[after[j].id] = i
                 break
     return rank
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sidecar import paths
 from sidecar.errors import StoreError
-from sidecar.store._cache import DocCache, clone
+from sidecar.store._cache import DocCache, clone, clone_doc
 from sidecar.store._data import StoreData
 from sidecar.store._jsonfile import (
     CorruptFile,
@@ -90,21 +90,36 @@ class Store:
         where read() would go to the disk (a file changed since, or never read) or take
         the lock. A few ``stat`` calls and nothing that waits: for an event loop's hot
         path, which falls back to read() in a worker thread on None."""
-        if not self._home_checked:
+        docs = self.held()
+        if docs is None:
             return None
         data = StoreData()
-        for name, attr in zip(_FILES, _ATTRS, strict=True):
+        for name, attr, doc in zip(_FILES, _ATTRS, docs, strict=True):
+            if doc is not None:  # None: absent, the empty document, as read() has it
+                setattr(data, attr, clone_doc(name, doc))
+        return data
+
+    def held(self) -> tuple[dict[str, Any] | None, ...] | None:
+        """The parsed documents :meth:`peek` answers from, shared (never mutate them),
+        None for a file that is absent; None where peek() would be None. The same
+        objects as an earlier call (``is``) mean the same files: what was derived from
+        them still holds."""
+        if not self._home_checked:
+            return None
+        docs: list[dict[str, Any] | None] = []
+        for name in _FILES:
             try:
                 st = os.stat(self.home / name)
             except FileNotFoundError:
-                continue  # absent: the empty document, as read() has it
+                docs.append(None)
+                continue
             except OSError:
                 return None
             doc = self._cache.get(name, st) if stat.S_ISREG(st.st_mode) else None
             if doc is None:
                 return None
-            setattr(data, attr, clone(doc))
-        return data
+            docs.append(doc)
+        return tuple(docs)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreData]:
@@ -132,7 +147,7 @@ class Store:
             for i in changed:
                 path = self.home / _FILES[i]
                 # Kept for the next read: the caller may go on mutating ``data``.
-                doc = clone(docs[i])
+                doc = clone_doc(_FILES[i], docs[i])
                 self._cache.forget(_FILES[i])
                 try:
                     st = write_json_atomic(path, doc)
@@ -187,7 +202,7 @@ class Store:
                 continue
             if doc is not None:
                 before[-1] = doc
-                setattr(data, attr, clone(doc))
+                setattr(data, attr, clone_doc(name, doc))
         return data, unreadable, before
 
     def _read_settled(self, name: str, path: Path, first: CorruptFile) -> dict[str, Any] | None:

@@ -23,7 +23,9 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["RACY_SECONDS", "DocCache", "clone"]
+from sidecar.paths import POOL_FILE
+
+__all__ = ["RACY_SECONDS", "DocCache", "clone", "clone_doc"]
 
 RACY_SECONDS = 0.1  # far longer than any filesystem's timestamp tick
 
@@ -42,6 +44,25 @@ def clone(value: Any) -> Any:
     if kind is list:
         return [clone(v) for v in value]
     return value
+
+
+def clone_doc(name: str, doc: Any) -> Any:
+    """A copy of the store's document ``name`` that its caller may change.
+
+    The pool's entries are shared, not copied: nothing edits an entry in place (a
+    changed credential replaces its entry, see :mod:`sidecar.store._data`), and at
+    1,000 keys copying them cost more than everything else a read does. The lists and
+    maps that hold them are copied, so adding, removing or replacing entries is safe.
+    """
+    if name != POOL_FILE or type(doc) is not dict:
+        return clone(doc)
+    copied: dict[str, Any] = {}
+    for k, v in doc.items():
+        if k == "pools" and type(v) is dict:
+            copied[k] = {p: list(e) if type(e) is list else clone(e) for p, e in v.items()}
+        else:
+            copied[k] = clone(v)
+    return copied
 
 
 class DocCache:

@@ -6,6 +6,9 @@
 
 Records are those of :meth:`Credential.to_record`. A record that cannot be
 parsed is skipped and reported in ``problems``, never dropped from the file.
+
+A pool entry is replaced, never edited in place: copies of the pool document share
+their entries (:func:`sidecar.store._cache.clone_doc`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,16 @@ def _pool_credential(provider: str, id: str, entry: dict[str, Any]) -> Credentia
             _PARSED.clear()
         _PARSED[key] = cred
     return cred
+
+
+# The last pool parsed per provider: (its entries, their credentials, the problems
+# found), so that reading an unchanged pool of 1,000 keys, several times per request,
+# is a comparison of identities rather than 1,000 lookups of _PARSED.
+_POOLS: dict[str, tuple[list[Any], tuple[Credential, ...], tuple[str, ...]]] = {}
+
+
+def _same_entries(kept: list[Any], entries: list[Any]) -> bool:
+    return len(kept) == len(entries) and all(a is b for a, b in zip(kept, entries, strict=True))
 
 
 @attrs.define
@@ -132,15 +145,26 @@ class StoreData:
         return entries
 
     def pool(self, provider: str) -> list[Credential]:
+        entries = self._pool_list(provider)
+        kept = _POOLS.get(provider)
+        if kept is not None and _same_entries(kept[0], entries):
+            # The same entry objects (copies of the pool document share them, and
+            # nothing edits one in place): the same credentials and the same problems.
+            self.problems.extend(kept[2])
+            return list(kept[1])
         found = []
-        for entry in self._pool_list(provider):
+        problems = []
+        for entry in entries:
             try:
                 id = entry["id"]
                 if not isinstance(id, str):
                     raise TypeError(f"an entry's id is {type(id).__name__}, not a string")
                 found.append(_pool_credential(provider, id, entry))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                self.problems.append(f"pool.json: skipped a {provider} entry: {exc}")
+                problems.append(f"pool.json: skipped a {provider} entry: {exc}")
+        self.problems.extend(problems)
+        # The entries are kept too: their identity is what a later call compares.
+        _POOLS[provider] = (list(entries), tuple(found), tuple(problems))
         return found
 
     def add_to_pool(self, cred: Credential) -> tuple[Credential, bool]:
