@@ -10,6 +10,7 @@ transaction on the store (or a lock-free read), applying the pure rules of
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import attrs
@@ -23,7 +24,7 @@ from sidecar.rotation.poolbase import TeamUsage, load_state, save_state
 from sidecar.rotation.poolwrites import PoolWrites
 from sidecar.rotation.rules import Action, Choice
 from sidecar.rotation.state import RotationState, Usage
-from sidecar.rotation.status import ProviderStatus, StatusKind, provider_status
+from sidecar.rotation.status import ProviderStatus, StatusKind, changes_at, provider_status
 from sidecar.store import StoreData
 
 __all__ = ["KeyPool"]
@@ -31,9 +32,51 @@ __all__ = ["KeyPool"]
 USAGE_SAVE_INTERVAL = 5.0  # seconds between writes of plain usage counts
 
 
+@attrs.frozen
+class _KeptStatus:
+    status: ProviderStatus
+    docs: tuple[object, ...]  # the store's parsed documents it was derived from
+    key: object  # what else it depends on: unsaved windows, the team link, bad settings
+    until: float  # when time alone may change it
+
+
 class KeyPool(PoolWrites):
     def status(self, provider: str, data: StoreData | None = None) -> ProviderStatus:
-        data = data or self.store.read()
+        """``provider``'s status; without ``data``, the one derived last while the store's
+        files, this process's unsaved windows and the team link are as they were then and
+        no cooldown, window or expiry has run out since (see status.changes_at).
+
+        Every handler, the status feed after each file change and every failover ask
+        for it: at 1,000 keys deriving it took milliseconds each time.
+        """
+        if data is not None:
+            return self._derive_status(provider, data)[0]
+        docs = self.store.held()
+        link = self.team.link if self.team is not None else None
+        key = (dict(self._windows), tuple(self._unsaved), link, self.problems)
+        if self.team_usage is not None:  # the team's counts change with no file written
+            docs = None
+        kept = self._statuses.get(provider)
+        now = self.clock()
+        if (
+            docs is not None
+            and kept is not None
+            and now < kept.until
+            and kept.key == key
+            and _same(kept.docs, docs)
+        ):
+            return kept.status
+        status, until = self._derive_status(provider, self.store.read())
+        if docs is not None and _same(self.store.held(), docs):  # unchanged while derived
+            self._statuses[provider] = _KeptStatus(status, docs, key, until)
+        return status
+
+    @functools.cached_property
+    def _statuses(self) -> dict[str, _KeptStatus]:
+        return {}
+
+    def _derive_status(self, provider: str, data: StoreData) -> tuple[ProviderStatus, float]:
+        """The status, and until when it holds (see status.changes_at)."""
         st = load_state(data, provider)
         for (_, scope), (cred, windows) in self._windows.items():
             # This process's latest windows and counts, not yet written: its status shows them.
@@ -42,25 +85,26 @@ class KeyPool(PoolWrites):
         for cred, when in self._unsaved:
             if cred.provider == provider:
                 rules.record_usage(st, cred, when)
+        now = self.clock()
         creds = self.credentials(provider, data)
-        status = provider_status(provider, creds, st, self.clock())
+        status = provider_status(provider, creds, st, now)
+        until = changes_at(creds, st, now)
         if self.team_usage is not None:
             status = _team_usage(status, creds, self.team_usage)
         if self.problems:
             said = "; ".join(p.message for p in self.problems)
             message = f"{said}; {status.message}" if status.message else said
-            return attrs.evolve(status, kind=StatusKind.ERROR, message=message)
+            return attrs.evolve(status, kind=StatusKind.ERROR, message=message), until
         if self.team is not None and self.team.link == "offline":
             said = "team state offline: serving on this machine's state"
             message = f"{said}; {status.message}" if status.message else said
             kind = StatusKind.WARNING if status.kind is StatusKind.NORMAL else status.kind
-            return attrs.evolve(status, kind=kind, message=message)
-        return status
+            return attrs.evolve(status, kind=kind, message=message), until
+        return status, until
 
     def status_all(self, providers: Iterable[str] | None = None) -> list[ProviderStatus]:
-        data = self.store.read()
-        names = list(providers) if providers is not None else self.providers(data)
-        return [self.status(p, data) for p in names]
+        names = list(providers) if providers is not None else self.providers()
+        return [self.status(p) for p in names]
 
     # -- rotation ---------------------------------------------------------------
 
@@ -226,6 +270,17 @@ def _team_usage(status: ProviderStatus, creds: list[Credential], team: TeamUsage
             c = attrs.evolve(c, usage=usage, counted="team")
         shown.append(c)
     return attrs.evolve(status, credentials=tuple(shown))
+
+
+def _same(a: tuple[object, ...] | None, b: tuple[object, ...] | None) -> bool:
+    """The same parsed documents: compared by identity, as comparing them would cost
+    what the cache saves."""
+    return (
+        a is not None
+        and b is not None
+        and len(a) == len(b)
+        and all(x is y for x, y in zip(a, b, strict=True))
+    )
 
 
 def _headroom_turns(

@@ -10,6 +10,7 @@ reset) and per-model cooldowns go with it for the tooltips.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Literal
 
 import attrs
@@ -31,6 +32,7 @@ __all__ = [
     "ModelCooldown",
     "ProviderStatus",
     "StatusKind",
+    "changes_at",
     "credential_state",
     "provider_status",
 ]
@@ -106,6 +108,8 @@ def credential_state(cred: Credential, st: RotationState | None, now: float) -> 
     """One credential's state; ``st`` None for one outside any pool (a login just saved)."""
     st = st if st is not None else RotationState()
     key = cred.state_key  # a hash of the secret: computed once here
+    if cred.expires_at is None and not _has_entries(st, key):
+        return _untouched(cred)
     rejected = st.rejected.get(key)
     refused = st.refused.get(key)
     cooldown = st.cooldowns.get(key)
@@ -152,6 +156,33 @@ def credential_state(cred: Credential, st: RotationState | None, now: float) -> 
             if c.until > now
         ),
         usage=st.usage.get(key),
+    )
+
+
+def _has_entries(st: RotationState, key: str) -> bool:
+    """Whether the state says anything of the credential with state key ``key``."""
+    return (
+        key in st.rejected
+        or key in st.refused
+        or key in st.cooldowns
+        or key in st.model_cooldowns
+        or key in st.headroom
+        or key in st.headroom_raw
+        or key in st.usage
+    )
+
+
+@functools.lru_cache(maxsize=20_000)  # pools larger than this derive each time
+def _untouched(cred: Credential) -> CredentialStatus:
+    """The state of a credential that never expires and that the state says nothing of:
+    the same at any time, so derived once (most of a large pool, most of the time)."""
+    return CredentialStatus(
+        id=cred.id,
+        kind=cred.kind,
+        source=cred.source,
+        fingerprint=cred.fingerprint,
+        state="ok",
+        label=cred.label,
     )
 
 
@@ -259,6 +290,21 @@ def provider_status(
         note = f"{which} refused for this use; {SCOPE_ADVICE}"
         message = f"{message}; {note}" if message else note
     return ProviderStatus(provider, kind, text, index + 1, size, rotated, statuses, message)
+
+
+def changes_at(creds: list[Credential], st: RotationState, now: float) -> float:
+    """The earliest time after ``now`` at which :func:`provider_status` of the same
+    credentials and state may say something else (inf: never): a cooldown, a model's
+    cooldown or a window ending, a credential expiring or entering its last day, the
+    hours of "expires in 5h" ticking. Until then a status derived at ``now`` holds."""
+    times = [c.until for c in st.cooldowns.values()]
+    times += [c.until for models in st.model_cooldowns.values() for c in models.values()]
+    times += [w.reset_at for k in st.headroom_keys() for w in st.windows(k) if w.reset_at]
+    for cred in creds:
+        if cred.expires_at is not None:
+            left = cred.expires_at - now
+            times += [cred.expires_at, cred.expires_at - EXPIRING_WITHIN, now + (left % 3600)]
+    return min((t for t in times if t > now), default=float("inf"))
 
 
 def _whole_rest(s: CredentialStatus) -> bool:
