@@ -19,8 +19,9 @@ import asyncio
 import collections
 import json
 import re
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "MAX_HEADER_LINE",
@@ -29,6 +30,7 @@ __all__ = [
     "UNREADABLE",
     "FramedReader",
     "FramedStdin",
+    "frame",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # no editor sends a request anywhere near this
@@ -36,6 +38,15 @@ MAX_HEADER_LINE = 64 * 1024
 # Keys of the stand-in bodies (JSON objects no client has a reason to send).
 OVERSIZE = "sidecar.oversize"  # {OVERSIZE: declared length}: answered -32600
 UNREADABLE = "sidecar.unreadable"  # {UNREADABLE: reason}: answered -32700
+
+
+def frame(message: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """One LSP frame of ``message``, as the server writes it: a ``Content-Length``
+    header and a compact, ASCII-escaped JSON body (so its length in characters is its
+    length in bytes). ``default`` turns what JSON has no form for into what it has."""
+    body = json.dumps(message, separators=(",", ":"), default=default)
+    return f"Content-Length: {len(body)}\r\n\r\n{body}"
+
 
 # RFC 7230 field names; the value is whatever follows the colon, trimmed.
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*:[ \t]*(.*?)[ \t]*")

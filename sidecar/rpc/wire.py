@@ -10,7 +10,6 @@ in one network chunk becomes one notification; and a batch is written with one
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from sidecar.providers._types import (
     UsageDelta,
 )
 from sidecar.rpc import stdio
+from sidecar.rpc.framing import frame
 
 __all__ = [
     "WireSink",
@@ -116,18 +116,11 @@ _MERGEABLE = {
 
 
 def delta_frames(deltas: list[WireDelta]) -> bytes:
-    """One LSP frame per ``sidecar/streamDelta``, each body one ``json.dumps``.
-
-    ASCII-escaped, so a body's length in characters is its length in bytes.
-    """
-    frames = []
-    for delta in deltas:
-        body = json.dumps(
-            {"jsonrpc": "2.0", "method": "sidecar/streamDelta", "params": delta},
-            separators=(",", ":"),
-        )
-        frames.append(f"Content-Length: {len(body)}\r\n\r\n{body}")
-    return "".join(frames).encode("ascii")
+    """One LSP frame per ``sidecar/streamDelta``, each body one ``json.dumps``."""
+    return "".join(
+        frame({"jsonrpc": "2.0", "method": "sidecar/streamDelta", "params": delta})
+        for delta in deltas
+    ).encode("ascii")
 
 
 def sender(protocol: Any) -> Callable[[list[WireDelta]], None]:
