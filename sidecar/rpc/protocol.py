@@ -9,7 +9,9 @@ fields are left out. See docs/protocol.md for every method with examples.
 from __future__ import annotations
 
 import enum
+import functools
 import time
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import attrs
@@ -337,6 +339,10 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+# A pool's credentials mostly keep their state from one status to the next (status.py
+# hands out the same CredentialStatus for an untouched one): their wire form is made
+# once, not for each of 1,000 keys in every reply.
+@functools.lru_cache(maxsize=20_000)
 def credential_info(c: CredentialStatus) -> CredentialInfo:
     return CredentialInfo(
         id=c.id,
@@ -458,7 +464,25 @@ def _make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook_factory(attrs.has, structure_factory)
     conv.register_unstructure_hook_factory(attrs.has, unstructure_factory)
+    conv.register_unstructure_hook(CredentialInfo, _kept(unstructure_factory(CredentialInfo)))
     return conv
+
+
+def _kept(unstructure: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """``unstructure``, made once per object (credential_info hands out the same ones):
+    the dict is shared, and only ever dumped."""
+    made: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    def once(obj: Any) -> dict[str, Any]:
+        kept = made.get(id(obj))
+        if kept is not None and kept[0] is obj:
+            return kept[1]
+        if len(made) >= 20_000:
+            made.clear()
+        wire = made[id(obj)] = (obj, unstructure(obj))  # obj kept: its id stays its own
+        return wire[1]
+
+    return once
 
 
 converter = _make_converter()
