@@ -173,7 +173,7 @@ class Engine:
                 raise failed.failure from None
 
         cred, end = await failover.run(attempt)  # raises when it gives up
-        failover.succeeded(cred, end.windows)
+        await failover.succeeded(cred, end.windows)
         message = end.message
         outcome = StreamOutcome(
             model=request.model,
@@ -268,7 +268,8 @@ class Engine:
                 )
                 watch.event(fallback)
                 continue
-            if outcome.cost.known:
+            if outcome.cost.known and outcome.provider in self.routing.budgets():
+                # Only a budgeted provider's spend is written: no thread hop otherwise.
                 await asyncio.to_thread(
                     self.routing.record_spend, outcome.provider, outcome.cost.total
                 )

@@ -146,7 +146,7 @@ async def _with_failover(
         on_status=on_status,
     )
     cred, ids = await failover.run(lambda cred: _fetch(engine.client, upstream, cred))
-    failover.succeeded(cred)
+    await failover.succeeded(cred)
     return ids
 
 

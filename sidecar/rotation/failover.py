@@ -94,9 +94,17 @@ class Failover:
             except UpstreamFailure as exc:
                 await self.after_failure(cred, exc)  # raises when it gives up
 
-    def succeeded(self, cred: Credential, windows: Iterable[Window] = ()) -> None:
+    async def succeeded(self, cred: Credential, windows: Iterable[Window] = ()) -> None:
         """Record that ``cred`` answered (with the rate-limit windows it reported)."""
-        self.keypool.report_success(cred, model=self.model, windows=windows)
+        windows = tuple(windows)
+        # Kept in memory on the loop; a visible change is a store transaction, which may
+        # wait for another process's lock: in a thread, as acquire's.
+        if self.keypool.success_writes(cred, model=self.model, windows=windows):
+            await asyncio.to_thread(
+                self.keypool.report_success, cred, model=self.model, windows=windows
+            )
+        else:
+            self.keypool.report_success(cred, model=self.model, windows=windows)
         self.on_status(self.provider)
 
     # -- choosing ------------------------------------------------------------------

@@ -193,17 +193,7 @@ class KeyPool(PoolWrites):
         scope = self.scope(cred.provider, model)
         windows = tuple(windows)
         self._count(cred, requests=1)
-        data = self.store.peek()  # after every answer: from memory when nothing changed
-        st = load_state(data if data is not None else self.store.read(), cred.provider)
-        key = cred.state_key
-        visible_change = (
-            st.rotated
-            or st.current != key
-            or key in st.cooldowns
-            or (key in st.model_cooldowns and (scope is None or scope in st.model_cooldowns[key]))
-            or _headroom_turns(st, cred, windows, scope, now)
-        )
-        if visible_change:
+        if self._success_shows(cred, scope, windows, now):
             with self._state_of(cred.provider) as (data, st):
                 self._write_unsaved_usage(data, (cred.provider, st))  # older news first
                 rules.record_success(st, cred, now, scope)
@@ -211,9 +201,36 @@ class KeyPool(PoolWrites):
         else:
             self._unsaved.append((cred, now))
             if windows:
-                self._windows[(key, scope)] = (cred, windows)
+                self._windows[(cred.state_key, scope)] = (cred, windows)
             if now - self._saved_at >= USAGE_SAVE_INTERVAL:
                 self.save_usage()
+
+    def success_writes(
+        self, cred: Credential, *, model: str | None = None, windows: Iterable[Window] = ()
+    ) -> bool:
+        """Whether :meth:`report_success` of the same would write the store at once (a
+        visible change), so that an event loop calls it in a thread; otherwise it only
+        keeps the news in memory, and may be called on the loop. Answered from the
+        parsed store when no file changed (no disk read)."""
+        scope = self.scope(cred.provider, model)
+        now = self.clock()
+        # Or the counts kept in memory are due to be written with it.
+        due = now - self._saved_at >= USAGE_SAVE_INTERVAL
+        return due or self._success_shows(cred, scope, tuple(windows), now)
+
+    def _success_shows(
+        self, cred: Credential, scope: str | None, windows: tuple[Window, ...], now: float
+    ) -> bool:
+        data = self.store.peek()  # after every answer: from memory when nothing changed
+        st = load_state(data if data is not None else self.store.read(), cred.provider)
+        key = cred.state_key
+        return (
+            st.rotated
+            or st.current != key
+            or key in st.cooldowns
+            or (key in st.model_cooldowns and (scope is None or scope in st.model_cooldowns[key]))
+            or _headroom_turns(st, cred, windows, scope, now)
+        )
 
     def save_usage(self) -> None:
         """Write the usage counts and headroom kept in memory (also called at shutdown)."""
@@ -237,16 +254,18 @@ class KeyPool(PoolWrites):
                 st = states[provider] = load_state(data, provider)
             return st
 
-        for cred, when in self._unsaved:
+        # Taken at once: report_success may run in a thread (a visible change) while the
+        # loop keeps adding news of other streams, which must wait for the next write.
+        unsaved, self._unsaved = self._unsaved, []
+        windows, self._windows = self._windows, {}
+        for cred, when in unsaved:
             rules.record_usage(state_of(cred.provider), cred, when)
-        for (_, scope), (cred, windows) in self._windows.items():
-            rules.record_headroom(state_of(cred.provider), cred, windows, scope)
+        for (_, scope), (cred, reported) in windows.items():
+            rules.record_headroom(state_of(cred.provider), cred, reported, scope)
         for provider, st in states.items():
             if held is None or provider != held[0]:
                 save_state(data, provider, st)
                 self._share(data, provider, before.get(provider))
-        self._unsaved = []
-        self._windows = {}
         self._saved_at = self.clock()
 
     def reset(self, provider: str) -> None:

@@ -9,6 +9,7 @@ pool, the engine and the login manager, not here.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -94,10 +95,12 @@ async def key_add(server: SidecarServer, params: p.KeyAddParams) -> p.KeyAddResu
     from sidecar.rpc import protocol
 
     provider = _provider(params.provider)
+    # A store transaction (the lock may be held by another process): off the loop, so
+    # streams and other requests go on meanwhile.
     if params.key is not None:
-        cred, added = server.keypool.add_key(provider, params.key)
+        cred, added = await asyncio.to_thread(server.keypool.add_key, provider, params.key)
     else:
-        cred, added = server.keypool.add_login(provider)
+        cred, added = await asyncio.to_thread(server.keypool.add_login, provider)
     status = server.feed.publish(provider, force=True)
     info = next(c for c in status.credentials if c.id == cred.id)
     return protocol.KeyAddResult(
@@ -122,7 +125,9 @@ async def key_remove(server: SidecarServer, params: p.KeyRemoveParams) -> p.KeyR
     if (params.fingerprint is None) == (params.index is None):
         raise InvalidParams("fingerprint", "give exactly one of fingerprint or index")
     before = {c.id: c for c in server.keypool.status(provider).credentials}
-    removed = server.keypool.remove(provider, fingerprint=params.fingerprint, index=params.index)
+    removed = await asyncio.to_thread(
+        server.keypool.remove, provider, fingerprint=params.fingerprint, index=params.index
+    )  # a store transaction: off the loop (see key_add)
     status = server.feed.publish(provider, force=True)
     return protocol.KeyRemoveResult(
         protocol.credential_info(before[removed.id]), protocol.provider_state(status)
@@ -134,7 +139,7 @@ async def key_reset(server: SidecarServer, params: p.KeyResetParams) -> p.Provid
     from sidecar.rpc import protocol
 
     provider = _provider(params.provider)
-    server.keypool.reset(provider)
+    await asyncio.to_thread(server.keypool.reset, provider)  # see key_add
     return protocol.provider_state(server.feed.publish(provider, force=True))
 
 

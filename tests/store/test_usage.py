@@ -46,3 +46,25 @@ def test_a_success_after_a_rotation_is_written_at_once_with_pending_counts(
     assert st["usage"][first.state_key]["requests"] == 2
     keypool.save_usage()  # nothing pending: no change
     assert state(home) == st
+
+
+def test_success_writes_says_when_report_success_will_write(
+    home: Path, make_key: Callable[..., str]
+) -> None:
+    """The engine runs report_success in a thread exactly when it writes the store."""
+    now = [1000.0]
+    keypool = KeyPool(Store(home), environ={}, clock=lambda: now[0])
+    cred, _ = keypool.add_key("anthropic", make_key())
+
+    def writes() -> bool:
+        said = keypool.success_writes(cred)
+        path = home / "state.json"
+        before = path.stat().st_ino if path.exists() else 0
+        keypool.report_success(cred)
+        assert said == (path.stat().st_ino != before)  # every write renames a new file in
+        return said
+
+    assert writes()  # the first success makes it current
+    assert [writes() for _ in range(3)] == [False] * 3  # counted in memory
+    now[0] += 10
+    assert writes()  # the counts are due
