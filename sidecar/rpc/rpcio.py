@@ -45,6 +45,7 @@ __all__ = [
     "raw_params_converter",
 ]
 
+_pygls_log = logging.getLogger("pygls.protocol.json_rpc")
 log = logging.getLogger(__name__)
 
 BoundedStdin = FramedStdin  # its former name (the bench prototypes use it)
@@ -243,7 +244,10 @@ class SidecarProtocol(LanguageServerProtocol):
             writer = self.writer
             if writer is not None:
                 message = {"jsonrpc": "2.0", "id": msg_id, "result": result}
-                writer.write(frame(message, self._serialize_message).encode("ascii"))
+                data = frame(message, self._serialize_message)
+                if _pygls_log.isEnabledFor(logging.INFO):  # as pygls logs what it sends
+                    _pygls_log.info("Sending data: %s", data.partition("\r\n\r\n")[2])
+                writer.write(data.encode("ascii"))
             return
         super()._send_response(msg_id, result, error)
 
