@@ -23,6 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, BinaryIO
 
+from sidecar.rpc.stdio import InputMeter
+
 __all__ = [
     "MAX_HEADER_LINE",
     "MAX_MESSAGE_BYTES",
@@ -89,6 +91,20 @@ class FramedStdin:
 
     def close(self) -> None:
         self._raw.close()
+
+    @property
+    def raw(self) -> BinaryIO:
+        return self._raw
+
+    def pending(self) -> bool:
+        """Whether parsing is between messages' usual states: a stand-in body, bytes of
+        an oversized body to skip, garbage being skipped or a length carried over."""
+        return (
+            self._stand_in is not None
+            or self._skip > 0
+            or self._garbage
+            or self._carried is not None
+        )
 
     def line_ready(self) -> bool:
         """Whether :meth:`readline` returns without reading input (a header is queued)."""
@@ -183,10 +199,22 @@ class FramedReader:
         self._executor = executor
 
     async def readline(self) -> bytes:
-        if self._stdin.line_ready():
+        if self._stdin.line_ready() or await self._received():
             return self._stdin.readline()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._stdin.readline)
+
+    async def _received(self) -> bool:
+        """Whether a whole message is buffered, waited for on the loop when the input
+        can be watched there (:meth:`sidecar.rpc.stdio.InputMeter.receive`): then no
+        thread is involved at all. A message that arrives in pieces, or in an unusual
+        framing, is read in the thread as before."""
+        meter = self._stdin.raw
+        if not isinstance(meter, InputMeter) or self._stdin.pending():
+            return False
+        if not meter.whole_message() and (meter.buffered or not await meter.receive()):
+            return False
+        return meter.whole_message()
 
     async def readexactly(self, n: int) -> bytes:
         if self._stdin.body_ready(n):
