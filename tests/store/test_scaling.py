@@ -51,7 +51,7 @@ def counting(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int
 def test_an_unchanged_status_is_derived_once_and_every_change_is_seen(
     home: Path, make_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keypool = KeyPool(Store(home), environ={})
+    keypool = KeyPool(Store(home), env={})
     keypool.add_keys("anthropic", [make_key() for _ in range(3)])
     derived = counting(monkeypatch, keypool_module, "provider_status")
     for _ in range(5):
@@ -68,7 +68,7 @@ def test_a_kept_status_ends_when_the_cooldown_it_shows_does(
     home: Path, make_key: Callable[..., str]
 ) -> None:
     clock = Clock()
-    keypool = KeyPool(Store(home), environ={}, clock=clock)
+    keypool = KeyPool(Store(home), env={}, clock=clock)
     keypool.add_keys("anthropic", [make_key(), make_key()])
     cred = keypool.acquire("anthropic").credential
     failure = parse_failure(429, {"retry-after": "30"}, RATE_LIMITED, clock.now)
@@ -83,7 +83,7 @@ def test_an_unchanged_pool_is_not_parsed_again(
     home: Path, make_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store(home)
-    KeyPool(store, environ={}).add_keys("anthropic", [make_key() for _ in range(50)])
+    KeyPool(store, env={}).add_keys("anthropic", [make_key() for _ in range(50)])
     assert len(store.read().pool("anthropic")) == 50
     parsed = counting(monkeypatch, _data, "_pool_credential")
     for _ in range(3):

@@ -53,7 +53,7 @@ def test_success_writes_says_when_report_success_will_write(
 ) -> None:
     """The engine runs report_success in a thread exactly when it writes the store."""
     now = [1000.0]
-    keypool = KeyPool(Store(home), environ={}, clock=lambda: now[0])
+    keypool = KeyPool(Store(home), env={}, clock=lambda: now[0])
     cred, _ = keypool.add_key("anthropic", make_key())
 
     def writes() -> bool:
