@@ -9,7 +9,6 @@ pool, the engine and the login manager, not here.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -95,12 +94,10 @@ async def key_add(server: SidecarServer, params: p.KeyAddParams) -> p.KeyAddResu
     from sidecar.rpc import protocol
 
     provider = _provider(params.provider)
-    # A store transaction (the lock may be held by another process): off the loop, so
-    # streams and other requests go on meanwhile.
     if params.key is not None:
-        cred, added = await asyncio.to_thread(server.keypool.add_key, provider, params.key)
+        cred, added = server.keypool.add_key(provider, params.key)
     else:
-        cred, added = await asyncio.to_thread(server.keypool.add_login, provider)
+        cred, added = server.keypool.add_login(provider)
     status = server.feed.publish(provider, force=True)
     info = next(c for c in status.credentials if c.id == cred.id)
     return protocol.KeyAddResult(
@@ -125,9 +122,7 @@ async def key_remove(server: SidecarServer, params: p.KeyRemoveParams) -> p.KeyR
     if (params.fingerprint is None) == (params.index is None):
         raise InvalidParams("fingerprint", "give exactly one of fingerprint or index")
     before = {c.id: c for c in server.keypool.status(provider).credentials}
-    removed = await asyncio.to_thread(
-        server.keypool.remove, provider, fingerprint=params.fingerprint, index=params.index
-    )  # a store transaction: off the loop (see key_add)
+    removed = server.keypool.remove(provider, fingerprint=params.fingerprint, index=params.index)
     status = server.feed.publish(provider, force=True)
     return protocol.KeyRemoveResult(
         protocol.credential_info(before[removed.id]), protocol.provider_state(status)
@@ -139,7 +134,7 @@ async def key_reset(server: SidecarServer, params: p.KeyResetParams) -> p.Provid
     from sidecar.rpc import protocol
 
     provider = _provider(params.provider)
-    await asyncio.to_thread(server.keypool.reset, provider)  # see key_add
+    server.keypool.reset(provider)
     return protocol.provider_state(server.feed.publish(provider, force=True))
 
 

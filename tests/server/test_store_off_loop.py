@@ -70,35 +70,3 @@ async def test_a_lock_held_elsewhere_does_not_stall_other_requests(
         os.close(held)
     result = await stream
     assert answer_text(result) == "The answer is 42." and result["attempts"] == 2
-
-
-@pytest.mark.parametrize("method", ["sidecar/keyAdd", "sidecar/keyRemove", "sidecar/keyReset"])
-async def test_a_key_command_waiting_for_the_lock_does_not_stall_other_requests(
-    editor: SidecarClient, home: Path, make_key: Callable[..., str], method: str
-) -> None:
-    first = make_key()
-    await editor.request("sidecar/keyAdd", {"provider": "anthropic", "key": first})
-    params = {
-        "sidecar/keyAdd": {"provider": "anthropic", "key": make_key()},
-        "sidecar/keyRemove": {"provider": "anthropic", "index": 1},
-        "sidecar/keyReset": {"provider": "anthropic"},
-    }[method]
-    lock_file = home / ".lock"
-    held = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(held, fcntl.LOCK_EX)
-    try:
-        command = asyncio.ensure_future(editor.request(method, params))
-        async with asyncio.timeout(10):  # only against a hang
-            while lock_waiters(lock_file) == 0:
-                await asyncio.sleep(0.01)
-        status = await asyncio.wait_for(
-            editor.request("sidecar/status", {"provider": "anthropic"}), 5
-        )
-        assert len(status["providers"][0]["credentials"]) == 1  # as before the command
-        assert not command.done()  # still waiting: the lock is held
-    finally:
-        os.close(held)
-    await command
-    status = await editor.request("sidecar/status", {"provider": "anthropic"})
-    after = {"sidecar/keyAdd": 2, "sidecar/keyRemove": 0, "sidecar/keyReset": 1}[method]
-    assert len(status["providers"][0]["credentials"]) == after
