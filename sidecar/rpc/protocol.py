@@ -9,7 +9,6 @@ fields are left out. See docs/protocol.md for every method with examples.
 from __future__ import annotations
 
 import enum
-import functools
 import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
@@ -341,9 +340,23 @@ def _iso(ts: float | None) -> str | None:
 
 # A pool's credentials mostly keep their state from one status to the next (status.py
 # hands out the same CredentialStatus for an untouched one): their wire form is made
-# once, not for each of 1,000 keys in every reply.
-@functools.lru_cache(maxsize=20_000)
+# once per object (kept by identity: a status holds unhashable parts), not for each of
+# 1,000 keys in every reply.
+_INFOS: dict[int, tuple[CredentialStatus, CredentialInfo]] = {}
+
+
 def credential_info(c: CredentialStatus) -> CredentialInfo:
+    kept = _INFOS.get(id(c))
+    if kept is not None and kept[0] is c:
+        return kept[1]
+    if len(_INFOS) >= 20_000:
+        _INFOS.clear()
+    info = _credential_info(c)
+    _INFOS[id(c)] = (c, info)  # c kept: its id stays its own
+    return info
+
+
+def _credential_info(c: CredentialStatus) -> CredentialInfo:
     return CredentialInfo(
         id=c.id,
         kind=c.kind,
