@@ -485,9 +485,10 @@ class FakeServer:
         state = self.state
 
         if reply.plain and not state.timestamps:
-            # The fast path: one buffer, one write.
-            writer.write(head + chunked_body(events))
+            # The fast path: one buffer, one write. Recorded first: a client may read
+            # the whole answer and look at the record before this task runs again.
             state.finish(record, "reply", 200)
+            writer.write(head + chunked_body(events))
             await writer.drain()
             progress.events = len(events)
             state.record_event("completed", record.no, len(events))
@@ -524,8 +525,8 @@ class FakeServer:
 
         if stall_at == 0:
             await asyncio.sleep(reply.stall)  # before the status line: nothing at all
+        state.finish(record, "reply", 200)  # before the first byte, as for every answer
         writer.write(head)
-        state.finish(record, "reply", 200)
         for index, event in enumerate(events):
             if index == stall_at and index > 0:
                 await put(splitter.flush())
