@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,8 +51,11 @@ class Judged:
     mismatches: int = 0  # replayed decisions that differ from the fake's (should be 0)
 
 
-def retry_moment(exc: BaseException, at: float) -> float | None:
-    """The moment (``perf_counter`` seconds) ``exc`` told its user to retry, or None.
+def retry_moment(
+    exc: BaseException, at: float, wall: Callable[[], float] = time.time
+) -> float | None:
+    """The moment (``perf_counter`` seconds) ``exc`` told its user to retry, or None;
+    ``at`` is when it arrived, ``wall`` the clock an RFC 3339 instant is read against.
 
     The sidecar's JSON-RPC error names an instant (``data.retryAt``, RFC 3339); an HTTP
     answer (the gateway's, the SDK's, LiteLLM's) names seconds from its arrival
@@ -62,7 +65,7 @@ def retry_moment(exc: BaseException, at: float) -> float | None:
     data = getattr(exc, "data", None)
     if isinstance(data, dict) and isinstance(data.get("retryAt"), str):
         epoch = datetime.fromisoformat(data["retryAt"].replace("Z", "+00:00")).timestamp()
-        return at + (epoch - time.time())
+        return at + (epoch - wall())
     seconds = getattr(exc, "retry_after", None)  # bench.goodput_contenders.GatewayError
     if seconds is None:
         # LiteLLM's Router, every deployment cooling down: "Try again in N seconds".

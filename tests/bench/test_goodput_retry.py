@@ -76,9 +76,9 @@ def test_retry_moments_of_each_kind_of_error() -> None:
     assert retry_moment(_HttpError({"retry-after": "3"}), 100.0) == 103.0
     assert retry_moment(_HttpError({}), 100.0) is None
     assert retry_moment(ValueError("no retry time"), 100.0) is None
-    in_five = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 5))
-    moment = retry_moment(_RpcError({"retryAt": in_five}), 100.0)
-    assert moment is not None and 103.9 < moment <= 105.0
+    now = 1_800_000_000.0  # the wall clock when the error arrived, fixed: no clock read
+    in_five = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 5))
+    assert retry_moment(_RpcError({"retryAt": in_five}), 100.0, wall=lambda: now) == 105.0
 
 
 class _NoDeployments(ValueError):
