@@ -227,16 +227,7 @@ async def _propagation(fake: FakeHost, sizes: Sizes, section: Section) -> None:
             _, watcher = await enter_all(
                 stack, [SidecarProcess(fake.url, (), home=home) for _ in range(2)]
             )
-            seen: list[tuple[int, Any]] = []
-            assert watcher.proc is not None
-            original = watcher.proc.on_notification
-
-            def spy(method: str, params: Any, now: int) -> None:
-                if method == "sidecar/didChangeStatus":
-                    seen.append((now, params))
-                original(method, params, now)
-
-            watcher.proc.on_notification = spy
+            seen = watcher.record_statuses()
             await watcher.request("sidecar/status", {})  # its feed is running
             keypool = KeyPool(Store(home), env={})
             for _ in range(runs):

@@ -81,16 +81,7 @@ async def _propagation(fake: FakeHost, url: str, sizes: Sizes, section: Section)
             _, watcher = await enter_all(
                 stack, [TeamSidecar(fake.url, url, Path(tmp) / h) for h in ("a", "b")]
             )
-            seen: list[tuple[int, Any]] = []
-            assert watcher.proc is not None
-            original = watcher.proc.on_notification
-
-            def spy(method: str, params: Any, now: int) -> None:
-                if method == "sidecar/didChangeStatus":
-                    seen.append((now, params))
-                original(method, params, now)
-
-            watcher.proc.on_notification = spy
+            seen = watcher.record_statuses()
             home = Path(tmp) / "c"
             env = TeamSidecar(fake.url, url, home).env()
             settings = Settings.load(home, env)

@@ -214,6 +214,22 @@ class SidecarProcess:
         assert self.proc is not None
         return await self.proc.request(method, params)
 
+    def record_statuses(self) -> list[tuple[int, Any]]:
+        """From now on, every ``sidecar/didChangeStatus`` as (perf_counter_ns when read,
+        params), in the list returned."""
+        assert self.proc is not None
+        seen: list[tuple[int, Any]] = []
+        original = self.proc.on_notification
+
+        def spy(method: str, params: Any, now: int) -> None:
+            if method == "sidecar/didChangeStatus":
+                seen.append((now, params))
+            if original is not None:
+                original(method, params, now)
+
+        self.proc.on_notification = spy
+        return seen
+
 
 def sidecar_env(home: Path, fake_url: str, keys: tuple[str, ...]) -> dict[str, str]:
     """The environment of a sidecar that knows only the fake and the bench keys."""
